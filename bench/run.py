@@ -1,0 +1,162 @@
+"""ECL benchmarks: durable-step overhead and many concurrent workflows.
+
+    uv run python bench/run.py                   # embedded engine, default sizes
+    uv run python bench/run.py --concurrent 10000
+    uv run python bench/run.py --engine restate  # both engines side by side
+
+Prints figures; asserts nothing. Each run uses a fresh SQLite file in a temp folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.util
+import json
+import logging
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ecl.core import DurableContext, WorkflowResult, WorkflowState
+from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions
+from ecl.store.database import create_sync_engine, upgrade
+from ecl.store.models import Base
+
+
+class StepsOrchestrator:
+    """``steps`` sequential durable steps; each waits ``delay`` seconds (a fake LLM call)."""
+
+    def __init__(self, steps: int, delay: float) -> None:
+        self.steps = steps
+        self.delay = delay
+
+    async def run(
+        self, ctx: DurableContext, definition_id: str, input: dict[str, Any], *, recorder: Any
+    ) -> WorkflowResult:
+        delay = self.delay
+
+        async def step(i: int) -> int:
+            if delay:
+                await asyncio.sleep(delay)
+            return i
+
+        total = 0
+        for i in range(self.steps):
+            total += await ctx.run(f"step:s{i}", lambda i=i: step(i))
+        return WorkflowResult(
+            workflow_id=ctx.workflow_id,
+            definition_id=definition_id,
+            state=WorkflowState.COMPLETED,
+            outputs={"total": total},
+        )
+
+
+def _engine(url: str, orchestrator: StepsOrchestrator, synchronous: str) -> EmbeddedEngine:
+    return EmbeddedEngine(
+        create_sync_engine(url, sqlite_synchronous=synchronous),
+        dict(Base.metadata.tables),
+        orchestrator,
+        options=EmbeddedOptions(heartbeat_seconds=5.0),
+    )
+
+
+async def step_overhead(url: str, steps: int, workflows: int, synchronous: str) -> dict[str, Any]:
+    """Sequential workflows of no-op steps: ms per durable step (workflow creation included)."""
+    engine = await _engine(url, StepsOrchestrator(steps, 0.0), synchronous).start()
+    for _ in range(3):  # warm up
+        await engine.result(await engine.submit("bench", {}))
+    samples = []
+    start_all = time.perf_counter()
+    for _ in range(workflows):
+        t0 = time.perf_counter()
+        result = await engine.result(await engine.submit("bench", {}))
+        samples.append((time.perf_counter() - t0) * 1000 / steps)
+        assert result.outputs["total"] == sum(range(steps))
+    wall = time.perf_counter() - start_all
+    await engine.close()
+    return {
+        "steps_per_workflow": steps,
+        "workflows": workflows,
+        "ms_per_step_median": round(statistics.median(samples), 4),
+        "ms_per_step_mean": round(wall * 1000 / (steps * workflows), 4),
+    }
+
+
+async def concurrent(url: str, count: int, delay: float, synchronous: str) -> dict[str, Any]:
+    """``count`` concurrent 3-step workflows whose steps each wait ``delay`` s."""
+    engine = await _engine(url, StepsOrchestrator(3, delay), synchronous).start()
+    gc.collect()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    ids = await asyncio.gather(*(engine.submit("bench", {"n": i}) for i in range(count)))
+    results = await asyncio.gather(*(engine.result(wid) for wid in ids))
+    wall = time.perf_counter() - t0
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert all(r.state is WorkflowState.COMPLETED for r in results)
+    batches, items = engine.writer.batches, engine.writer.items
+    await engine.close()
+    ideal = 3 * delay
+    return {
+        "workflows": count,
+        "ideal_s": round(ideal, 3),
+        "wall_s": round(wall, 3),
+        "ratio_to_ideal": round(wall / ideal, 2) if ideal else None,
+        "max_rss_mb": round(max(rss_before, rss_after) / 1024, 1),
+        "commits": batches,
+        "writes_per_commit": round(items / max(batches, 1), 1),
+    }
+
+
+async def embedded(args: argparse.Namespace) -> dict[str, Any]:
+    figures: dict[str, Any] = {"engine": "embedded", "sqlite_synchronous": args.synchronous}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [
+            ("overhead_3_steps", 3, args.workflows),
+            ("overhead_100_steps", 100, max(5, args.workflows // 20)),
+        ]
+        for label, steps, workflows in runs:
+            url = f"sqlite:///{Path(tmp) / f'{label}.db'}"
+            upgrade(url)
+            figures[label] = await step_overhead(url, steps, workflows, args.synchronous)
+        for count in args.concurrent:
+            url = f"sqlite:///{Path(tmp) / f'concurrent_{count}.db'}"
+            upgrade(url)
+            figures[f"concurrent_{count}"] = await concurrent(url, count, args.delay, args.synchronous)
+    return figures
+
+
+def main() -> None:
+    """Parse arguments, run the benchmarks, print JSON figures."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", choices=["embedded", "restate", "both"], default="embedded")
+    parser.add_argument("--workflows", type=int, default=200, help="sequential workflows for the overhead runs")
+    parser.add_argument("--concurrent", type=int, nargs="*", default=[1000], help="concurrent workflow counts")
+    parser.add_argument("--delay", type=float, default=0.2, help="seconds each step waits on the fake LLM")
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
+    args = parser.parse_args()
+
+    results = []
+    if args.engine in ("embedded", "both", "restate"):
+        results.append(asyncio.run(embedded(args)))
+    if args.engine in ("restate", "both"):
+        path = Path(__file__).with_name("restate_bench.py")
+        spec = importlib.util.spec_from_file_location("restate_bench", path)
+        if spec is None or spec.loader is None:
+            sys.exit(f"bench: {path} is missing")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        results.append(module.run(args))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

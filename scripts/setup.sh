@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything ECL needs on a fresh machine: uv, the Python environment
+# (from uv.lock) and the pinned Restate server from npm into .tools/ (git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1 && [ ! -x "$HOME/.local/bin/uv" ]; then
+    echo "setup: uv not found, installing it from PyPI" >&2
+    python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+fi
+UV="$(command -v uv 2>/dev/null || echo "$HOME/.local/bin/uv")"
+
+"$UV" sync --frozen --quiet
+
+if [ -x scripts/install-restate.sh ]; then
+    scripts/install-restate.sh
+fi

@@ -1,0 +1,1 @@
+"""ECL: durable AI workflows."""

@@ -1,0 +1,1 @@
+"""ECL api layer."""

@@ -1,0 +1,126 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+On the embedded engine the app is also the worker: at start-up it recovers workflows whose
+owner is gone and keeps picking up submitted ones; at shutdown it stops taking work and
+leaves in-flight workflows resumable (their leases released), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import Depends, FastAPI, Request, Response
+
+from ecl.api.auth import ApiKeyAuth
+from ecl.api.errors import install_error_handlers
+from ecl.api.routes import definitions, health, workflows
+from ecl.api.services import Services
+from ecl.artifacts.local import LocalArtifactStore
+from ecl.config import Settings
+from ecl.core.errors import ConfigError
+from ecl.engines.factory import build_embedded_engine, build_orchestrator
+from ecl.store.database import check_schema, create_engine
+from ecl.store.repositories import (
+    ArtifactRepository,
+    LlmCallRepository,
+    StepExecutionRepository,
+    WorkflowRepository,
+)
+
+__all__ = ["create_app"]
+
+_log = structlog.get_logger("ecl.api")
+
+
+def _check_security(settings: Settings) -> None:
+    key = settings.api.api_key
+    if settings.environment == "production" and (key is None or not key.get_secret_value()):
+        raise ConfigError(
+            "api.api_key is required when environment = production (set ECL_API_KEY)",
+            key="api.api_key",
+            value=None,
+            source="environment",
+        )
+
+
+def create_app(settings: Settings, *, llm: str | None = None, worker: bool = True) -> FastAPI:
+    """Build the app; the engine starts with the app and stops with it."""
+    _check_security(settings)
+    runtime = build_orchestrator(settings, provider=llm)
+    engine = build_embedded_engine(settings, runtime)
+    db = create_engine(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        sqlite_synchronous=settings.database.sqlite_synchronous,
+    )
+    artifacts = ArtifactRepository(db)
+    svc = Services(
+        settings=settings,
+        engine=engine,
+        definitions=runtime.definitions,
+        workflows=WorkflowRepository(db),
+        steps=StepExecutionRepository(db),
+        llm_calls=LlmCallRepository(db),
+        artifacts=artifacts,
+        store=LocalArtifactStore(Path(settings.artifacts.path), artifacts, max_bytes=settings.artifacts.max_bytes),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        check_schema(settings.database.url)
+        await engine.start()
+        stop = asyncio.Event()
+        loop = asyncio.create_task(engine.run_worker(stop)) if worker else None
+        _log.info("ecl api started", worker=worker, engine=engine.name)
+        try:
+            yield
+        finally:
+            stop.set()
+            if loop is not None:
+                with contextlib.suppress(Exception):
+                    await loop
+            await engine.close()
+            await db.dispose()
+            _log.info("ecl api stopped; unfinished workflows are resumable")
+
+    auth = ApiKeyAuth(settings.api.api_key.get_secret_value() if settings.api.api_key else None)
+    app = FastAPI(
+        title="ECL",
+        version="0.1.0",
+        description="Durable AI workflows: submit, follow, signal and cancel workflows; "
+        "download what they produced. Errors: docs/api/errors.md.",
+        lifespan=lifespan,
+        dependencies=[Depends(auth)],
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    app.include_router(workflows.router)
+    app.include_router(definitions.router)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        parts = request.url.path.split("/")
+        workflow_id = parts[2] if len(parts) > 2 and parts[1] == "workflows" else None
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=request_id, workflow_id=workflow_id):
+            response = await call_next(request)
+            _log.info(
+                "request",
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        response.headers["x-request-id"] = request_id
+        return response
+
+    return app

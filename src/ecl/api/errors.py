@@ -1,0 +1,120 @@
+"""One error format for every API failure.
+
+``{"error": {"code": "WORKFLOW_NOT_FOUND", "message": "...", "details": {...}}}``
+
+| code | status | when |
+|---|---|---|
+| VALIDATION_ERROR | 400 | a bad body, query or path value (details.errors names every field) |
+| UNAUTHORIZED | 401 | missing or wrong X-API-Key |
+| WORKFLOW_NOT_FOUND, DEFINITION_NOT_FOUND, ARTIFACT_NOT_FOUND, NOT_FOUND | 404 | unknown id or path |
+| METHOD_NOT_ALLOWED | 405 | wrong method |
+| CONFLICT | 409 | same workflow id with a different body; signal to an ended workflow |
+| ILLEGAL_TRANSITION | 409 | a state change the state machine forbids |
+| PAYLOAD_TOO_LARGE | 413 | over the configured size |
+| DATABASE_ERROR, ENGINE_ERROR | 503 | a dependency is down |
+| INTERNAL_ERROR | 500 | anything else (no stack trace is ever returned) |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ecl.core.errors import (
+    ConflictError,
+    DatabaseError,
+    EclError,
+    EngineError,
+    IllegalTransitionError,
+    InputValidationError,
+    NotFoundError,
+    UserError,
+)
+
+__all__ = ["ApiError", "error_body", "install_error_handlers"]
+
+_log = structlog.get_logger("ecl.api")
+
+
+class ApiError(Exception):
+    """An error with an explicit status and code (auth, size limits)."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON body of an error."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _respond(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status)
+
+
+def _for_ecl(err: EclError) -> JSONResponse:
+    if isinstance(err, NotFoundError):
+        code = f"{err.kind.upper()}_NOT_FOUND" if err.kind else "NOT_FOUND"
+        return _respond(404, code, err.message, {"id": err.id})
+    if isinstance(err, InputValidationError):
+        return _respond(400, "VALIDATION_ERROR", err.message, {"errors": err.errors})
+    if isinstance(err, IllegalTransitionError):
+        return _respond(409, "ILLEGAL_TRANSITION", err.message, err.to_dict())
+    if isinstance(err, ConflictError):
+        return _respond(409, "CONFLICT", err.message, {"id": err.id})
+    if isinstance(err, UserError):
+        return _respond(400, err.code, err.message)
+    if isinstance(err, DatabaseError | EngineError):
+        return _respond(503, err.code, err.message)
+    _log.error("request failed", error=err.message, type=type(err).__name__)
+    return _respond(500, "INTERNAL_ERROR", "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure through the one format."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _respond(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(EclError)
+    async def ecl_error(_request: Request, exc: EclError) -> JSONResponse:
+        return _for_ecl(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "(body)",
+                "message": e.get("msg", ""),
+            }
+            for e in exc.errors()
+        ]
+        names = ", ".join(e["field"] for e in errors)
+        return _respond(400, "VALIDATION_ERROR", f"invalid request: {names}", {"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 413: "PAYLOAD_TOO_LARGE"}
+        message = exc.detail if isinstance(exc.detail, str) else "error"
+        return _respond(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), message)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        _log.error("database failure", error=type(exc).__name__)
+        return _respond(503, "DATABASE_ERROR", "the database is unavailable")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unhandled error", error=type(exc).__name__)
+        return _respond(500, "INTERNAL_ERROR", "internal error")

@@ -1,0 +1,144 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ecl.core.metadata import TokenUsage
+from ecl.core.state import WorkflowState
+
+__all__ = [
+    "ArtifactOut",
+    "DefinitionOut",
+    "Health",
+    "LlmCallOut",
+    "LlmCallsOut",
+    "SignalIn",
+    "StepOut",
+    "SubmitIn",
+    "WorkflowList",
+    "WorkflowOut",
+]
+
+
+class SubmitIn(BaseModel):
+    """``POST /workflows``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definition_id: str = Field(min_length=1, max_length=128, examples=["critique-revise"])
+    input: dict[str, Any] = Field(default_factory=dict, examples=[{"topic": "Benefits of Rust"}])
+    workflow_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        description="Idempotency key: the same id and body return the same workflow.",
+    )
+
+
+class SignalIn(BaseModel):
+    """``POST /workflows/{id}/signal``: resolve a durable promise (default: approval)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="approval", min_length=1, max_length=200)
+    decision: Literal["approve", "revise"] | None = None
+    feedback: str | None = Field(default=None, max_length=10_000)
+    payload: dict[str, Any] | None = Field(default=None, description="Raw payload (instead of decision)")
+
+
+class WorkflowOut(BaseModel):
+    """A workflow."""
+
+    id: str
+    definition_id: str
+    state: WorkflowState
+    input: Any
+    output: Any = None
+    error: Any = None
+    revision_count: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+
+
+class WorkflowList(BaseModel):
+    """A page of workflows."""
+
+    items: list[WorkflowOut]
+    next_cursor: str | None = None
+
+
+class StepOut(BaseModel):
+    """One step attempt."""
+
+    id: str
+    step_id: str
+    attempt: int
+    iteration: int
+    state: str
+    input: Any = None
+    output: Any = None
+    error: Any = None
+    started_at: datetime
+    completed_at: datetime | None = None
+    tokens_used: int | None = None
+
+
+class LlmCallOut(BaseModel):
+    """One LLM request."""
+
+    id: str
+    step_execution_id: str | None
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_creation_tokens: int
+    cache_read_tokens: int
+    latency_ms: float
+    outcome: str
+    error_kind: str | None
+    created_at: datetime
+
+
+class LlmCallsOut(BaseModel):
+    """A workflow's LLM calls and their totals."""
+
+    items: list[LlmCallOut]
+    calls: int
+    errors: int
+    tokens: TokenUsage
+    latency_ms: float
+
+
+class ArtifactOut(BaseModel):
+    """Artifact metadata."""
+
+    id: str
+    workflow_id: str
+    step_id: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str | None = None
+    created_at: datetime
+
+
+class DefinitionOut(BaseModel):
+    """A workflow definition."""
+
+    id: str
+    name: str
+    description: str
+    steps: list[dict[str, Any]]
+    transitions: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    """Health report."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,203 @@
+"""``/workflows``: submit, list, inspect, signal, cancel, follow, download artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
+
+from ecl.api.models import (
+    ArtifactOut,
+    LlmCallOut,
+    LlmCallsOut,
+    SignalIn,
+    StepOut,
+    SubmitIn,
+    WorkflowList,
+    WorkflowOut,
+)
+from ecl.api.services import Services, services
+from ecl.core.errors import ConflictError, InputValidationError, NotFoundError
+from ecl.core.state import parse_state
+from ecl.engines.embedded.engine import input_hash
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/workflows", tags=["workflows"])
+Svc = Annotated[Services, Depends(services)]
+WORKFLOW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+def _out(record: Any) -> WorkflowOut:
+    return WorkflowOut.model_validate(record.model_dump())
+
+
+@router.post("", status_code=201, responses={200: {"model": WorkflowOut}, 409: {}})
+async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
+    """Start a workflow. With ``workflow_id``, the same id and body return the existing workflow
+    (200); the same id with a different body is a 409."""
+    svc.definitions.get(body.definition_id)
+    if body.workflow_id:
+        existing = await svc.workflows.find(body.workflow_id)
+        if existing is not None:
+            if existing.input_hash != input_hash(body.definition_id, body.input) or (
+                existing.definition_id != body.definition_id
+            ):
+                raise ConflictError(
+                    f"workflow {body.workflow_id} already exists with a different body",
+                    id=body.workflow_id,
+                )
+            response.status_code = 200
+            return _out(existing)
+    workflow_id = await svc.engine.submit(body.definition_id, body.input, body.workflow_id)
+    return _out(await svc.workflows.get(workflow_id))
+
+
+@router.get("")
+async def list_workflows(
+    svc: Svc,
+    state: Annotated[str | None, Query(description="Filter by state")] = None,
+    definition_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> WorkflowList:
+    """Workflows, newest first, a page at a time (``next_cursor`` continues)."""
+    wanted = parse_state(state) if state else None
+    page = await svc.workflows.list(state=wanted, definition_id=definition_id, limit=limit, cursor=cursor)
+    return WorkflowList(items=[_out(w) for w in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{workflow_id}")
+async def get_workflow(workflow_id: str, svc: Svc) -> WorkflowOut:
+    """One workflow."""
+    return _out(await svc.workflows.get(workflow_id))
+
+
+@router.get("/{workflow_id}/steps")
+async def list_steps(workflow_id: str, svc: Svc) -> list[StepOut]:
+    """Its step executions, in order."""
+    await svc.workflows.get(workflow_id)
+    return [StepOut.model_validate(s.model_dump()) for s in await svc.steps.list_for(workflow_id)]
+
+
+@router.get("/{workflow_id}/llm-calls")
+async def list_llm_calls(workflow_id: str, svc: Svc) -> LlmCallsOut:
+    """Its LLM calls (tokens, latency, outcome) and totals."""
+    await svc.workflows.get(workflow_id)
+    calls = await svc.llm_calls.list_for(workflow_id)
+    totals = await svc.llm_calls.totals(workflow_id)
+    return LlmCallsOut(
+        items=[LlmCallOut.model_validate(c.model_dump()) for c in calls],
+        calls=totals.calls,
+        errors=totals.errors,
+        tokens=totals.tokens,
+        latency_ms=totals.latency_ms,
+    )
+
+
+@router.get("/{workflow_id}/artifacts")
+async def list_artifacts(workflow_id: str, svc: Svc) -> list[ArtifactOut]:
+    """Its artifacts."""
+    await svc.workflows.get(workflow_id)
+    return [ArtifactOut.model_validate(a.model_dump()) for a in await svc.store.list(workflow_id)]
+
+
+@router.get("/{workflow_id}/artifacts/{artifact_id}/metadata")
+async def artifact_metadata(workflow_id: str, artifact_id: str, svc: Svc) -> ArtifactOut:
+    """One artifact's metadata."""
+    return ArtifactOut.model_validate((await svc.store.get(workflow_id, artifact_id)).model_dump())
+
+
+@router.get(
+    "/{workflow_id}/artifacts/{artifact_id}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_artifact(workflow_id: str, artifact_id: str, svc: Svc) -> StreamingResponse:
+    """The artifact's content, streamed, with its content type."""
+    meta = await svc.store.get(workflow_id, artifact_id)
+    chunks = svc.store.open(workflow_id, artifact_id)
+    first = await anext(chunks, b"")  # fail with 404 before the response starts
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    safe_name = "".join(c for c in meta.name if c.isalnum() or c in "._-") or "artifact"
+    return StreamingResponse(
+        body(),
+        media_type=meta.content_type,
+        headers={
+            "content-length": str(meta.size),
+            "content-disposition": f'attachment; filename="{safe_name}"',
+        },
+    )
+
+
+@router.delete("/{workflow_id}")
+async def cancel(workflow_id: str, svc: Svc) -> WorkflowOut:
+    """Cancel it, whatever it is doing."""
+    await svc.engine.cancel(workflow_id)
+    return _out(await svc.workflows.get(workflow_id))
+
+
+@router.post("/{workflow_id}/signal", status_code=202)
+async def signal(workflow_id: str, body: SignalIn, svc: Svc) -> WorkflowOut:
+    """Resolve a durable promise: ``{"decision": "approve"}`` or ``{"decision": "revise",
+    "feedback": "..."}`` for human approval, or any ``payload`` for a named promise."""
+    payload: Any = body.payload
+    if payload is None:
+        if body.decision is None:
+            raise InputValidationError(
+                "give decision (approve|revise) or payload",
+                errors=[{"field": "decision", "message": "required without payload"}],
+            )
+        payload = {"decision": body.decision, "feedback": body.feedback}
+    await svc.engine.signal(workflow_id, body.name, payload)
+    return _out(await svc.workflows.get(workflow_id))
+
+
+@router.get(
+    "/{workflow_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(
+    workflow_id: str,
+    svc: Svc,
+    interval: Annotated[float, Query(ge=0.05, le=10)] = 0.5,
+) -> StreamingResponse:
+    """Server-sent events: ``state`` and ``step`` events as the run progresses, then ``end``."""
+    await svc.workflows.get(workflow_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        seen: dict[str, str] = {}
+        last_state = ""
+        while True:
+            try:
+                workflow = await svc.workflows.get(workflow_id)
+            except NotFoundError:
+                return
+            for step in await svc.steps.list_for(workflow_id):
+                if seen.get(step.id) != step.state:
+                    seen[step.id] = step.state
+                    yield _sse("step", step.model_dump(mode="json", exclude={"input"}))
+            if workflow.state.value != last_state:
+                last_state = workflow.state.value
+                yield _sse("state", {"workflow_id": workflow_id, "state": last_state})
+            if workflow.state.is_terminal:
+                yield _sse("end", _out(workflow).model_dump(mode="json"))
+                return
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()

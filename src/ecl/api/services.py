@@ -1,0 +1,40 @@
+"""What the routes use: engine, repositories, artifact store, definitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from ecl.artifacts.local import LocalArtifactStore
+from ecl.config import Settings
+from ecl.engines.embedded import EmbeddedEngine
+from ecl.store.repositories import (
+    ArtifactRepository,
+    LlmCallRepository,
+    StepExecutionRepository,
+    WorkflowRepository,
+)
+from ecl.workflows import DefinitionRegistry
+
+__all__ = ["Services", "services"]
+
+
+@dataclass
+class Services:
+    """Everything a request may need, built once at start-up."""
+
+    settings: Settings
+    engine: EmbeddedEngine
+    definitions: DefinitionRegistry
+    workflows: WorkflowRepository
+    steps: StepExecutionRepository
+    llm_calls: LlmCallRepository
+    artifacts: ArtifactRepository
+    store: LocalArtifactStore
+
+
+def services(request: Request) -> Services:
+    """The request's app services (a FastAPI dependency)."""
+    found: Services = request.app.state.services
+    return found

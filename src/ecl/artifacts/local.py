@@ -1,0 +1,149 @@
+"""Artifacts on the local filesystem: ``{base}/{workflow_id}/{step_id}/{artifact_id}``.
+
+Content is written to a temporary file in the target folder, flushed and renamed into
+place, so a reader never sees half an artifact. Metadata goes to the ``artifacts`` table.
+Ids that come from outside are checked against a strict pattern and the resolved path
+must stay inside the base folder, so ``../``, encoded dots, absolute paths, backslashes,
+NUL bytes and symlinks that point elsewhere all read as "not found".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ecl.artifacts.store import Artifact
+from ecl.core.errors import NotFoundError, StepIoError
+from ecl.store.repositories import ArtifactRecord, ArtifactRepository
+
+__all__ = ["LocalArtifactStore"]
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def _artifact_id(workflow_id: str, step_id: str, name: str) -> str:
+    """Deterministic, so a step that runs again after a crash replaces rather than duplicates."""
+    return hashlib.sha256(f"{workflow_id}\0{step_id}\0{name}".encode()).hexdigest()[:32]
+
+
+def _public(record: ArtifactRecord) -> Artifact:
+    return Artifact.model_validate(record.model_dump(exclude={"path"}))
+
+
+class LocalArtifactStore:
+    """An :class:`~ecl.artifacts.store.ArtifactStore` on a local folder."""
+
+    def __init__(self, base: Path, repository: ArtifactRepository, *, max_bytes: int = 100 * 1024 * 1024) -> None:
+        self.base = base
+        self.repository = repository
+        self.max_bytes = max_bytes
+
+    def _not_found(self, artifact_id: str) -> NotFoundError:
+        return NotFoundError(f"artifact {artifact_id!r} not found", kind="artifact", id=artifact_id[:128])
+
+    def _path(self, workflow_id: str, step_id: str, artifact_id: str) -> Path:
+        """The content's path; raises not-found for any id that could leave the base folder."""
+        for part in (workflow_id, step_id, artifact_id):
+            if not _SAFE_ID.match(part) or part in {".", ".."}:
+                raise self._not_found(artifact_id)
+        return self.base / workflow_id / step_id / artifact_id
+
+    def _readable(self, record: ArtifactRecord) -> Path:
+        path = self._path(record.workflow_id, record.step_id, record.id)
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise self._not_found(record.id) from None
+        if path.is_symlink() or not real.is_relative_to(self.base.resolve()) or not real.is_file():
+            raise self._not_found(record.id)
+        return real
+
+    async def store(self, workflow_id: str, step_id: str, name: str, content: bytes, content_type: str) -> Artifact:
+        """Write the content atomically, then its metadata."""
+        if len(content) > self.max_bytes:
+            raise StepIoError(
+                f"artifact {name!r} is {len(content)} bytes, over the limit artifacts.max_bytes={self.max_bytes}",
+                step_id=step_id,
+                retryable=False,
+            )
+        artifact_id = _artifact_id(workflow_id, step_id, name)
+        path = self._path(workflow_id, step_id, artifact_id)
+        try:
+            await asyncio.to_thread(_write_atomically, path, content)
+        except OSError as exc:
+            raise StepIoError(f"cannot write artifact {name!r}: {exc.strerror}", step_id=step_id) from exc
+        record = ArtifactRecord(
+            id=artifact_id,
+            workflow_id=workflow_id,
+            step_id=step_id,
+            name=name,
+            content_type=content_type,
+            path=str(path.relative_to(self.base)),
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            created_at=datetime.now(UTC),
+        )
+        await self.repository.delete(workflow_id, artifact_id)
+        await self.repository.add(record)
+        return _public(record)
+
+    async def _record(self, workflow_id: str, artifact_id: str) -> ArtifactRecord:
+        if not _SAFE_ID.match(workflow_id) or not _SAFE_ID.match(artifact_id):
+            raise self._not_found(artifact_id)
+        record = await self.repository.find(workflow_id, artifact_id)
+        if record is None:
+            raise self._not_found(artifact_id)
+        return record
+
+    async def get(self, workflow_id: str, artifact_id: str) -> Artifact:
+        """Metadata of one artifact."""
+        return _public(await self._record(workflow_id, artifact_id))
+
+    async def list(self, workflow_id: str) -> list[Artifact]:
+        """A workflow's artifacts, oldest first."""
+        return [_public(r) for r in await self.repository.list_for(workflow_id)]
+
+    async def retrieve(self, workflow_id: str, artifact_id: str) -> bytes:
+        """The whole content."""
+        return b"".join([chunk async for chunk in self.open(workflow_id, artifact_id)])
+
+    async def open(self, workflow_id: str, artifact_id: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        """The content in chunks; the file is opened without following a symlink."""
+        path = self._readable(await self._record(workflow_id, artifact_id))
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            raise self._not_found(artifact_id) from None
+        with os.fdopen(fd, "rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+                yield chunk
+
+    async def delete(self, workflow_id: str, artifact_id: str) -> bool:
+        """Remove content and metadata."""
+        try:
+            record = await self._record(workflow_id, artifact_id)
+        except NotFoundError:
+            return False
+        path = self._path(record.workflow_id, record.step_id, record.id)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return await self.repository.delete(workflow_id, artifact_id)
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,248 @@
+"""``ecl run`` and ``ecl resume``: run a workflow in the foreground and print its result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ecl.cli.output import check_format
+from ecl.cli.runtime import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    Progress,
+    check_llm_choice,
+    ensure_database,
+    open_embedded,
+    open_restate,
+    settings_from,
+)
+from ecl.config import Settings
+from ecl.core.errors import InputValidationError
+from ecl.core.results import WorkflowResult
+from ecl.core.state import WorkflowState
+from ecl.engines.embedded import OwnerWait
+
+__all__ = ["parse_input", "print_result", "register"]
+
+
+def parse_input(
+    input_json: str | None, input_file: Path | None, topic: str | None, require_approval: bool
+) -> dict[str, Any]:
+    """Build the workflow input from ``--input``, ``--input-file`` and the shortcuts."""
+    if input_json is not None and input_file is not None:
+        raise InputValidationError(
+            "give --input or --input-file, not both",
+            errors=[{"field": "input", "message": "both --input and --input-file given"}],
+        )
+    data: Any = {}
+    source = "--input"
+    if input_file is not None:
+        source = f"--input-file {input_file}"
+        try:
+            input_json = input_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputValidationError(
+                f"cannot read --input-file {input_file}: {exc.strerror}",
+                errors=[{"field": "input_file", "message": str(exc.strerror), "value": str(input_file)}],
+            ) from exc
+    if input_json is not None:
+        try:
+            data = json.loads(input_json)
+        except json.JSONDecodeError as exc:
+            raise InputValidationError(
+                f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                errors=[{"field": "input", "message": exc.msg, "value": input_json[:200]}],
+            ) from exc
+        if not isinstance(data, dict):
+            raise InputValidationError(
+                f"{source} must be a JSON object, got {type(data).__name__}",
+                errors=[{"field": "input", "message": "must be an object"}],
+            )
+    if topic is not None:
+        data["topic"] = topic
+    if require_approval:
+        data["require_approval"] = True
+    return dict(data)
+
+
+def _final_text(result: WorkflowResult) -> str | None:
+    for key in ("final", "revise", "generate"):
+        value = result.outputs.get(key)
+        if isinstance(value, dict):
+            for field in ("text", "revised_draft", "draft"):
+                if isinstance(value.get(field), str):
+                    return str(value[field])
+    return None
+
+
+def result_document(result: WorkflowResult) -> dict[str, Any]:
+    """The JSON document printed by ``--format json``."""
+    data = result.model_dump(mode="json")
+    data["final_text"] = _final_text(result)
+    return data
+
+
+def print_result(result: WorkflowResult, fmt: str) -> None:
+    """Print a workflow result in the chosen format."""
+    if fmt == "json":
+        typer.echo(json.dumps(result_document(result), indent=2))
+        return
+    if fmt == "quiet":
+        typer.echo(result.workflow_id)
+        return
+    console = Console()
+    text = _final_text(result)
+    if text and result.state is WorkflowState.COMPLETED:
+        console.rule("result")
+        console.print(text, highlight=False, markup=False)
+        console.rule()
+    summary = Table(show_header=False, box=None)
+    summary.add_row("workflow", result.workflow_id)
+    summary.add_row("definition", result.definition_id)
+    summary.add_row("state", result.state.value)
+    summary.add_row("steps", ", ".join(s.step_id for s in result.steps) or "-")
+    summary.add_row("revisions", str(result.revisions))
+    summary.add_row(
+        "tokens",
+        f"{result.tokens.total} (in {result.tokens.input}, out {result.tokens.output})",
+    )
+    if result.duration_ms is not None:
+        summary.add_row("time", f"{result.duration_ms / 1000:.2f}s")
+    if result.error:
+        summary.add_row("error", f"{result.error.get('type')}: {result.error.get('message')}")
+    console.print(summary)
+
+
+def exit_for(result: WorkflowResult) -> None:
+    """Exit with the code of the workflow's final state."""
+    if result.state is WorkflowState.FAILED:
+        raise typer.Exit(EXIT_FAILED)
+    if result.state is WorkflowState.CANCELLED:
+        raise typer.Exit(EXIT_CANCELLED)
+
+
+def _interrupted(workflow_id: str | None) -> None:
+    if workflow_id:
+        typer.echo(
+            f"interrupted: workflow {workflow_id} is left resumable; continue it with: ecl resume {workflow_id}",
+            err=True,
+        )
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` and ``resume``."""
+
+    @app.command("run")
+    def run(
+        definition: Annotated[str, typer.Argument(help="Definition id, e.g. critique-revise.")],
+        input_json: Annotated[str | None, typer.Option("--input", help="Input as a JSON object.")] = None,
+        input_file: Annotated[
+            Path | None, typer.Option("--input-file", help="Read the input JSON from a file.")
+        ] = None,
+        topic: Annotated[str | None, typer.Option(help="Shortcut for --input '{\"topic\": ...}'.")] = None,
+        require_approval: Annotated[
+            bool, typer.Option("--require-approval", help="Wait for `ecl signal ID approve`.")
+        ] = False,
+        workflow_id: Annotated[
+            str | None, typer.Option("--id", help="Workflow id (idempotent: reuse to re-attach).")
+        ] = None,
+        engine: Annotated[str | None, typer.Option(help="embedded (default) or restate.")] = None,
+        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        detach: Annotated[bool, typer.Option("--detach", help="Submit and return; a worker runs it.")] = False,
+        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
+        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+    ) -> None:
+        """Run a workflow in the foreground, showing progress, and print its result."""
+        check_format(fmt)
+        check_llm_choice(llm)
+        data = parse_input(input_json, input_file, topic, require_approval)
+        settings = settings_from(config, engine=engine)
+        if settings.engine == "restate":
+            remote = asyncio.run(_run_on_restate(settings, definition, data, workflow_id, detach))
+            if isinstance(remote, str):
+                typer.echo(remote if fmt == "quiet" else f"submitted {remote}")
+                return
+            print_result(remote, fmt)
+            exit_for(remote)
+            return
+        progress = Progress(quiet=fmt != "table")
+        submitted: list[str] = []
+
+        async def go() -> WorkflowResult | None:
+            async with open_embedded(settings, llm=llm, progress=progress) as (eng, _rt):
+                wid = await eng.submit(definition, data, workflow_id, start=not detach)
+                submitted.append(wid)
+                if detach:
+                    return None
+                if wid not in eng.running:
+                    # An existing workflow (same --id): finish it here or report it.
+                    return await eng.resume(wid, on_wait=_say_waiting)
+                return await eng.result(wid)
+
+        try:
+            result = asyncio.run(go())
+        except KeyboardInterrupt:
+            _interrupted(submitted[0] if submitted else None)
+            return
+        if result is None:
+            typer.echo(submitted[0] if fmt == "quiet" else f"submitted {submitted[0]}")
+            return
+        print_result(result, fmt)
+        exit_for(result)
+
+    @app.command("resume")
+    def resume(
+        workflow_id: Annotated[str, typer.Argument(help="The workflow to continue.")],
+        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
+        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+    ) -> None:
+        """Continue an interrupted workflow in the foreground (completed steps are not re-run)."""
+        check_format(fmt)
+        check_llm_choice(llm)
+        settings = settings_from(config)
+        progress = Progress(quiet=fmt != "table")
+
+        async def go() -> WorkflowResult:
+            async with open_embedded(settings, llm=llm, progress=progress) as (eng, _rt):
+                return await eng.resume(workflow_id, on_wait=_say_waiting)
+
+        try:
+            result = asyncio.run(go())
+        except KeyboardInterrupt:
+            _interrupted(workflow_id)
+            return
+        print_result(result, fmt)
+        exit_for(result)
+
+
+async def _run_on_restate(
+    settings: Settings, definition: str, data: dict[str, Any], workflow_id: str | None, detach: bool
+) -> WorkflowResult | str:
+    """Submit to a running Restate server and follow the run to its end."""
+    ensure_database(settings)
+    async with open_restate(settings) as engine:
+        wid = await engine.submit(definition, data, workflow_id)
+        if detach:
+            return wid
+        typer.echo(f"running {wid} on Restate at {settings.restate.ingress_url}", err=True)
+        return await engine.result(wid)
+
+
+def _say_waiting(wait: OwnerWait) -> None:
+    where = f"{wait.host} pid {wait.pid}" if wait.host else "an unknown process"
+    until = wait.expires_at.isoformat(timespec="seconds") if wait.expires_at else "unknown"
+    typer.echo(
+        f"workflow {wait.workflow_id} is owned by a live worker ({where}); "
+        f"waiting for its lease to expire (at {until})",
+        err=True,
+    )

@@ -1,0 +1,192 @@
+"""Shared plumbing of the workflow commands: settings, database, engine, progress."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ecl.config import Settings, load_settings, sources_of
+from ecl.core.errors import InputValidationError
+from ecl.engines.embedded import EmbeddedEngine
+from ecl.engines.factory import Runtime, build_embedded_engine, build_orchestrator
+from ecl.engines.restate.engine import RestateEngine
+from ecl.observability import configure_logging
+from ecl.store.database import check_schema, create_engine, current_revision, sqlite_path, upgrade
+from ecl.store.repositories import (
+    ArtifactRepository,
+    LlmCallRepository,
+    StepExecutionRepository,
+    WorkflowRepository,
+)
+
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "Progress",
+    "ensure_database",
+    "open_embedded",
+    "open_restate",
+    "repositories",
+    "settings_from",
+]
+
+EXIT_FAILED = 10
+"""The workflow ended in state failed."""
+EXIT_CANCELLED = 11
+"""The workflow ended in state cancelled."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: the workflow was left resumable."""
+
+_LLM_CHOICES = ("anthropic", "openai", "mock")
+
+
+def settings_from(config: Path | None, *, engine: str | None = None) -> Settings:
+    """Load settings once, at the edge, and configure logging from them.
+
+    ``engine`` overrides ``settings.engine``. Commands log warnings and errors only,
+    unless a log level was configured explicitly.
+    """
+    settings = load_settings(config)
+    level = settings.log.level if "log.level" in sources_of(settings) else "warning"
+    configure_logging(level, settings.log_format, secrets=settings.secrets())
+    if engine is not None:
+        if engine not in ("embedded", "restate"):
+            raise InputValidationError(
+                f"unknown engine {engine!r}; expected embedded or restate",
+                errors=[{"field": "engine", "message": "expected embedded or restate", "value": engine}],
+            )
+        settings = settings.model_copy(update={"engine": engine})
+    return settings
+
+
+def check_llm_choice(llm: str | None) -> str | None:
+    """Validate ``--llm``."""
+    if llm is not None and llm not in _LLM_CHOICES:
+        raise InputValidationError(
+            f"unknown LLM provider {llm!r}; expected one of: {', '.join(_LLM_CHOICES)}",
+            errors=[{"field": "llm", "message": "unknown provider", "value": llm}],
+        )
+    return llm
+
+
+def ensure_database(settings: Settings) -> None:
+    """A brand-new SQLite database is created on first use; anything else must be migrated."""
+    url = settings.database.url
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite") and current_revision(url) is None:
+        upgrade(url)
+
+
+@dataclass
+class Progress:
+    """Follows a run's events and shows them on stderr: step, revision, elapsed, tokens."""
+
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    quiet: bool = False
+    started: float = field(default_factory=time.monotonic)
+    tokens: int = 0
+    revisions: int = 0
+    steps: int = 0
+    current: str = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "llm_call":
+            self.tokens += int(event.get("tokens") or 0)
+            return
+        if kind == "workflow_state" and event.get("revision_count") is not None:
+            self.revisions = int(event["revision_count"])
+        if kind == "step_started":
+            self.current = str(event.get("step_id"))
+            iteration = int(event.get("iteration") or 0)
+            attempt = int(event.get("attempt") or 1)
+            extra = f" (revision {iteration})" if iteration else ""
+            extra += f" attempt {attempt}" if attempt > 1 else ""
+            self._line(f"→ {self.current}{extra}")
+        elif kind == "step_finished":
+            self.steps += 1
+            self._line(f"✓ {self.current} ({event.get('state')})")
+        elif kind == "workflow_state" and event.get("state") == "waiting_for_revision":
+            self._line("… waiting for approval (ecl signal ID approve|revise)")
+
+    def _line(self, text: str) -> None:
+        if self.quiet:
+            return
+        elapsed = time.monotonic() - self.started
+        self.console.print(
+            f"[dim]{elapsed:6.1f}s[/dim] {text} [dim]tokens={self.tokens} revisions={self.revisions}[/dim]",
+            highlight=False,
+        )
+
+
+@asynccontextmanager
+async def open_embedded(
+    settings: Settings, *, llm: str | None = None, progress: Progress | None = None
+) -> AsyncIterator[tuple[EmbeddedEngine, Runtime]]:
+    """A started embedded engine; closed (leases released) on the way out."""
+    ensure_database(settings)
+    check_schema(settings.database.url)
+    runtime = build_orchestrator(settings, provider=llm)
+    delay_ms = os.environ.get("ECL_DEBUG_COMMIT_DELAY_MS", "")
+    engine = build_embedded_engine(
+        settings,
+        runtime,
+        listener=progress,
+        commit_delay_seconds=float(delay_ms) / 1000 if delay_ms else 0.0,
+    )
+    await engine.start()
+    try:
+        yield engine, runtime
+    finally:
+        await engine.close()
+
+
+@asynccontextmanager
+async def open_restate(settings: Settings) -> AsyncIterator[RestateEngine]:
+    """A client of the configured Restate server."""
+    db = create_engine(settings.database.url, pool_size=settings.database.pool_size)
+    engine = RestateEngine(settings.restate.ingress_url, settings.restate.admin_url, WorkflowRepository(db))
+    try:
+        yield engine
+    finally:
+        await engine.close()
+        await db.dispose()
+
+
+@dataclass
+class Repositories:
+    """The async repositories of one command, sharing one engine."""
+
+    workflows: WorkflowRepository
+    steps: StepExecutionRepository
+    llm_calls: LlmCallRepository
+    artifacts: ArtifactRepository
+
+    async def close(self) -> None:
+        """Dispose of the connection pool."""
+        await self.workflows.engine.dispose()
+
+
+def repositories(settings: Settings) -> Repositories:
+    """Repositories on the configured database."""
+    engine = create_engine(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        sqlite_synchronous=settings.database.sqlite_synchronous,
+    )
+    return Repositories(
+        WorkflowRepository(engine),
+        StepExecutionRepository(engine),
+        LlmCallRepository(engine),
+        ArtifactRepository(engine),
+    )

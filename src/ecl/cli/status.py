@@ -1,0 +1,322 @@
+"""Inspecting and steering workflows: status, list, logs, cancel, signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ecl.cli.output import check_format, echo_json, render_rows, short_time
+from ecl.cli.runtime import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    ensure_database,
+    open_embedded,
+    open_restate,
+    repositories,
+    settings_from,
+)
+from ecl.core.errors import ConflictError, InputValidationError
+from ecl.core.state import WorkflowState, parse_state
+
+__all__ = ["register"]
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table, json or quiet.")]
+EngineOpt = Annotated[str | None, typer.Option(help="embedded (default) or restate.")]
+
+
+async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) -> dict[str, Any]:
+    repos = repositories(settings)
+    try:
+        workflow = await repos.workflows.get(workflow_id)
+        steps = await repos.steps.list_for(workflow_id, step_id=step)
+        calls = await repos.llm_calls.list_for(workflow_id)
+        totals = await repos.llm_calls.totals(workflow_id)
+        state = await repos.workflows.kv(workflow_id)
+        artifacts = await repos.artifacts.list_for(workflow_id)
+    finally:
+        await repos.close()
+    return {
+        "workflow": workflow.model_dump(mode="json"),
+        "state": state,
+        "steps": [s.model_dump(mode="json") for s in steps],
+        "llm_calls": [c.model_dump(mode="json") for c in calls],
+        "llm_totals": totals.model_dump(mode="json"),
+        "artifacts": [a.model_dump(mode="json") for a in artifacts],
+        "_records": (workflow, steps, totals),
+    }
+
+
+def _print_status(snap: dict[str, Any], console: Console) -> None:
+    workflow, steps, totals = snap["_records"]
+    head = Table(show_header=False, box=None)
+    head.add_row("workflow", workflow.id)
+    head.add_row("definition", workflow.definition_id)
+    head.add_row("state", workflow.state.value)
+    head.add_row("revisions", str(snap["state"].get("revision_count", workflow.revision_count)))
+    head.add_row("created", short_time(workflow.created_at))
+    head.add_row("updated", short_time(workflow.updated_at))
+    head.add_row("llm calls", f"{totals.calls} ({totals.errors} failed), {totals.tokens.total} tokens")
+    if workflow.error:
+        head.add_row("error", f"{workflow.error.get('type')}: {workflow.error.get('message')}")
+    console.print(head)
+    table = Table(title="steps")
+    for column in ("step", "iteration", "attempt", "state", "tokens", "started", "duration"):
+        table.add_column(column)
+    for s in steps:
+        duration = f"{(s.completed_at - s.started_at).total_seconds():.2f}s" if s.completed_at else "running"
+        table.add_row(
+            s.step_id,
+            str(s.iteration),
+            str(s.attempt),
+            s.state,
+            str(s.tokens_used or 0),
+            short_time(s.started_at),
+            duration,
+        )
+    console.print(table)
+
+
+def _exit_for_state(state: WorkflowState) -> None:
+    if state is WorkflowState.FAILED:
+        raise typer.Exit(EXIT_FAILED)
+    if state is WorkflowState.CANCELLED:
+        raise typer.Exit(EXIT_CANCELLED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add status, list, logs, cancel and signal."""
+
+    @app.command("status")
+    def status(
+        workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
+        watch: Annotated[bool, typer.Option("--watch", help="Refresh until the workflow ends.")] = False,
+        interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 2.0,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
+    ) -> None:
+        """Show a workflow's state, steps, revisions and tokens (exit 10 failed, 11 cancelled)."""
+        check_format(fmt)
+        settings = settings_from(config)
+        ensure_database(settings)
+        console = Console()
+        last_seen = -1
+        while True:
+            snap = asyncio.run(_snapshot(settings, workflow_id))
+            workflow = snap["_records"][0]
+            if not watch or workflow.state.is_terminal or fmt != "table":
+                if watch and not workflow.state.is_terminal:
+                    time.sleep(interval)
+                    continue
+                if fmt == "json":
+                    echo_json({k: v for k, v in snap.items() if not k.startswith("_")})
+                elif fmt == "quiet":
+                    typer.echo(workflow.state.value)
+                else:
+                    _print_status(snap, console)
+                _exit_for_state(workflow.state)
+                return
+            steps = snap["_records"][1]
+            if len(steps) != last_seen:
+                last_seen = len(steps)
+                console.rule(f"{workflow.state.value} · {len(steps)} step executions")
+                _print_status(snap, console)
+            time.sleep(interval)
+
+    @app.command("list")
+    def list_(
+        state: Annotated[str | None, typer.Option(help="Only workflows in this state.")] = None,
+        definition: Annotated[str | None, typer.Option(help="Only this definition.")] = None,
+        limit: Annotated[int, typer.Option(help="At most this many (1-100).")] = 20,
+        cursor: Annotated[str | None, typer.Option(help="Continue after a previous page.")] = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
+    ) -> None:
+        """List workflows, newest first."""
+        check_format(fmt)
+        wanted = parse_state(state) if state is not None else None
+        settings = settings_from(config)
+        ensure_database(settings)
+
+        async def go() -> Any:
+            repos = repositories(settings)
+            try:
+                return await repos.workflows.list(state=wanted, definition_id=definition, limit=limit, cursor=cursor)
+            finally:
+                await repos.close()
+
+        page = asyncio.run(go())
+        rows = [
+            {
+                "id": w.id,
+                "definition": w.definition_id,
+                "state": w.state.value,
+                "revisions": w.revision_count,
+                "created": w.created_at,
+            }
+            for w in page.items
+        ]
+        render_rows(
+            rows,
+            ["id", "definition", "state", "revisions", "created"],
+            fmt,
+            json_doc={
+                "items": [w.model_dump(mode="json") for w in page.items],
+                "next_cursor": page.next_cursor,
+            },
+        )
+        if fmt == "table" and page.next_cursor:
+            typer.echo(f"more: ecl list --cursor {page.next_cursor}", err=True)
+
+    @app.command("logs")
+    def logs(
+        workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
+        step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
+        follow: Annotated[bool, typer.Option("--follow", help="Keep printing until it ends.")] = False,
+        interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 1.0,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
+    ) -> None:
+        """The recorded trace of a workflow: step attempts and LLM calls, in order.
+
+        ``--format json`` prints one JSON list; with ``--follow`` one JSON object per line.
+        """
+        check_format(fmt)
+        settings = settings_from(config)
+        ensure_database(settings)
+        printed: set[str] = set()
+        while True:
+            snap = asyncio.run(_snapshot(settings, workflow_id, step))
+            fresh = [e for e in _events(snap, step) if e["id"] not in printed]
+            printed.update(e["id"] for e in fresh)
+            workflow = snap["_records"][0]
+            if fmt == "json" and not follow:
+                echo_json(fresh)  # one document
+                return
+            for event in fresh:
+                if fmt == "json":
+                    typer.echo(json.dumps(event, default=str))  # JSON Lines while following
+                elif fmt == "quiet":
+                    typer.echo(event["id"])
+                else:
+                    typer.echo(f"{event['time']}  {event['text']}")
+            if not follow or workflow.state.is_terminal:
+                return
+            time.sleep(interval)
+
+    @app.command("cancel")
+    def cancel(
+        workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
+        engine: EngineOpt = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
+    ) -> None:
+        """Cancel a workflow, whatever it is doing."""
+        check_format(fmt)
+        settings = settings_from(config, engine=engine)
+
+        async def go() -> None:
+            if settings.engine == "restate":
+                ensure_database(settings)
+                async with open_restate(settings) as remote:
+                    await remote.cancel(workflow_id)
+                return
+            async with open_embedded(settings) as (local, _rt):
+                await local.cancel(workflow_id)
+
+        asyncio.run(go())
+        _say(fmt, workflow_id, f"cancelled {workflow_id}", {"workflow_id": workflow_id, "state": "cancelled"})
+
+    @app.command("signal")
+    def signal(
+        workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
+        decision: Annotated[str, typer.Argument(help="approve or revise.")],
+        feedback: Annotated[str | None, typer.Option(help="What to change (with revise).")] = None,
+        promise: Annotated[str, typer.Option(help="The durable promise to resolve.")] = "approval",
+        engine: EngineOpt = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
+    ) -> None:
+        """Answer a workflow waiting for approval: approve, or revise with feedback."""
+        check_format(fmt)
+        if decision not in ("approve", "revise"):
+            raise InputValidationError(
+                f"unknown decision {decision!r}; expected approve or revise",
+                errors=[{"field": "decision", "message": "expected approve or revise", "value": decision}],
+            )
+        settings = settings_from(config, engine=engine)
+        payload = {"decision": decision, "feedback": feedback}
+
+        async def go() -> None:
+            if settings.engine == "restate":
+                ensure_database(settings)
+                async with open_restate(settings) as remote:
+                    record = await remote.workflows.get(workflow_id)
+                    if record.state.is_terminal:
+                        raise ConflictError(
+                            f"workflow {workflow_id} has ended ({record.state.value}); it takes no signals",
+                            id=workflow_id,
+                        )
+                    await remote.signal(workflow_id, promise, payload)
+                return
+            async with open_embedded(settings) as (local, _rt):
+                await local.signal(workflow_id, promise, payload)
+
+        asyncio.run(go())
+        _say(fmt, workflow_id, f"signalled {workflow_id}: {decision}", {"workflow_id": workflow_id, **payload})
+
+
+def _say(fmt: str, workflow_id: str, text: str, doc: dict[str, Any]) -> None:
+    if fmt == "json":
+        echo_json(doc)
+    elif fmt == "quiet":
+        typer.echo(workflow_id)
+    else:
+        typer.echo(text)
+
+
+def _events(snap: dict[str, Any], step: str | None) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    step_ids = {s["id"] for s in snap["steps"]}
+    for s in snap["steps"]:
+        label = f"{s['step_id']}" + (f" (revision {s['iteration']})" if s["iteration"] else "")
+        events.append(
+            {
+                "id": f"{s['id']}:start",
+                "time": s["started_at"],
+                "text": f"{label} attempt {s['attempt']} started",
+            }
+        )
+        if s["completed_at"]:
+            detail = f"tokens={s['tokens_used'] or 0}"
+            if s["error"]:
+                detail += f" error={s['error'].get('type')}: {s['error'].get('message')}"
+            events.append(
+                {
+                    "id": f"{s['id']}:end",
+                    "time": s["completed_at"],
+                    "text": f"{label} attempt {s['attempt']} {s['state']} {detail}",
+                }
+            )
+    for c in snap["llm_calls"]:
+        if step is not None and c["step_execution_id"] not in step_ids:
+            continue
+        outcome = c["outcome"] if c["outcome"] == "ok" else f"{c['outcome']} ({c['error_kind']})"
+        events.append(
+            {
+                "id": c["id"],
+                "time": c["created_at"],
+                "text": (
+                    f"llm {c['provider']}/{c['model']} {outcome} in={c['input_tokens']} "
+                    f"out={c['output_tokens']} {c['latency_ms']:.0f}ms"
+                ),
+            }
+        )
+    return sorted(events, key=lambda e: (e["time"], e["id"]))

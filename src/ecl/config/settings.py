@@ -1,0 +1,334 @@
+"""ECL settings: typed, layered, validated once at start-up.
+
+Sources, highest priority first:
+
+1. environment variables: ``ECL_SECTION__KEY`` (e.g. ``ECL_LLM__MODEL``) for every key, plus
+   the plan's flat names (``ECL_DATABASE_URL``, ``ECL_CLAUDE_API_KEY`` or
+   ``ANTHROPIC_API_KEY``, ``ECL_LLM_BASE_URL``, ``ECL_ENGINE``, ``ECL_API_KEY``, ...);
+2. the file given with ``--config PATH``;
+3. ``$XDG_CONFIG_HOME/ecl/config.toml`` (``~/.config/ecl/config.toml``);
+4. ``config/local.toml``, 5. ``config/{ECL_ENV}.toml``, 6. ``config/default.toml``
+   (relative to the current directory; each is optional).
+
+An invalid value raises :class:`~ecl.core.ConfigError` naming the key, the value and the
+source it came from. Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ecl.core.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ApiSettings",
+    "ArtifactSettings",
+    "DatabaseSettings",
+    "EmbeddedSettings",
+    "LlmSettings",
+    "LogSettings",
+    "RestateSettings",
+    "RetrySettings",
+    "Settings",
+    "load_settings",
+]
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+"""A current Claude model (not in the installed SDK's deprecated list; a test checks)."""
+
+FLAT_ENV: dict[str, str] = {
+    "ECL_ENV": "environment",
+    "ECL_LOG_LEVEL": "log.level",
+    "ECL_LOG_FORMAT": "log.format",
+    "ECL_DATABASE_URL": "database.url",
+    "ECL_CLAUDE_API_KEY": "llm.api_key",
+    "ECL_LLM_PROVIDER": "llm.provider",
+    "ECL_LLM_MODEL": "llm.model",
+    "ECL_LLM_BASE_URL": "llm.base_url",
+    "ECL_ENGINE": "engine",
+    "ECL_RESTATE_URL": "restate.ingress_url",
+    "ECL_RESTATE_ADMIN_URL": "restate.admin_url",
+    "ECL_ARTIFACT_PATH": "artifacts.path",
+    "ECL_API_PORT": "api.port",
+    "ECL_API_KEY": "api.api_key",
+    "ECL_PROMPTS_PATH": "prompts_path",
+    "ECL_DEFINITIONS_PATH": "definitions_path",
+}
+"""The plan's (Appendix B) flat variable names and the key each sets."""
+
+_FALLBACK_ENV = {"ANTHROPIC_API_KEY": "llm.api_key"}
+"""Read only when the ECL variable for the same key is absent."""
+
+
+def _data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("ecl", appauthor=False))
+
+
+def default_database_url() -> str:
+    """``sqlite:///`` + ``ecl.db`` in the user data folder (``~/.local/share/ecl``)."""
+    return f"sqlite:///{_data_dir() / 'ecl.db'}"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LogSettings(_Section):
+    """Logging."""
+
+    level: Literal["trace", "debug", "info", "warning", "error"] = "info"
+    format: Literal["console", "json"] | None = None
+    """``None``: JSON lines in production, readable console output otherwise."""
+
+
+class DatabaseSettings(_Section):
+    """The SQL database of records and of the embedded engine's journal."""
+
+    url: str = Field(default_factory=default_database_url)
+    pool_size: int = Field(default=5, ge=1, le=200)
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    """NORMAL survives any process crash; FULL also survives power loss (slower commits)."""
+    journal_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest JSON value one journal entry may hold; larger results belong in artifacts."""
+
+
+class RetrySettings(_Section):
+    """Retries of LLM requests (rate limits, overload, 5xx, timeouts, dropped connections)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    initial_delay: float = Field(default=1.0, ge=0.0, le=600.0)
+    max_delay: float = Field(default=30.0, ge=0.0, le=3600.0)
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+
+
+class LlmSettings(_Section):
+    """The LLM provider."""
+
+    provider: Literal["anthropic", "openai", "mock"] = "anthropic"
+    model: str = Field(default=DEFAULT_MODEL, min_length=1)
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    """``None``: the SDK's default (for Anthropic, ``ANTHROPIC_BASE_URL`` if set)."""
+    max_tokens: int = Field(default=2048, ge=1, le=128_000)
+    timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+
+class RestateSettings(_Section):
+    """A Restate server and ECL's endpoint for it."""
+
+    ingress_url: str = "http://127.0.0.1:8080"
+    admin_url: str = "http://127.0.0.1:9070"
+    endpoint_host: str = "127.0.0.1"
+    endpoint_port: int = Field(default=9080, ge=1, le=65535)
+    endpoint_url: str | None = None
+    """The endpoint's URI as Restate reaches it; ``None``: ``http://{endpoint_host}:{endpoint_port}``."""
+    server_bin: str | None = None
+    """``None``: ``.tools/restate/node_modules/.bin/restate-server``, then the PATH."""
+    data_dir: str = ".restate"
+
+
+class ArtifactSettings(_Section):
+    """Artifact storage."""
+
+    path: str = Field(default_factory=lambda: str(_data_dir() / "artifacts"))
+    max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+
+
+class ApiSettings(_Section):
+    """The HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    api_key: SecretStr | None = None
+
+
+class EmbeddedSettings(_Section):
+    """The embedded engine's leases."""
+
+    lease_seconds: float = Field(default=15.0, gt=0.5, le=3600)
+    heartbeat_seconds: float = Field(default=3.0, gt=0.05, le=600)
+
+
+class Settings(BaseSettings):
+    """Every ECL setting. Build with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    environment: Literal["development", "production", "test"] = "development"
+    log: LogSettings = Field(default_factory=LogSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    engine: Literal["embedded", "restate"] = "embedded"
+    restate: RestateSettings = Field(default_factory=RestateSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    prompts_path: str | None = None
+    definitions_path: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what :func:`load_settings` merged (it reads the environment itself, so that
+        every value's source is known for error messages)."""
+        return (init_settings,)
+
+    @property
+    def log_format(self) -> Literal["console", "json"]:
+        """The effective log format."""
+        if self.log.format is not None:
+            return self.log.format
+        return "json" if self.environment == "production" else "console"
+
+    def redacted_dict(self) -> dict[str, Any]:
+        """All settings as JSON-compatible data, secrets shown as ``**********``."""
+        return self.model_dump(mode="json")
+
+    def secrets(self) -> list[str]:
+        """The secret values, for log redaction."""
+        found = []
+        for secret in (self.llm.api_key, self.api.api_key):
+            if secret is not None and secret.get_secret_value():
+                found.append(secret.get_secret_value())
+        return found
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _read_toml(path: Path, source: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}", key="", value=None, source=source) from exc
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the file: {exc.strerror}", key="", value=None, source=source) from exc
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """``{dotted key: (value, "env VAR")}`` from the environment."""
+    found: dict[str, tuple[Any, str]] = {}
+    for var, value in environ.items():
+        if var.startswith("ECL_") and "__" in var:
+            dotted = var[4:].lower().replace("__", ".")
+            found[dotted] = (value, f"env {var}")
+    for var, dotted in FLAT_ENV.items():
+        if var in environ:
+            found[dotted] = (environ[var], f"env {var}")
+    for var, dotted in _FALLBACK_ENV.items():
+        if var in environ and dotted not in found:
+            found[dotted] = (environ[var], f"env {var}")
+    return found
+
+
+def load_settings(
+    config_path: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge every source and validate; raises :class:`ConfigError` on a bad value."""
+    env = os.environ if environ is None else environ
+    base = cwd or Path.cwd()
+    layers: list[tuple[str, dict[str, Any]]] = []
+    env_name = env.get("ECL_ENV", "development")
+    for name in ("default.toml", f"{env_name}.toml", "local.toml"):
+        path = base / "config" / name
+        if path.is_file():
+            layers.append((f"config/{name}", _read_toml(path, f"config/{name}")))
+    xdg = Path(platformdirs.user_config_dir("ecl", appauthor=False)) / "config.toml"
+    if xdg.is_file():
+        layers.append((str(xdg), _read_toml(xdg, str(xdg))))
+    if config_path is not None:
+        path = Path(config_path)
+        if not path.is_file():
+            raise ConfigError(f"--config {path}: no such file", key="--config", value=str(path), source="--config")
+        layers.append((f"--config {path}", _read_toml(path, f"--config {path}")))
+
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, data in layers:
+        for dotted, value in _flatten(data).items():
+            _set(merged, dotted, value)
+            sources[dotted] = source
+    for dotted, (value, source) in _env_layer(env).items():
+        _set(merged, dotted, value)
+        sources[dotted] = source
+
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise _config_error(exc, merged, sources) from None
+    object.__setattr__(settings, "_sources", sources)
+    return settings
+
+
+def sources_of(settings: Settings) -> dict[str, str]:
+    """Where each explicitly set key came from (unlisted keys are defaults)."""
+    found: dict[str, str] = getattr(settings, "_sources", {})
+    return dict(found)
+
+
+def _config_error(exc: ValidationError, merged: dict[str, Any], sources: dict[str, str]) -> ConfigError:
+    problems = []
+    first_key, first_value, first_source = "", None, ""
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        source = sources.get(key, "defaults")
+        value = error.get("input")
+        if isinstance(value, dict | list):
+            value = None
+        if "api_key" in key:
+            value = "**********"
+        if error["type"] == "extra_forbidden":
+            text = f"{key}: unknown setting (from {source})"
+        else:
+            text = f"{key} = {value!r} (from {source}): {error['msg']}"
+        problems.append(text)
+        if not first_key:
+            first_key, first_value, first_source = key, value, source
+    return ConfigError(
+        "invalid configuration: " + "; ".join(problems),
+        key=first_key,
+        value=first_value,
+        source=first_source,
+    )

@@ -1,0 +1,103 @@
+"""The two protocols every engine implements.
+
+:class:`DurableContext` is all that orchestrator code may use between steps;
+:class:`Engine` is what the CLI and the API use to drive workflows. Both live in
+``core`` so the orchestrator depends on the protocol and each engine depends on the
+orchestrator, never the reverse.
+
+Journal entries carry JSON values only (``None``, bool, int, float, str, list, dict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from ecl.core.policy import RetryPolicy
+from ecl.core.results import WorkflowResult
+
+__all__ = ["DurableContext", "Engine", "JsonValue"]
+
+JsonValue = Any
+"""A JSON-compatible value. (``Any`` because recursive aliases fight with pydantic.)"""
+
+
+@runtime_checkable
+class DurableContext(Protocol):
+    """Durable operations for orchestrator code. Identical on every engine."""
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of the running workflow."""
+        ...
+
+    async def run(
+        self,
+        name: str,
+        fn: Callable[[], Awaitable[JsonValue]],
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> JsonValue:
+        """Run ``fn`` once and journal its JSON result under ``name``.
+
+        On replay the journaled result is returned and ``fn`` is not called. A
+        :class:`~ecl.core.errors.StepError` that is not retryable (or that exhausts
+        ``retry``) is journaled too and raised again on replay.
+        """
+        ...
+
+    async def get(self, key: str) -> JsonValue | None:
+        """Durable workflow state: the value of ``key``, or ``None``."""
+        ...
+
+    async def set(self, key: str, value: JsonValue) -> None:
+        """Durable workflow state: store ``value`` under ``key``."""
+        ...
+
+    async def promise(self, name: str) -> JsonValue:
+        """Wait for the durable promise ``name`` (resolved by ``Engine.signal``)."""
+        ...
+
+    async def sleep(self, delta: timedelta) -> None:
+        """Durable sleep: survives restarts, not repeated on replay."""
+        ...
+
+    async def now(self) -> datetime:
+        """The current UTC time, journaled so replay sees the same value."""
+        ...
+
+    async def uuid(self) -> str:
+        """A random UUID, journaled so replay sees the same value."""
+        ...
+
+
+class Engine(Protocol):
+    """Submit, signal, cancel and await workflows."""
+
+    name: str
+
+    async def submit(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+    ) -> str:
+        """Start a workflow; idempotent on ``workflow_id``. Returns the workflow id."""
+        ...
+
+    async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
+        """Resolve the durable promise ``name`` of a workflow."""
+        ...
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Cancel a workflow in whatever state it is."""
+        ...
+
+    async def result(self, workflow_id: str) -> WorkflowResult:
+        """Wait for the workflow to end and return its result."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        ...

@@ -1,0 +1,58 @@
+"""Identifiers: workflow ids and step ids.
+
+Both are plain ``str`` at run time (``NewType``) so they serialize as themselves; the
+``parse_*`` functions are the one place that says what a valid id looks like.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from typing import NewType
+
+from ecl.core.errors import InputValidationError
+
+__all__ = ["StepId", "WorkflowId", "new_workflow_id", "parse_step_id", "parse_workflow_id"]
+
+WorkflowId = NewType("WorkflowId", str)
+"""A workflow's id: generated (time-ordered UUID) or chosen by the caller for idempotency."""
+
+StepId = NewType("StepId", str)
+"""A step's id within a definition, e.g. ``"generate"``. Persisted: treat as data."""
+
+_WORKFLOW_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def new_workflow_id() -> WorkflowId:
+    """A fresh UUID (version 7 layout: sortable by creation time)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return WorkflowId(str(uuid.UUID(int=value)))
+
+
+def parse_workflow_id(value: str) -> WorkflowId:
+    """Validate a caller-supplied workflow id (1-128 of ``A-Z a-z 0-9 . _ : -``)."""
+    if not isinstance(value, str) or not _WORKFLOW_ID.match(value):
+        raise InputValidationError(
+            f"invalid workflow id {value!r}: use 1-128 letters, digits, '.', '_', ':' or '-'",
+            errors=[{"field": "workflow_id", "message": "invalid format", "value": value}],
+        )
+    return WorkflowId(value)
+
+
+def parse_step_id(value: str) -> StepId:
+    """Validate a step id (lower case, starts with a letter, at most 64 characters)."""
+    if not isinstance(value, str) or not _STEP_ID.match(value):
+        raise InputValidationError(
+            f"invalid step id {value!r}: use a lower-case letter then letters, digits, '_' or '-'",
+            errors=[{"field": "step_id", "message": "invalid format", "value": value}],
+        )
+    return StepId(value)

@@ -1,0 +1,51 @@
+"""Step metadata and token accounting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["StepMetadata", "TokenUsage"]
+
+
+class TokenUsage(BaseModel):
+    """Tokens of one or more LLM calls, prompt-cache tokens included."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input: int = 0
+    output: int = 0
+    cache_creation: int = 0
+    cache_read: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every token billed, cache tokens included."""
+        return self.input + self.output + self.cache_creation + self.cache_read
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input=self.input + other.input,
+            output=self.output + other.output,
+            cache_creation=self.cache_creation + other.cache_creation,
+            cache_read=self.cache_read + other.cache_read,
+        )
+
+
+class StepMetadata(BaseModel):
+    """What happened when a step ran: when, which attempt, how many tokens."""
+
+    step_id: str
+    started_at: datetime
+    completed_at: datetime | None = None
+    attempt: int = 1
+    llm_tokens_used: TokenUsage | None = None
+    llm_calls: int = 0
+
+    @property
+    def duration_ms(self) -> float | None:
+        """Wall time of the step in milliseconds, once it completed."""
+        if self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds() * 1000.0

@@ -1,0 +1,77 @@
+"""The workflow state machine."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ecl.core.errors import IllegalTransitionError, InputValidationError
+
+__all__ = ["WorkflowState", "check_transition", "parse_state"]
+
+
+class WorkflowState(StrEnum):
+    """Where a workflow is in its life. Stored by value: the strings are compatibility data."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING_FOR_REVISION = "waiting_for_revision"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, failed and cancelled: nothing runs again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELLED})
+
+_ALLOWED: dict[WorkflowState, frozenset[WorkflowState]] = {
+    WorkflowState.PENDING: frozenset({WorkflowState.RUNNING, WorkflowState.CANCELLED, WorkflowState.FAILED}),
+    WorkflowState.RUNNING: frozenset(
+        {
+            WorkflowState.RUNNING,
+            WorkflowState.WAITING_FOR_REVISION,
+            WorkflowState.COMPLETED,
+            WorkflowState.FAILED,
+            WorkflowState.CANCELLED,
+            WorkflowState.PENDING,
+        }
+    ),
+    WorkflowState.WAITING_FOR_REVISION: frozenset(
+        {
+            WorkflowState.RUNNING,
+            WorkflowState.WAITING_FOR_REVISION,
+            WorkflowState.COMPLETED,
+            WorkflowState.FAILED,
+            WorkflowState.CANCELLED,
+        }
+    ),
+    WorkflowState.COMPLETED: frozenset(),
+    WorkflowState.FAILED: frozenset(),
+    WorkflowState.CANCELLED: frozenset(),
+}
+
+
+def check_transition(workflow_id: str, current: WorkflowState, new: WorkflowState) -> None:
+    """Raise :class:`IllegalTransitionError` unless ``current -> new`` is allowed."""
+    if new not in _ALLOWED[current]:
+        raise IllegalTransitionError(
+            f"workflow {workflow_id} cannot go from {current.value} to {new.value}",
+            workflow_id=workflow_id,
+            from_state=current.value,
+            to_state=new.value,
+        )
+
+
+def parse_state(value: str) -> WorkflowState:
+    """Parse a state name, with an error that lists the valid ones."""
+    try:
+        return WorkflowState(value)
+    except ValueError:
+        valid = ", ".join(s.value for s in WorkflowState)
+        raise InputValidationError(
+            f"unknown state {value!r}; expected one of: {valid}",
+            errors=[{"field": "state", "message": f"expected one of: {valid}", "value": value}],
+        ) from None

@@ -1,0 +1,707 @@
+"""The embedded engine: durable workflows in this process, journal in the ECL database.
+
+One :class:`EmbeddedEngine` per process. It registers the process as a worker (a lease
+renewed by a heartbeat), runs each workflow as an asyncio task on an
+:class:`~ecl.engines.embedded.context.EmbeddedDurableContext`, and writes everything
+through one group-commit :class:`~ecl.engines.embedded.writer.DatabaseWriter`.
+
+What survives a crash, and why:
+
+- a step whose journal entry committed is replayed from the journal, never re-executed;
+- a step in flight when the process died has no entry, so it runs again on resume;
+- state, revision counters and promises are journal entries (promises also rows that
+  ``signal`` writes), so they are rebuilt exactly on replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Connection, Engine, Table, and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ecl.core.durable import DurableContext, JsonValue
+from ecl.core.errors import (
+    ConflictError,
+    EclError,
+    InputValidationError,
+    LeaseError,
+    NonDeterminismError,
+    NotFoundError,
+    RuntimeFailure,
+    WorkflowCancelled,
+)
+from ecl.core.ids import new_workflow_id, parse_workflow_id
+from ecl.core.results import WorkflowResult
+from ecl.core.state import WorkflowState
+from ecl.engines.embedded import lease
+from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
+from ecl.engines.embedded.recorder import Listener, WriterRecorder
+from ecl.engines.embedded.statements import Statements
+from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, reject
+
+__all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
+
+_log = structlog.get_logger("ecl.engines.embedded")
+
+_ENDED = ("completed", "failed", "cancelled")
+
+
+class Orchestrates(Protocol):
+    """What the engine needs of the orchestrator."""
+
+    async def run(
+        self,
+        ctx: DurableContext,
+        definition_id: str,
+        input: dict[str, Any],
+        *,
+        recorder: Any,
+    ) -> WorkflowResult:
+        """Execute (or replay) one workflow on ``ctx``."""
+        ...
+
+
+@dataclass(frozen=True)
+class EmbeddedOptions:
+    """Tuning of the embedded engine (from ``Settings.embedded`` / ``Settings.database``)."""
+
+    journal_max_bytes: int = 1024 * 1024
+    lease_seconds: float = 15.0
+    heartbeat_seconds: float = 3.0
+    promise_poll_seconds: float = 0.2
+    worker_poll_seconds: float = 1.0
+    max_concurrent: int = 10_000
+    commit_delay_seconds: float = 0.0
+    """Fault injection for crash tests: sleep inside each transaction before COMMIT."""
+
+
+@dataclass(frozen=True)
+class OwnerWait:
+    """Reported by :meth:`EmbeddedEngine.resume` while another live worker holds the lease."""
+
+    workflow_id: str
+    owner: str
+    host: str | None
+    pid: int | None
+    expires_at: datetime | None
+
+
+def input_hash(definition_id: str, data: dict[str, Any]) -> str:
+    """Canonical hash of a submission, for idempotency checks."""
+    canonical = json.dumps([definition_id, data], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class EmbeddedEngine:
+    """In-process durable engine on SQLite or PostgreSQL."""
+
+    name = "embedded"
+
+    def __init__(
+        self,
+        sync_engine: Engine,
+        tables: dict[str, Table],
+        orchestrator: Orchestrates,
+        *,
+        known_definitions: Callable[[str], object] | None = None,
+        options: EmbeddedOptions | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        self._db = sync_engine
+        self._t = tables
+        self._sql = Statements.build(tables)
+        self._orchestrator = orchestrator
+        self._known = known_definitions
+        self._opts = options or EmbeddedOptions()
+        self._listener = listener
+        self._me = lease.WorkerIdentity.create()
+        self._writer: DatabaseWriter | None = None
+        self._tasks: dict[str, asyncio.Task[WorkflowResult]] = {}
+        self._cancelling: set[str] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(self._opts.max_concurrent)
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran and :meth:`close` did not."""
+        return self._writer is not None and not self._closed
+
+    @property
+    def worker_id(self) -> str:
+        """This process's worker id (the lease owner name)."""
+        return self._me.id
+
+    async def start(self) -> EmbeddedEngine:
+        """Open the writer, register this worker and start the heartbeat."""
+        if self._writer is not None:
+            return self
+        fence_sql = self._sql.fence
+
+        def fence(conn: Connection, ids: set[str]) -> dict[str, tuple[str | None, str]]:
+            rows = conn.execute(fence_sql, {"b_ids": list(ids)})
+            return {r.id: (r.owner, r.state) for r in rows}
+
+        self._writer = DatabaseWriter(self._db, fence, commit_delay=self._opts.commit_delay_seconds)
+        await self._renew()
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ecl-heartbeat")
+        return self
+
+    async def __aenter__(self) -> EmbeddedEngine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop: running workflows are left resumable (their leases released)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._heartbeat
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._writer is not None:
+            workflows, workers, me = self._t["workflows"], self._t["workers"], self._me.id
+
+            def release_all(conn: Connection) -> None:
+                conn.execute(update(workflows).where(workflows.c.owner == me).values(owner=None))
+                conn.execute(delete(workers).where(workers.c.id == me))
+
+            with contextlib.suppress(Exception):
+                await self._writer.call(release_all)
+            writer = self._writer
+            await asyncio.to_thread(writer.close)
+
+    @property
+    def writer(self) -> DatabaseWriter:
+        """The group-commit writer (after :meth:`start`)."""
+        if self._writer is None:
+            raise RuntimeFailure("the embedded engine is not started; call start() first")
+        return self._writer
+
+    async def _renew(self) -> None:
+        workers, me = self._t["workers"], self._me
+        span = timedelta(seconds=self._opts.lease_seconds)
+        await self.writer.call(lambda conn: lease.renew(conn, workers, me, span))
+
+    async def _heartbeat_loop(self) -> None:
+        workflows, me = self._t["workflows"], self._me.id
+        while True:
+            await asyncio.sleep(self._opts.heartbeat_seconds)
+            try:
+                await self._renew()
+                ids = list(self._tasks)
+                if not ids:
+                    continue
+
+                def ended(conn: Connection, ids: list[str] = ids) -> list[tuple[str, str | None]]:
+                    rows = conn.execute(
+                        select(workflows.c.id, workflows.c.owner, workflows.c.state).where(workflows.c.id.in_(ids))
+                    )
+                    return [(r.id, r.state) for r in rows if r.owner != me or r.state in _ENDED]
+
+                for workflow_id, state in await self.writer.call(ended):
+                    task = self._tasks.get(workflow_id)
+                    if task is not None and not task.done():
+                        if state == "cancelled":
+                            self._cancelling.add(workflow_id)
+                        task.cancel()
+            except Exception as exc:  # keep beating: a transient DB error must not kill us
+                _log.warning("heartbeat failed", error=repr(exc))
+
+    # ------------------------------------------------------------------ Engine
+
+    async def submit(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+        *,
+        start: bool = True,
+    ) -> str:
+        """Record a workflow and (by default) start running it in this process.
+
+        Idempotent on ``workflow_id``: the same id with the same definition and input
+        returns the existing workflow; a different body raises :class:`ConflictError`.
+        """
+        if self._known is not None:
+            self._known(definition_id)
+        if not isinstance(input, dict):
+            raise InputValidationError(
+                f"workflow input must be a JSON object, got {type(input).__name__}",
+                errors=[{"field": "input", "message": "must be an object", "value": input}],
+            )
+        wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
+        digest = input_hash(definition_id, input)
+        workflows, me = self._t["workflows"], self._me.id
+        owner = me if start else None
+
+        def existing(conn: Connection) -> bool:
+            row = conn.execute(
+                select(workflows.c.definition_id, workflows.c.input_hash).where(workflows.c.id == wid)
+            ).first()
+            if row is None:
+                reject(RuntimeFailure(f"workflow {wid} could not be created"))
+            if row.definition_id != definition_id or row.input_hash != digest:
+                reject(
+                    ConflictError(
+                        f"workflow {wid} already exists with a different definition or input",
+                        id=wid,
+                    )
+                )
+            return False
+
+        now = datetime.now(UTC)
+        row = {
+            "id": wid,
+            "definition_id": definition_id,
+            "state": (WorkflowState.RUNNING if start else WorkflowState.PENDING).value,
+            "input": input,
+            "input_hash": digest,
+            "owner": owner,
+            "revision_count": 0,
+            "output": None,
+            "error": None,
+            "created_at": now,
+            "updated_at": now,
+            "completed_at": None,
+        }
+        try:
+            await self.writer.submit(Insert(workflows, row))
+            created = True
+        except IntegrityError:
+            created = await self.writer.call(existing)
+        if created and start:
+            self._spawn(wid, fresh=(definition_id, dict(input)))
+        return wid
+
+    async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
+        """Resolve the durable promise ``name``; the waiting run picks it up."""
+        promises, workflows = self._t["promises"], self._t["workflows"]
+
+        def resolve(conn: Connection) -> None:
+            row = conn.execute(select(workflows.c.state).where(workflows.c.id == workflow_id)).first()
+            if row is None:
+                reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
+                return
+            if row.state in _ENDED:
+                reject(
+                    ConflictError(
+                        f"workflow {workflow_id} has ended ({row.state}); it takes no signals",
+                        id=workflow_id,
+                    )
+                )
+                return
+            # A promise resolves once. Repeated waits on one name (approval rounds) use
+            # name, name#2, name#3...: a signal resolves the first round not yet resolved.
+            rows = conn.execute(
+                select(promises.c.name, promises.c.resolved_at).where(
+                    and_(
+                        promises.c.workflow_id == workflow_id,
+                        or_(promises.c.name == name, promises.c.name.like(f"{name}#%")),
+                    )
+                )
+            ).all()
+            resolved = {r.name for r in rows if r.resolved_at is not None}
+            target, round_ = name, 1
+            while target in resolved:
+                round_ += 1
+                target = f"{name}#{round_}"
+            now = datetime.now(UTC)
+            if any(r.name == target for r in rows):
+                conn.execute(
+                    update(promises)
+                    .where(and_(promises.c.workflow_id == workflow_id, promises.c.name == target))
+                    .values(payload=payload, resolved_at=now)
+                )
+            else:
+                conn.execute(
+                    promises.insert().values(workflow_id=workflow_id, name=target, payload=payload, resolved_at=now)
+                )
+
+        await self.writer.call(resolve)
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Cancel in any state: running, waiting on a promise, backing off, or idle."""
+        workflows = self._t["workflows"]
+
+        def mark(conn: Connection) -> str:
+            row = conn.execute(select(workflows.c.state).where(workflows.c.id == workflow_id)).first()
+            if row is None:
+                reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
+                return ""
+            if row.state in _ENDED:
+                return str(row.state)
+            now = datetime.now(UTC)
+            result = WorkflowResult(
+                workflow_id=workflow_id,
+                definition_id="",
+                state=WorkflowState.CANCELLED,
+                error={"type": "WorkflowCancelled", "message": "cancelled"},
+            )
+            conn.execute(
+                update(workflows)
+                .where(workflows.c.id == workflow_id)
+                .values(
+                    state="cancelled",
+                    updated_at=now,
+                    completed_at=now,
+                    error=result.error,
+                )
+            )
+            return "cancelled"
+
+        state = await self.writer.call(mark)
+        task = self._tasks.get(workflow_id)
+        if state == "cancelled" and task is not None and not task.done():
+            self._cancelling.add(workflow_id)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def result(self, workflow_id: str) -> WorkflowResult:
+        """Wait for the workflow to end (here or in another process) and return its result."""
+        task = self._tasks.get(workflow_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        while True:
+            found = await self.stored_result(workflow_id)
+            if found is not None:
+                return found
+            await asyncio.sleep(self._opts.promise_poll_seconds)
+
+    async def stored_result(self, workflow_id: str) -> WorkflowResult | None:
+        """The stored result of an ended workflow, ``None`` while it is still active."""
+        workflows = self._t["workflows"]
+
+        def read(conn: Connection) -> Any:
+            return conn.execute(select(workflows).where(workflows.c.id == workflow_id)).first()
+
+        row = await self.writer.call(read)
+        if row is None:
+            raise NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
+        if row.state not in _ENDED:
+            return None
+        return _result_from_row(row)
+
+    # ------------------------------------------------------------------ resume / worker
+
+    async def resume(
+        self,
+        workflow_id: str,
+        *,
+        on_wait: Callable[[OwnerWait], Awaitable[None] | None] | None = None,
+        wait: bool = True,
+    ) -> WorkflowResult:
+        """Take a workflow over and run it to its end in this process.
+
+        Takes over at once when the owner is provably dead (same host, process gone) or
+        its lease expired; otherwise waits for the lease to expire, telling ``on_wait``.
+        """
+        told = False
+        while True:
+            done = await self.stored_result(workflow_id)
+            if done is not None:
+                return done
+            if workflow_id in self._tasks:
+                return await self.result(workflow_id)
+            got, info = await self._try_claim(workflow_id)
+            if got:
+                return await self._spawn(workflow_id)
+            if info is None:
+                continue
+            if not wait:
+                raise LeaseError(
+                    f"workflow {workflow_id} is owned by {info.worker_id}",
+                    workflow_id=workflow_id,
+                    owner=info.worker_id,
+                )
+            if not told and on_wait is not None:
+                told = True
+                maybe = on_wait(OwnerWait(workflow_id, info.worker_id, info.host, info.pid, info.expires_at))
+                if maybe is not None:
+                    await maybe
+            await asyncio.sleep(min(1.0, self._opts.heartbeat_seconds))
+
+    async def _try_claim(self, workflow_id: str) -> tuple[bool, lease.OwnerInfo | None]:
+        workflows, workers, me, host = (
+            self._t["workflows"],
+            self._t["workers"],
+            self._me,
+            self._me.host,
+        )
+
+        def attempt(conn: Connection) -> tuple[bool, lease.OwnerInfo | None]:
+            row = conn.execute(
+                select(workflows.c.owner, workflows.c.state).where(workflows.c.id == workflow_id)
+            ).first()
+            if row is None:
+                reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
+            if row.state in _ENDED:
+                return False, None
+            if row.owner is None or row.owner == me.id:
+                return lease.claim(conn, workflows, workflow_id, me.id, row.owner), None
+            info = lease.owner_info(conn, workers, row.owner)
+            if info.expired(datetime.now(UTC)) or info.provably_dead(host):
+                conn.execute(delete(workers).where(workers.c.id == row.owner))
+                return lease.claim(conn, workflows, workflow_id, me.id, row.owner), None
+            return False, info
+
+        result: tuple[bool, lease.OwnerInfo | None] = await self.writer.call(attempt)
+        return result
+
+    async def recover(self, limit: int = 1000) -> list[str]:
+        """Claim and start every active workflow whose owner is gone (start-up recovery)."""
+        workflows, workers, me = self._t["workflows"], self._t["workers"], self._me
+
+        def sweep(conn: Connection) -> list[str]:
+            lease.reap(conn, workers, me.host)
+            lease.renew(conn, workers, me, timedelta(seconds=self._opts.lease_seconds))
+            claimed = []
+            for wid, owner in lease.orphans(conn, workflows, workers, limit):
+                if wid not in self._tasks and lease.claim(conn, workflows, wid, me.id, owner):
+                    claimed.append(wid)
+            return claimed
+
+        claimed: list[str] = await self.writer.call(sweep)
+        for wid in claimed:
+            self._spawn(wid)
+        if claimed:
+            _log.info("recovered workflows", count=len(claimed))
+        return claimed
+
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """Keep recovering orphaned and pending workflows until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.recover()
+            except Exception as exc:
+                _log.warning("worker sweep failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._opts.worker_poll_seconds)
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of workflows running in this process."""
+        return [wid for wid, task in self._tasks.items() if not task.done()]
+
+    # ------------------------------------------------------------------ running one
+
+    def _spawn(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None = None) -> asyncio.Task[WorkflowResult]:
+        task = asyncio.create_task(self._drive(workflow_id, fresh), name=f"ecl-workflow-{workflow_id}")
+        self._tasks[workflow_id] = task
+
+        def forget(_task: asyncio.Task[WorkflowResult]) -> None:
+            if self._tasks.get(workflow_id) is _task:
+                del self._tasks[workflow_id]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def _drive(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
+        async with self._slots:
+            return await self._drive_owned(workflow_id, fresh)
+
+    async def _drive_owned(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
+        t, sql = self._t, self._sql
+        journal, me = t["journal_entries"], self._me.id
+
+        def load(conn: Connection) -> tuple[Any, list[JournalEntry]]:
+            params = {"b_id": workflow_id, "b_now": datetime.now(UTC)}
+            row = conn.execute(sql.load_workflow, params).first()
+            entries = [
+                JournalEntry(r.seq, r.kind, r.name, r.status, r.payload) for r in conn.execute(sql.load_journal, params)
+            ]
+            # Rows of steps that were in flight when the previous owner died.
+            conn.execute(sql.interrupt_steps, params)
+            conn.execute(sql.start_pending, {**params, "b_owner": me})
+            return row, entries
+
+        entries: list[JournalEntry] = []
+        if fresh is not None:
+            definition_id, data = fresh
+        else:
+            row, entries = await self.writer.call(load)
+            if row is None:
+                raise _not_found(workflow_id)
+            definition_id, data = row.definition_id, dict(row.input or {})
+        started = time.perf_counter()
+        recorder = WriterRecorder(self.writer, t, sql, owner=me, listener=self._listener)
+        ctx = EmbeddedDurableContext(
+            workflow_id=workflow_id,
+            owner=me,
+            writer=self.writer,
+            journal_table=journal,
+            entries=entries,
+            promise_source=lambda name: self._promise(workflow_id, name),
+            journal_max_bytes=self._opts.journal_max_bytes,
+            promise_poll=self._opts.promise_poll_seconds,
+        )
+        log = _log.bind(workflow_id=workflow_id)
+        log.debug("workflow run", replaying=len(entries))
+        try:
+            result = await self._orchestrator.run(ctx, definition_id, data, recorder=recorder)
+            if result.state in (WorkflowState.COMPLETED, WorkflowState.FAILED):
+                ctx.check_complete()
+        except (WorkflowCancelled, asyncio.CancelledError) as exc:
+            if workflow_id in self._cancelling or isinstance(exc, WorkflowCancelled):
+                self._cancelling.discard(workflow_id)
+                return await self._finish_cancelled(workflow_id, definition_id)
+            await self._release(workflow_id)
+            raise
+        except LeaseLost as lost:
+            if lost.state == "cancelled":
+                return await self._finish_cancelled(workflow_id, definition_id)
+            log.warning("lease lost; standing down", owner=lost.owner, state=lost.state)
+            raise LeaseError(
+                f"workflow {workflow_id} was taken over by {lost.owner}; this process stood down",
+                workflow_id=workflow_id,
+                owner=lost.owner or "",
+            ) from None
+        except NonDeterminismError:
+            await self._release(workflow_id)
+            raise
+        except EclError as err:
+            result = WorkflowResult(
+                workflow_id=workflow_id,
+                definition_id=definition_id,
+                state=WorkflowState.FAILED,
+                error=err.to_dict(),
+            )
+        except Exception as exc:
+            log.exception("workflow crashed")
+            result = WorkflowResult(
+                workflow_id=workflow_id,
+                definition_id=definition_id,
+                state=WorkflowState.FAILED,
+                error={"type": type(exc).__name__, "message": str(exc)},
+            )
+        if result.duration_ms is None:
+            result = result.model_copy(update={"duration_ms": (time.perf_counter() - started) * 1000})
+        return await self._finish(result)
+
+    async def _finish(self, result: WorkflowResult) -> WorkflowResult:
+        me, finish = self._me.id, self._sql.finish
+        params = {
+            "b_id": result.workflow_id,
+            "b_owner": me,
+            "b_state": result.state.value,
+            "b_output": result.model_dump(mode="json"),
+            "b_error": result.error,
+            "b_revisions": result.revisions,
+            "b_now": datetime.now(UTC),
+        }
+
+        try:
+            await self.writer.submit(FencedUpdate(finish, params, result.workflow_id, me))
+        except LeaseLost as lost:
+            if lost.state == "cancelled":
+                return await self._finish_cancelled(result.workflow_id, result.definition_id)
+            raise LeaseError(
+                f"workflow {result.workflow_id} was taken over by {lost.owner}",
+                workflow_id=result.workflow_id,
+                owner=lost.owner or "",
+            ) from None
+        if self._listener is not None:
+            self._listener(
+                {
+                    "event": "workflow_finished",
+                    "workflow_id": result.workflow_id,
+                    "state": result.state.value,
+                }
+            )
+        return result
+
+    async def _finish_cancelled(self, workflow_id: str, definition_id: str) -> WorkflowResult:
+        workflows = self._t["workflows"]
+        result = WorkflowResult(
+            workflow_id=workflow_id,
+            definition_id=definition_id,
+            state=WorkflowState.CANCELLED,
+            error={"type": "WorkflowCancelled", "message": "cancelled"},
+        )
+        data = result.model_dump(mode="json")
+
+        def write(conn: Connection) -> None:
+            now = datetime.now(UTC)
+            conn.execute(
+                update(workflows)
+                .where(workflows.c.id == workflow_id)
+                .values(
+                    state="cancelled",
+                    output=data,
+                    error=result.error,
+                    owner=None,
+                    updated_at=now,
+                    completed_at=now,
+                )
+            )
+
+        await self.writer.call(write)
+        return result
+
+    async def _release(self, workflow_id: str) -> None:
+        workflows, me = self._t["workflows"], self._me.id
+
+        def write(conn: Connection) -> None:
+            conn.execute(
+                update(workflows).where(and_(workflows.c.id == workflow_id, workflows.c.owner == me)).values(owner=None)
+            )
+
+        with contextlib.suppress(Exception):
+            await self.writer.call(write)
+
+    async def _promise(self, workflow_id: str, name: str) -> tuple[bool, JsonValue]:
+        promises = self._t["promises"]
+
+        def read(conn: Connection) -> tuple[bool, JsonValue]:
+            row = conn.execute(
+                select(promises.c.payload, promises.c.resolved_at).where(
+                    and_(promises.c.workflow_id == workflow_id, promises.c.name == name)
+                )
+            ).first()
+            if row is None or row.resolved_at is None:
+                return False, None
+            return True, row.payload
+
+        result: tuple[bool, JsonValue] = await self.writer.call(read)
+        return result
+
+
+def _not_found(workflow_id: str) -> NotFoundError:
+    return NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
+
+
+def _result_from_row(row: Any) -> WorkflowResult:
+    if isinstance(row.output, dict) and "workflow_id" in row.output and "state" in row.output:
+        result = WorkflowResult.model_validate(row.output)
+        if result.state.value != row.state:
+            result = result.model_copy(update={"state": WorkflowState(row.state)})
+        return result
+    return WorkflowResult(
+        workflow_id=row.id,
+        definition_id=row.definition_id,
+        state=WorkflowState(row.state),
+        error=row.error,
+        revisions=row.revision_count or 0,
+    )

@@ -1,0 +1,180 @@
+"""Run records (workflows, step_executions, llm_calls) written through the group-commit writer.
+
+The writes are queued without waiting: they are committed in the same batch as, or an
+earlier batch than, the next journal entry of the workflow, so a completed step's rows
+are durable no later than its journal entry. State changes are fenced on the owner, so
+a worker that lost its lease (or a workflow cancelled from elsewhere) is never
+overwritten.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table
+
+from ecl.core.metadata import TokenUsage
+from ecl.core.state import WorkflowState
+from ecl.engines.embedded.statements import Statements
+from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert
+
+__all__ = ["Listener", "WriterRecorder"]
+
+Listener = Callable[[dict[str, Any]], None]
+"""Receives progress events (``{"event": "step_started", ...}``) for display."""
+
+
+class WriterRecorder:
+    """Implements the orchestrator's ``WorkflowRecorder`` on the embedded writer."""
+
+    def __init__(
+        self,
+        writer: DatabaseWriter,
+        tables: dict[str, Table],
+        sql: Statements,
+        *,
+        owner: str,
+        listener: Listener | None = None,
+    ) -> None:
+        self._writer = writer
+        self._steps = tables["step_executions"]
+        self._calls = tables["llm_calls"]
+        self._owner = owner
+        self._sql = sql
+        self._listener = listener
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._listener is not None:
+            self._listener({"event": event, **fields})
+
+    async def step_started(
+        self,
+        *,
+        workflow_id: str,
+        step_id: str,
+        attempt: int,
+        iteration: int = 0,
+        input: Any = None,
+    ) -> str:
+        """Queue a ``running`` step_executions row; returns its id."""
+        execution_id = uuid.uuid4().hex
+        self._writer.post(
+            Insert(
+                self._steps,
+                {
+                    "id": execution_id,
+                    "workflow_id": workflow_id,
+                    "step_id": step_id,
+                    "attempt": attempt,
+                    "iteration": iteration,
+                    "state": "running",
+                    "input": input,
+                    "output": None,
+                    "error": None,
+                    "started_at": datetime.now(UTC),
+                    "completed_at": None,
+                    "tokens_used": None,
+                },
+            )
+        )
+        self._emit(
+            "step_started",
+            workflow_id=workflow_id,
+            step_id=step_id,
+            attempt=attempt,
+            iteration=iteration,
+        )
+        return execution_id
+
+    async def step_finished(
+        self,
+        execution_id: str,
+        *,
+        state: str,
+        output: Any = None,
+        error: Any = None,
+        tokens: TokenUsage | int | None = None,
+    ) -> None:
+        """Queue the step_executions row's completion."""
+        total = tokens.total if isinstance(tokens, TokenUsage) else tokens
+        params = {
+            "b_id": execution_id,
+            "b_state": state,
+            "b_output": output,
+            "b_error": error,
+            "b_now": datetime.now(UTC),
+            "b_tokens": total,
+        }
+        self._writer.post(FencedUpdate(self._sql.step_finished, params))
+        self._emit("step_finished", execution_id=execution_id, state=state, tokens=total)
+
+    async def llm_call(
+        self,
+        *,
+        workflow_id: str,
+        execution_id: str | None,
+        provider: str,
+        model: str,
+        usage: TokenUsage,
+        latency_ms: float,
+        outcome: str,
+        error_kind: str | None = None,
+    ) -> None:
+        """Queue one llm_calls row."""
+        self._writer.post(
+            Insert(
+                self._calls,
+                {
+                    "id": uuid.uuid4().hex,
+                    "workflow_id": workflow_id,
+                    "step_execution_id": execution_id,
+                    "provider": provider,
+                    "model": model,
+                    "input_tokens": usage.input,
+                    "output_tokens": usage.output,
+                    "cache_creation_tokens": usage.cache_creation,
+                    "cache_read_tokens": usage.cache_read,
+                    "latency_ms": latency_ms,
+                    "outcome": outcome,
+                    "error_kind": error_kind,
+                    "created_at": datetime.now(UTC),
+                },
+            )
+        )
+        self._emit("llm_call", workflow_id=workflow_id, tokens=usage.total, outcome=outcome)
+
+    async def workflow_state(
+        self,
+        workflow_id: str,
+        state: WorkflowState,
+        *,
+        output: Any = None,
+        error: Any = None,
+        revision_count: int | None = None,
+    ) -> None:
+        """Queue a fenced state change (never overwrites an ended workflow)."""
+        if state.is_terminal:
+            # The engine writes the terminal row itself, with the full result.
+            self._emit("workflow_state", workflow_id=workflow_id, state=state.value)
+            return
+        params: dict[str, Any] = {
+            "b_id": workflow_id,
+            "b_owner": self._owner,
+            "b_state": state.value,
+            "b_now": datetime.now(UTC),
+        }
+        if revision_count is None:
+            stmt = self._sql.set_state
+        else:
+            stmt = self._sql.set_state_and_revisions
+            params["b_revisions"] = revision_count
+        self._writer.post(FencedUpdate(stmt, params, workflow_id, self._owner))
+        self._emit(
+            "workflow_state",
+            workflow_id=workflow_id,
+            state=state.value,
+            revision_count=revision_count,
+        )

@@ -1,0 +1,94 @@
+"""The embedded engine's hot-path SQL, built once per engine.
+
+Building a SQLAlchemy statement costs more than executing it on SQLite, so the statements
+the engine runs per step or per workflow are constructed here once, with bind parameters
+(prefixed ``b_`` so they never clash with column names).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, select, update
+
+__all__ = ["ENDED", "Statements"]
+
+ENDED = ("completed", "failed", "cancelled")
+"""Workflow states after which nothing runs again."""
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Prepared statements over the ECL tables."""
+
+    fence: Any
+    load_workflow: Any
+    load_journal: Any
+    finish: Any
+    set_state: Any
+    set_state_and_revisions: Any
+    step_finished: Any
+    interrupt_steps: Any
+    kv_delete: Any
+    start_pending: Any
+
+    @classmethod
+    def build(cls, t: dict[str, Table]) -> Statements:
+        """Construct every statement once."""
+        w, j, s, kv = t["workflows"], t["journal_entries"], t["step_executions"], t["workflow_kv"]
+        owned_active = and_(
+            w.c.id == bindparam("b_id"),
+            w.c.owner == bindparam("b_owner"),
+            w.c.state.not_in(ENDED),
+        )
+        return cls(
+            fence=select(w.c.id, w.c.owner, w.c.state).where(w.c.id.in_(bindparam("b_ids", expanding=True))),
+            load_workflow=select(w).where(w.c.id == bindparam("b_id")),
+            load_journal=select(j).where(j.c.workflow_id == bindparam("b_id")).order_by(j.c.seq),
+            finish=update(w)
+            .where(owned_active)
+            .values(
+                state=bindparam("b_state"),
+                output=bindparam("b_output"),
+                error=bindparam("b_error"),
+                revision_count=bindparam("b_revisions"),
+                owner=None,
+                updated_at=bindparam("b_now"),
+                completed_at=bindparam("b_now"),
+            ),
+            set_state=update(w).where(owned_active).values(state=bindparam("b_state"), updated_at=bindparam("b_now")),
+            set_state_and_revisions=update(w)
+            .where(owned_active)
+            .values(
+                state=bindparam("b_state"),
+                revision_count=bindparam("b_revisions"),
+                updated_at=bindparam("b_now"),
+            ),
+            step_finished=update(s)
+            .where(s.c.id == bindparam("b_id"))
+            .values(
+                state=bindparam("b_state"),
+                output=bindparam("b_output"),
+                error=bindparam("b_error"),
+                completed_at=bindparam("b_now"),
+                tokens_used=bindparam("b_tokens"),
+            ),
+            interrupt_steps=update(s)
+            .where(and_(s.c.workflow_id == bindparam("b_id"), s.c.state == "running"))
+            .values(
+                state="interrupted",
+                error={"type": "Interrupted", "message": "the process running this step stopped"},
+                completed_at=bindparam("b_now"),
+            ),
+            start_pending=update(w)
+            .where(
+                and_(
+                    w.c.id == bindparam("b_id"),
+                    w.c.owner == bindparam("b_owner"),
+                    w.c.state == "pending",
+                )
+            )
+            .values(state="running", updated_at=bindparam("b_now")),
+            kv_delete=kv.delete().where(and_(kv.c.workflow_id == bindparam("b_id"), kv.c.key == bindparam("b_key"))),
+        )

@@ -1,0 +1,118 @@
+"""Builds the runtime from settings: provider, orchestrator and engine.
+
+The one place (below the CLI and API) that turns a :class:`~ecl.config.Settings` into
+live objects; settings are passed in, never read from the environment here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import Table
+
+from ecl.artifacts.local import LocalArtifactStore
+from ecl.config import Settings
+from ecl.core.policy import RetryPolicy
+from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
+from ecl.llm import LlmProvider, build_provider
+from ecl.steps import PromptLibrary
+from ecl.store.database import create_engine, create_sync_engine
+from ecl.store.models import Base
+from ecl.store.repositories import ArtifactRepository
+from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, builtin_steps
+
+__all__ = [
+    "Runtime",
+    "build_embedded_engine",
+    "build_orchestrator",
+    "build_provider_from",
+    "tables",
+]
+
+
+@dataclass
+class Runtime:
+    """What a command needs to run workflows."""
+
+    orchestrator: WorkflowOrchestrator
+    definitions: DefinitionRegistry
+    llm: LlmProvider
+
+
+def tables() -> dict[str, Table]:
+    """The ECL tables by name."""
+    return dict(Base.metadata.tables)
+
+
+def build_provider_from(settings: Settings, provider: str | None = None) -> LlmProvider:
+    """The configured LLM provider (``provider`` overrides ``settings.llm.provider``)."""
+    llm = settings.llm
+    retry = RetryPolicy(
+        max_attempts=llm.retry.max_attempts,
+        initial_delay=timedelta(seconds=llm.retry.initial_delay),
+        max_delay=timedelta(seconds=llm.retry.max_delay),
+        multiplier=llm.retry.multiplier,
+    )
+    return build_provider(
+        provider or llm.provider,
+        model=llm.model,
+        api_key=llm.api_key,
+        base_url=llm.base_url,
+        timeout=llm.timeout_seconds,
+        max_tokens=llm.max_tokens,
+        retry=retry,
+    )
+
+
+def build_definitions(settings: Settings) -> DefinitionRegistry:
+    """Built-in definitions plus the configured definitions folder."""
+    folder = Path(settings.definitions_path) if settings.definitions_path else None
+    return DefinitionRegistry.with_builtins(folder=folder)
+
+
+def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Runtime:
+    """Orchestrator with the configured provider, prompts and artifact store."""
+    llm = build_provider_from(settings, provider)
+    definitions = build_definitions(settings)
+    prompts_dir = Path(settings.prompts_path) if settings.prompts_path else None
+    artifacts = LocalArtifactStore(
+        Path(settings.artifacts.path),
+        ArtifactRepository(create_engine(settings.database.url)),
+        max_bytes=settings.artifacts.max_bytes,
+    )
+    orchestrator = WorkflowOrchestrator(
+        definitions,
+        builtin_steps(),
+        llm,
+        artifacts=artifacts,
+        prompts=PromptLibrary(override_dir=prompts_dir),
+    )
+    return Runtime(orchestrator=orchestrator, definitions=definitions, llm=llm)
+
+
+def build_embedded_engine(
+    settings: Settings,
+    runtime: Runtime,
+    *,
+    listener: Listener | None = None,
+    commit_delay_seconds: float = 0.0,
+) -> EmbeddedEngine:
+    """An embedded engine on the configured database (check it is migrated with
+    :func:`~ecl.store.database.check_schema` before starting it)."""
+    url = settings.database.url
+    options = EmbeddedOptions(
+        journal_max_bytes=settings.database.journal_max_bytes,
+        lease_seconds=settings.embedded.lease_seconds,
+        heartbeat_seconds=settings.embedded.heartbeat_seconds,
+        commit_delay_seconds=commit_delay_seconds,
+    )
+    return EmbeddedEngine(
+        create_sync_engine(url, sqlite_synchronous=settings.database.sqlite_synchronous),
+        tables(),
+        runtime.orchestrator,
+        known_definitions=runtime.definitions.get,
+        options=options,
+        listener=listener,
+    )

@@ -1,0 +1,238 @@
+"""Driving ECL workflows on a Restate server through its ingress and admin APIs.
+
+* submit: ``POST {ingress}/EclWorkflow/{id}/run/send`` (a Restate workflow runs once per
+  key, so a second submission with the same id attaches to the first);
+* signal: the ``signal`` shared handler; status: the ``status`` shared handler plus the
+  invocation's row in the admin API's ``sys_invocation`` table;
+* cancel: ``PATCH {admin}/invocations/{invocation_id}/cancel``;
+* result: ``GET {ingress}/restate/workflow/EclWorkflow/{id}/attach``, falling back to the
+  ``workflows`` row once Restate has forgotten a finished workflow (after its retention).
+
+The ``workflows`` row is created here at submission, so the ECL database shows the
+workflow at once; the endpoint keeps it up to date.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+
+from ecl.core.durable import JsonValue
+from ecl.core.errors import ConflictError, EngineError, NonDeterminismError
+from ecl.core.ids import new_workflow_id, parse_workflow_id
+from ecl.core.results import WorkflowResult
+from ecl.core.state import WorkflowState
+from ecl.engines.embedded.engine import input_hash
+from ecl.engines.restate.service import SERVICE_NAME
+from ecl.store.repositories import WorkflowRecord, WorkflowRepository
+
+__all__ = ["RestateEngine", "result_from_record"]
+
+_UNAVAILABLE_WAIT = 10.0
+
+
+def result_from_record(record: WorkflowRecord) -> WorkflowResult:
+    """The result of an ended workflow from its ``workflows`` row."""
+    output = record.output
+    if isinstance(output, dict) and "workflow_id" in output and "state" in output:
+        result = WorkflowResult.model_validate(output)
+        if result.state is not record.state:
+            result = result.model_copy(update={"state": record.state})
+        return result
+    return WorkflowResult(
+        workflow_id=record.id,
+        definition_id=record.definition_id,
+        state=record.state,
+        error=record.error,
+        revisions=record.revision_count or 0,
+    )
+
+
+def _mismatch(invocation: dict[str, Any]) -> bool:
+    """Whether Restate retries the invocation because the code diverged from its journal."""
+    return str(invocation.get("last_failure") or "").startswith("[570")
+
+
+def _non_determinism(workflow_id: str, invocation: dict[str, Any]) -> NonDeterminismError:
+    failure = str(invocation.get("last_failure") or "")
+    where = re.search(r"index '(\d+)'", failure)
+    names = re.search(r"name: (.*) != (.*)", failure)
+    step = str(invocation.get("last_failure_related_command_name") or (names.group(2) if names else ""))
+    return NonDeterminismError(
+        f"workflow {workflow_id}: the code no longer matches its journal at {step!r}; Restate keeps "
+        f"retrying it (`ecl cancel {workflow_id}` ends it). Restate: {failure.splitlines()[0] if failure else ''}",
+        workflow_id=workflow_id,
+        position=int(where.group(1)) if where else 0,
+        expected=names.group(1).strip() if names else "",
+        actual=names.group(2).strip() if names else step,
+    )
+
+
+class RestateEngine:
+    """:class:`~ecl.core.Engine` over HTTP to Restate; records land in ECL's database."""
+
+    name = "restate"
+
+    def __init__(
+        self,
+        ingress_url: str,
+        admin_url: str,
+        workflows: WorkflowRepository,
+        *,
+        timeout: float = 600.0,
+        poll_seconds: float = 0.5,
+        attach_seconds: float = 30.0,
+    ) -> None:
+        self.ingress = ingress_url.rstrip("/")
+        self.admin = admin_url.rstrip("/")
+        self.workflows = workflows
+        self._poll = poll_seconds
+        self._attach_seconds = attach_seconds
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+
+    async def _request(self, method: str, url: str, body: Any = None) -> httpx.Response:
+        """One request; 502/503/504 (a server still starting its partitions) are retried ~10 s."""
+        deadline = asyncio.get_running_loop().time() + _UNAVAILABLE_WAIT
+        while True:
+            try:
+                # The admin query API answers in Arrow unless asked for JSON.
+                response = await self._http.request(method, url, json=body, headers={"accept": "application/json"})
+            except httpx.HTTPError as exc:
+                where = self.admin if url.startswith(self.admin) else self.ingress
+                raise EngineError(
+                    f"cannot reach Restate at {where}: {type(exc).__name__}; is it running (ecl dev)?",
+                    engine="restate",
+                ) from exc
+            if response.status_code not in (502, 503, 504) or asyncio.get_running_loop().time() > deadline:
+                return response
+            await asyncio.sleep(0.2)
+
+    async def submit(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+    ) -> str:
+        """Record the workflow and start it on Restate (idempotent on ``workflow_id``)."""
+        wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
+        digest = input_hash(definition_id, input)
+        existing = await self.workflows.find(wid)
+        if existing is not None:
+            if existing.input_hash != digest or existing.definition_id != definition_id:
+                raise ConflictError(f"workflow {wid} already exists with a different body", id=wid)
+        else:
+            await self.workflows.create(wid, definition_id, input, input_hash=digest)
+        response = await self._request(
+            "POST",
+            f"{self.ingress}/{SERVICE_NAME}/{wid}/run/send",
+            {"definition_id": definition_id, "input": input},
+        )
+        if response.status_code not in (200, 202, 409):
+            raise EngineError(
+                f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}",
+                engine="restate",
+            )
+        return wid
+
+    async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
+        """Resolve a durable promise through the ``signal`` shared handler."""
+        await self.workflows.get(workflow_id)
+        response = await self._request(
+            "POST", f"{self.ingress}/{SERVICE_NAME}/{workflow_id}/signal", {"name": name, "payload": payload}
+        )
+        if response.status_code != 200:
+            raise EngineError(f"signal failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
+
+    async def invocation(self, workflow_id: str) -> dict[str, Any] | None:
+        """The ``sys_invocation`` row of the workflow's ``run`` (id, status, ...), if Restate has one."""
+        key = parse_workflow_id(workflow_id)  # ids are restricted to safe characters
+        query = (
+            "SELECT id, status, created_at, modified_at, completion_result, completion_failure, "
+            "last_failure, last_failure_related_command_name "
+            f"FROM sys_invocation WHERE target_service_name = '{SERVICE_NAME}' "
+            f"AND target_handler_name = 'run' AND target_service_key = '{key}'"
+        )
+        response = await self._request("POST", f"{self.admin}/query", {"query": query})
+        if response.status_code != 200:
+            raise EngineError(
+                f"admin query failed: HTTP {response.status_code} {response.text[:200]}", engine="restate"
+            )
+        rows = response.json().get("rows", [])
+        return dict(rows[0]) if rows else None
+
+    async def invocation_id(self, workflow_id: str) -> str | None:
+        """The Restate invocation id of the workflow's ``run``."""
+        row = await self.invocation(workflow_id)
+        return str(row["id"]) if row else None
+
+    async def status(self, workflow_id: str) -> dict[str, Any]:
+        """ECL's row, Restate's invocation and the workflow's durable state, together."""
+        record = await self.workflows.get(workflow_id)
+        invocation = await self.invocation(workflow_id)
+        durable: dict[str, Any] | None = None
+        response = await self._request("POST", f"{self.ingress}/{SERVICE_NAME}/{workflow_id}/status", None)
+        if response.status_code == 200:
+            durable = response.json()
+        return {
+            "workflow_id": workflow_id,
+            "state": record.state.value,
+            "revision_count": record.revision_count,
+            "invocation": invocation,
+            "durable_state": durable,
+        }
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Cancel the invocation on Restate and mark the workflow cancelled.
+
+        An invocation stuck on a journal mismatch can never run its cancellation (its code no
+        longer replays), so it is killed instead.
+        """
+        await self.workflows.get(workflow_id)
+        invocation = await self.invocation(workflow_id)
+        if invocation is not None:
+            how = "kill" if _mismatch(invocation) else "cancel"
+            response = await self._request("PATCH", f"{self.admin}/invocations/{invocation['id']}/{how}")
+            if response.status_code >= 400 and response.status_code not in (404, 409):
+                raise EngineError(f"cancel failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
+        record = await self.workflows.get(workflow_id)
+        if not record.state.is_terminal:
+            await self.workflows.update_state(
+                workflow_id,
+                WorkflowState.CANCELLED,
+                error={"type": "WorkflowCancelled", "message": "cancelled"},
+            )
+
+    async def result(self, workflow_id: str) -> WorkflowResult:
+        """Attach to the workflow and wait for its result.
+
+        Raises :class:`~ecl.core.NonDeterminismError` when Restate keeps retrying the workflow
+        because its code no longer matches its journal.
+        """
+        url = f"{self.ingress}/restate/workflow/{SERVICE_NAME}/{workflow_id}/attach"
+        while True:
+            try:
+                response = await self._http.get(url, timeout=httpx.Timeout(self._attach_seconds, connect=5.0))
+            except httpx.TimeoutException:
+                invocation = await self.invocation(workflow_id)
+                if invocation is not None and _mismatch(invocation):
+                    raise _non_determinism(workflow_id, invocation) from None
+                continue
+            except httpx.HTTPError as exc:
+                raise EngineError(
+                    f"cannot reach Restate at {self.ingress}: {type(exc).__name__}", engine="restate"
+                ) from exc
+            if response.status_code == 200:
+                return WorkflowResult.model_validate(response.json())
+            record = await self.workflows.get(workflow_id)
+            if record.state.is_terminal:
+                return result_from_record(record)
+            if 400 <= response.status_code < 500 and response.status_code not in (404, 409):
+                raise EngineError(f"attach failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
+            await asyncio.sleep(self._poll)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()

@@ -1,0 +1,179 @@
+"""ECL's workflows as one Restate workflow service, ``EclWorkflow``.
+
+* ``run`` (the workflow's main handler, once per workflow id) executes any registered
+  definition through the same :class:`~ecl.workflows.WorkflowOrchestrator` the embedded
+  engine uses; its request is ``{"definition_id": ..., "input": {...}}`` and its response the
+  :class:`~ecl.core.WorkflowResult` as JSON (a failed workflow is a *successful* invocation
+  whose result has ``state: failed``; a cancelled one fails with 409 ``cancelled``);
+* ``signal`` (shared) resolves a durable promise: ``{"name": "approval", "payload": {...}}``
+  resolves the first unresolved round of ``approval``, ``approval#2``, ...;
+* ``status`` (shared) reports the durable state (``revision_count``, ``current_draft``).
+
+Database records are replay-safe: step and LLM-call rows are written inside the step's
+journaled run (so they are written again only when the step itself runs again, at least
+once); workflow-state changes are journaled runs of their own (``record:state:N``), and the
+final row with the whole result is ``record:final``. Journal names are compatibility data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+import restate
+from restate import TerminalError
+from sqlalchemy.exc import IntegrityError
+
+from ecl.core.errors import ConflictError, EclError, WorkflowCancelled
+from ecl.core.results import WorkflowResult
+from ecl.core.state import WorkflowState
+from ecl.engines.embedded.engine import input_hash
+from ecl.engines.restate.context import CANCELLED_STATUS, RestateDurableContext
+from ecl.store.recorder import SqlRecorder
+from ecl.workflows import WorkflowRecorder
+
+__all__ = ["SERVICE_NAME", "JournaledRecorder", "Orchestrator", "build_service", "ensure_workflow_row"]
+
+SERVICE_NAME = "EclWorkflow"
+"""The Restate workflow service's name (compatibility data: it is in Restate's journal)."""
+
+
+class Orchestrator(Protocol):
+    """What the service runs: :class:`~ecl.workflows.WorkflowOrchestrator` or a test double."""
+
+    async def run(
+        self, ctx: Any, definition_id: str, input: dict[str, Any], *, recorder: WorkflowRecorder
+    ) -> WorkflowResult:
+        """Execute one workflow on a durable context."""
+        ...
+
+
+async def ensure_workflow_row(recorder: SqlRecorder, workflow_id: str, definition_id: str, input: Any) -> None:
+    """Create the ``workflows`` row unless it exists (a workflow started on Restate directly)."""
+    if await recorder.workflows.find(workflow_id) is not None:
+        return
+    digest = input_hash(definition_id, input)
+    with contextlib.suppress(IntegrityError, ConflictError):  # created meanwhile by the engine's submit
+        await recorder.workflows.create(workflow_id, definition_id, input, input_hash=digest)
+
+
+class JournaledRecorder:
+    """The :class:`~ecl.workflows.WorkflowRecorder` of one Restate invocation.
+
+    Step and LLM-call rows pass straight through: they are written from inside the step's
+    journaled run. Non-final workflow-state writes become journaled runs of their own, so a
+    replay does not repeat them; the first one also creates the ``workflows`` row when the
+    workflow was started on Restate directly (not through :class:`RestateEngine`). Final
+    states are left to the service, which writes the whole result once (``record:final``).
+    """
+
+    def __init__(self, ctx: restate.WorkflowContext, inner: SqlRecorder, definition_id: str, input: Any) -> None:
+        self._ctx = ctx
+        self._inner = inner
+        self._definition_id = definition_id
+        self._input = input
+        self._n = 0
+
+    async def step_started(self, **kwargs: Any) -> str:
+        """Insert a running step row (inside the step's run)."""
+        return await self._inner.step_started(**kwargs)
+
+    async def step_finished(self, execution_id: str, **kwargs: Any) -> None:
+        """Complete the step row (inside the step's run)."""
+        await self._inner.step_finished(execution_id, **kwargs)
+
+    async def llm_call(self, **kwargs: Any) -> None:
+        """Insert an LLM call row (inside the step's run)."""
+        await self._inner.llm_call(**kwargs)
+
+    async def workflow_state(
+        self,
+        workflow_id: str,
+        state: WorkflowState,
+        *,
+        output: Any = None,
+        error: Any = None,
+        revision_count: int | None = None,
+    ) -> None:
+        """A journaled state write (final states are written by the service)."""
+        if state.is_terminal:
+            return
+        self._n += 1
+        first = self._n == 1
+        inner = self._inner
+
+        async def write() -> None:
+            if first:
+                await ensure_workflow_row(inner, workflow_id, self._definition_id, self._input)
+            await inner.workflow_state(workflow_id, state, output=output, error=error, revision_count=revision_count)
+
+        try:
+            await self._ctx.run_typed(f"record:state:{self._n}", write)
+        except TerminalError as err:
+            if err.status_code == CANCELLED_STATUS:
+                raise WorkflowCancelled(workflow_id) from None
+            raise
+
+
+def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.Workflow:
+    """The Restate workflow service running ECL definitions."""
+    service = restate.Workflow(SERVICE_NAME, description="ECL durable AI workflows")
+
+    @service.main(name="run")
+    async def run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
+        wid = ctx.key()
+        definition_id = str(request.get("definition_id"))
+        data = dict(request.get("input") or {})
+        durable = RestateDurableContext(ctx)
+        journaled = JournaledRecorder(ctx, recorder, definition_id, data)
+        cancelled = False
+        try:
+            result = await orchestrator.run(durable, definition_id, data, recorder=journaled)
+        except WorkflowCancelled:
+            cancelled = True
+            result = WorkflowResult(
+                workflow_id=wid,
+                definition_id=definition_id,
+                state=WorkflowState.CANCELLED,
+                error={"type": "WorkflowCancelled", "message": "cancelled"},
+            )
+        except EclError as err:  # e.g. an unknown definition: the run fails, it is not retried
+            result = WorkflowResult(
+                workflow_id=wid, definition_id=definition_id, state=WorkflowState.FAILED, error=err.to_dict()
+            )
+        document = result.model_dump(mode="json")
+
+        async def final() -> None:
+            await ensure_workflow_row(recorder, wid, definition_id, data)
+            await recorder.workflow_state(
+                wid, result.state, output=document, error=result.error, revision_count=result.revisions
+            )
+
+        await ctx.run_typed("record:final", final)
+        if cancelled:
+            raise TerminalError("cancelled", status_code=CANCELLED_STATUS)
+        return document
+
+    @service.handler(name="signal")
+    async def signal(ctx: restate.WorkflowSharedContext, request: dict[str, Any]) -> dict[str, Any]:
+        base = str(request.get("name") or "approval")
+        target, round_ = base, 1
+        while True:
+            promise: Any = ctx.promise(target, type_hint=object)
+            if await promise.peek() is None:
+                break
+            round_ += 1
+            target = f"{base}#{round_}"
+        payload = request.get("payload")
+        await promise.resolve(payload if payload is not None else {})
+        return {"resolved": target}
+
+    @service.handler(name="status")
+    async def status(ctx: restate.WorkflowSharedContext) -> dict[str, Any]:
+        return {
+            "workflow_id": ctx.key(),
+            "revision_count": await ctx.get("revision_count", type_hint=object),
+            "current_draft": await ctx.get("current_draft", type_hint=object),
+        }
+
+    return service

@@ -1,0 +1,56 @@
+"""LLM providers: the protocol, Anthropic, OpenAI-compatible, mock, retry, circuit breaker."""
+
+from typing import TYPE_CHECKING, Any
+
+from ecl.llm.breaker import BreakerProvider, CircuitBreaker, CircuitOpenError
+from ecl.llm.errors import RETRYABLE_KINDS, error_for_status, parse_retry_after
+from ecl.llm.factory import build_provider
+from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
+from ecl.llm.provider import (
+    CompletionRequest,
+    CompletionResponse,
+    LlmProvider,
+    Message,
+    StopReason,
+    StreamEvent,
+)
+from ecl.llm.retry import RetryingProvider
+
+if TYPE_CHECKING:
+    from ecl.llm.anthropic import AnthropicProvider
+    from ecl.llm.openai_compat import OpenAICompatibleProvider
+
+
+def __getattr__(name: str) -> Any:
+    # The SDKs take a second or more to import: load them only when used.
+    if name == "AnthropicProvider":
+        from ecl.llm.anthropic import AnthropicProvider
+
+        return AnthropicProvider
+    if name == "OpenAICompatibleProvider":
+        from ecl.llm.openai_compat import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider
+    raise AttributeError(name)
+
+
+__all__ = [
+    "RETRYABLE_KINDS",
+    "AnthropicProvider",
+    "BreakerProvider",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CompletionRequest",
+    "CompletionResponse",
+    "LlmProvider",
+    "Message",
+    "MockLlmProvider",
+    "OpenAICompatibleProvider",
+    "RetryingProvider",
+    "StopReason",
+    "StreamEvent",
+    "build_provider",
+    "error_for_status",
+    "parse_retry_after",
+    "scripted_workflow_responder",
+]

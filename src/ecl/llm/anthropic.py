@@ -1,0 +1,147 @@
+"""Claude through the official ``anthropic`` SDK (its own retries off: ECL's policy is on top)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx
+from pydantic import SecretStr
+
+from ecl.core.errors import LlmError
+from ecl.core.metadata import TokenUsage
+from ecl.llm.errors import error_for_status
+from ecl.llm.provider import CompletionRequest, CompletionResponse, StopReason, StreamEvent
+
+__all__ = ["AnthropicProvider"]
+
+_STOP: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "tool_use": "tool_use",
+    "refusal": "refusal",
+}
+
+
+def _usage(raw: Any) -> TokenUsage:
+    if raw is None:
+        return TokenUsage()
+    return TokenUsage(
+        input=int(getattr(raw, "input_tokens", 0) or 0),
+        output=int(getattr(raw, "output_tokens", 0) or 0),
+        cache_creation=int(getattr(raw, "cache_creation_input_tokens", 0) or 0),
+        cache_read=int(getattr(raw, "cache_read_input_tokens", 0) or 0),
+    )
+
+
+def _translate(exc: Exception) -> LlmError:
+    """Every SDK failure as an :class:`LlmError` (never carrying the API key)."""
+    if isinstance(exc, anthropic.APITimeoutError):
+        return LlmError("anthropic: request timed out", kind="timeout", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LlmError(
+            f"anthropic: connection failed ({type(exc.__cause__ or exc).__name__})",
+            kind="connection",
+            retryable=True,
+        )
+    if isinstance(exc, anthropic.APIStatusError):
+        detail = exc.message if isinstance(exc.message, str) else str(exc.body)
+        return error_for_status("anthropic", exc.status_code, detail, dict(exc.response.headers))
+    if isinstance(exc, httpx.TimeoutException):
+        return LlmError("anthropic: request timed out", kind="timeout", retryable=True)
+    if isinstance(exc, httpx.TransportError):
+        return LlmError(
+            f"anthropic: connection failed ({type(exc).__name__})",
+            kind="connection",
+            retryable=True,
+        )
+    return LlmError(f"anthropic: {type(exc).__name__}: {exc}", kind="server", retryable=False)
+
+
+def _text(blocks: Any) -> str:
+    return "".join(str(getattr(b, "text", "")) for b in blocks if getattr(b, "type", "") == "text")
+
+
+class AnthropicProvider:
+    """:class:`~ecl.llm.LlmProvider` for Claude."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        api_key: SecretStr | str | None,
+        model: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        max_tokens: int = 2048,
+    ) -> None:
+        key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        self.model = model
+        self.max_tokens = max_tokens
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key or "missing-api-key",
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+        )
+
+    def _params(self, request: CompletionRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": request.model or self.model,
+            "max_tokens": request.max_tokens or self.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if request.system_prompt:
+            params["system"] = request.system_prompt
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.stop_sequences:
+            params["stop_sequences"] = request.stop_sequences
+        return params
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        """One Messages API call."""
+        started = time.perf_counter()
+        try:
+            message = await self._client.messages.create(**self._params(request))
+        except Exception as exc:
+            raise _translate(exc) from exc
+        text = _text(message.content)
+        return CompletionResponse(
+            content=text,
+            usage=_usage(message.usage),
+            stop_reason=_STOP.get(str(message.stop_reason), "other"),
+            model=message.model,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Server-sent events: text deltas, then the whole response with usage."""
+        started = time.perf_counter()
+        try:
+            async with self._client.messages.stream(**self._params(request)) as stream:
+                async for text in stream.text_stream:
+                    yield StreamEvent(text=text)
+                message = await stream.get_final_message()
+        except LlmError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+        text = _text(message.content)
+        yield StreamEvent(
+            final=CompletionResponse(
+                content=text,
+                usage=_usage(message.usage),
+                stop_reason=_STOP.get(str(message.stop_reason), "other"),
+                model=message.model,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()

@@ -1,0 +1,50 @@
+"""Builds the configured provider: circuit breaker → retry → provider."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from ecl.core.errors import ConfigError
+from ecl.core.policy import RetryPolicy
+from ecl.llm.breaker import BreakerProvider, CircuitBreaker
+from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
+from ecl.llm.provider import LlmProvider
+from ecl.llm.retry import RetryingProvider
+
+__all__ = ["build_provider"]
+
+
+def build_provider(
+    provider: str,
+    *,
+    model: str,
+    api_key: SecretStr | str | None = None,
+    base_url: str | None = None,
+    timeout: float = 120.0,
+    max_tokens: int = 2048,
+    retry: RetryPolicy | None = None,
+    breaker: bool = True,
+) -> LlmProvider:
+    """A ready provider. ``mock`` needs no key: it answers Critique-Revise deterministically."""
+    inner: LlmProvider
+    if provider == "mock":
+        inner = MockLlmProvider(responder=scripted_workflow_responder, model="mock-model")
+        return inner
+    if provider == "anthropic":
+        from ecl.llm.anthropic import AnthropicProvider
+
+        inner = AnthropicProvider(api_key, model, base_url=base_url, timeout=timeout, max_tokens=max_tokens)
+    elif provider == "openai":
+        from ecl.llm.openai_compat import OpenAICompatibleProvider
+
+        inner = OpenAICompatibleProvider(api_key, model, base_url=base_url, timeout=timeout, max_tokens=max_tokens)
+    else:
+        raise ConfigError(
+            f"llm.provider = {provider!r}: expected anthropic, openai or mock",
+            key="llm.provider",
+            value=provider,
+        )
+    wrapped: LlmProvider = RetryingProvider(inner, retry or RetryPolicy())
+    if breaker:
+        wrapped = BreakerProvider(wrapped, CircuitBreaker())
+    return wrapped

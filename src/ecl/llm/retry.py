@@ -1,0 +1,96 @@
+"""Retrying provider: exponential backoff that honours ``retry-after``.
+
+Retries rate limits (429), overload (529), 5xx, timeouts and dropped connections; never
+bad requests or auth failures (400, 401, 403, 404). The SDKs' own retries are off, so the
+number of HTTP requests per ``complete`` call is at most ``policy.max_attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+
+from ecl.core.errors import LlmError
+from ecl.core.policy import RetryPolicy
+from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
+
+__all__ = ["RetryingProvider"]
+
+_log = structlog.get_logger("ecl.llm.retry")
+
+MAX_RETRY_AFTER = 60.0
+"""A server asking for a longer wait is not waited for: the error goes up instead."""
+
+
+class RetryingProvider:
+    """Wraps a provider with ECL's retry policy."""
+
+    def __init__(
+        self,
+        inner: LlmProvider,
+        policy: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self.name = inner.name
+        self.model = inner.model
+
+    def _wait(self, err: LlmError, attempt: int) -> float | None:
+        if not err.retryable or attempt >= self.policy.max_attempts:
+            return None
+        wait = self.policy.delay(attempt)
+        if err.retry_after is not None:
+            if err.retry_after > MAX_RETRY_AFTER:
+                return None
+            wait = max(wait, err.retry_after)
+        return wait
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        """Call the inner provider, retrying retryable failures."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.inner.complete(request)
+            except LlmError as err:
+                err.attempts = attempt
+                wait = self._wait(err, attempt)
+                if wait is None:
+                    raise
+                _log.warning(
+                    "llm call failed; retrying",
+                    kind=err.kind,
+                    status=err.status_code,
+                    attempt=attempt,
+                    wait_s=round(wait, 3),
+                )
+                await self._sleep(wait)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Stream, retrying only failures that happen before the first text arrives."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = False
+            try:
+                async for event in self.inner.stream(request):
+                    started = True
+                    yield event
+                return
+            except LlmError as err:
+                err.attempts = attempt
+                wait = None if started else self._wait(err, attempt)
+                if wait is None:
+                    raise
+                await self._sleep(wait)
+
+    async def close(self) -> None:
+        """Close the wrapped provider's HTTP client, if it has one."""
+        closer = getattr(self.inner, "close", None)
+        if closer is not None:
+            await closer()

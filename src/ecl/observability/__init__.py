@@ -1,0 +1,11 @@
+"""Logging and metrics."""
+
+from ecl.observability.logging import (
+    Redactor,
+    bind_step,
+    bind_workflow,
+    configure_logging,
+    get_logger,
+)
+
+__all__ = ["Redactor", "bind_step", "bind_workflow", "configure_logging", "get_logger"]

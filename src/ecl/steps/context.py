@@ -1,0 +1,130 @@
+"""What a step sees while it runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ecl.artifacts.store import Artifact, ArtifactStore
+from ecl.core.errors import LlmError, StepIoError
+from ecl.core.metadata import TokenUsage
+from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
+from ecl.steps.prompts import PromptLibrary
+from ecl.steps.recorder import StepRecorder
+
+__all__ = ["RecordingLlm", "StepContext"]
+
+
+class RecordingLlm:
+    """Wraps the provider: records every call and adds up the step's tokens."""
+
+    def __init__(
+        self,
+        inner: LlmProvider,
+        recorder: StepRecorder,
+        *,
+        workflow_id: str,
+        execution_id: str,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = inner.model
+        self._recorder = recorder
+        self._workflow_id = workflow_id
+        self._execution_id = execution_id
+        self.usage = TokenUsage()
+        self.calls = 0
+
+    async def _record(self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None) -> None:
+        self.calls += 1
+        self.usage = self.usage + usage
+        await self._recorder.llm_call(
+            workflow_id=self._workflow_id,
+            execution_id=self._execution_id,
+            provider=self.inner.name,
+            model=model,
+            usage=usage,
+            latency_ms=latency_ms,
+            outcome="error" if error else "ok",
+            error_kind=error.kind if error else None,
+        )
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        """Call the provider and record the call."""
+        started = time.perf_counter()
+        try:
+            response = await self.inner.complete(request)
+        except LlmError as err:
+            await self._record(
+                request.model or self.model,
+                TokenUsage(),
+                (time.perf_counter() - started) * 1000,
+                err,
+            )
+            raise
+        await self._record(response.model or self.model, response.usage, response.latency_ms, None)
+        return response
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        """Stream from the provider and record the call when it ends."""
+        started = time.perf_counter()
+        try:
+            async for event in self.inner.stream(request):
+                if event.final is not None:
+                    await self._record(
+                        event.final.model or self.model,
+                        event.final.usage,
+                        event.final.latency_ms,
+                        None,
+                    )
+                yield event
+        except LlmError as err:
+            await self._record(
+                request.model or self.model,
+                TokenUsage(),
+                (time.perf_counter() - started) * 1000,
+                err,
+            )
+            raise
+
+
+@dataclass
+class StepContext:
+    """The LLM, identity, logger, prompts and artifact storage of one step attempt."""
+
+    llm: RecordingLlm
+    workflow_id: str
+    step_id: str
+    attempt: int
+    execution_id: str
+    iteration: int = 0
+    artifacts: ArtifactStore | None = None
+    prompts: PromptLibrary = field(default_factory=PromptLibrary)
+    logger: Any = None
+
+    def __post_init__(self) -> None:
+        if self.logger is None:
+            self.logger = structlog.get_logger("ecl.step").bind(
+                workflow_id=self.workflow_id, step_id=self.step_id, attempt=self.attempt
+            )
+
+    def _store(self) -> ArtifactStore:
+        if self.artifacts is None:
+            raise StepIoError(
+                "no artifact store is configured for this run",
+                step_id=self.step_id,
+                retryable=False,
+            )
+        return self.artifacts
+
+    async def store_artifact(self, name: str, content: bytes, content_type: str) -> Artifact:
+        """Store a (large) result; returns its metadata (keep the id in the step output)."""
+        return await self._store().store(self.workflow_id, self.step_id, name, content, content_type)
+
+    async def retrieve_artifact(self, artifact_id: str) -> bytes:
+        """Read an artifact of this workflow back."""
+        return await self._store().retrieve(self.workflow_id, artifact_id)

@@ -1,0 +1,160 @@
+"""Runs one step: validate input → execute with the retry policy → validate output."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+
+from ecl.artifacts.store import ArtifactStore
+from ecl.core.errors import EclError, StepError, StepValidationError
+from ecl.core.metadata import StepMetadata
+from ecl.core.results import Failed, NeedsRevision, Success
+from ecl.llm.provider import LlmProvider
+from ecl.steps.context import RecordingLlm, StepContext
+from ecl.steps.execution import StepExecution, TraceEvent
+from ecl.steps.prompts import PromptLibrary
+from ecl.steps.recorder import NullRecorder, StepRecorder
+from ecl.steps.registry import StepRegistry
+from ecl.steps.validation import validate_model
+
+__all__ = ["StepExecutor"]
+
+_log = structlog.get_logger("ecl.steps")
+
+
+class StepExecutor:
+    """Executes registered steps with validation, retries, recording and tracing.
+
+    Attempts are bounded by the step's :class:`~ecl.core.RetryPolicy`; each attempt's LLM
+    calls are bounded by the provider's own retry policy, so one step makes at most
+    ``step.retry_policy.max_attempts * llm.retry.max_attempts`` LLM requests.
+    """
+
+    def __init__(
+        self,
+        registry: StepRegistry,
+        llm: LlmProvider,
+        *,
+        recorder: StepRecorder | None = None,
+        artifacts: ArtifactStore | None = None,
+        prompts: PromptLibrary | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.registry = registry
+        self.llm = llm
+        self.recorder: StepRecorder = recorder or NullRecorder()
+        self.artifacts = artifacts
+        self.prompts = prompts or PromptLibrary()
+        self._sleep = sleep
+
+    async def execute(
+        self,
+        step_id: str,
+        input: dict[str, Any] | BaseModel,
+        *,
+        workflow_id: str,
+        iteration: int = 0,
+        recorder: StepRecorder | None = None,
+    ) -> StepExecution:
+        """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed."""
+        step = self.registry.get(step_id)
+        recorder = recorder or self.recorder
+        log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
+        started = datetime.now(UTC)
+        traces = [TraceEvent(kind="started", detail={"iteration": iteration})]
+
+        # Invalid input fails fast: another attempt would see the same input.
+        model = validate_model(step.input_model, input, step_id=step_id, where="input")
+        try:
+            await step.validate_input(model)
+        except StepValidationError as err:
+            err.step_id = step_id
+            err.retryable = False
+            raise
+        raw_input = model.model_dump(mode="json")
+
+        policy = step.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            execution_id = await recorder.step_started(
+                workflow_id=workflow_id,
+                step_id=step_id,
+                attempt=attempt,
+                iteration=iteration,
+                input=raw_input,
+            )
+            llm = RecordingLlm(self.llm, recorder, workflow_id=workflow_id, execution_id=execution_id)
+            ctx = StepContext(
+                llm=llm,
+                workflow_id=workflow_id,
+                step_id=step_id,
+                attempt=attempt,
+                execution_id=execution_id,
+                iteration=iteration,
+                artifacts=self.artifacts,
+                prompts=self.prompts,
+            )
+            log.info("step attempt", attempt=attempt)
+            try:
+                output, feedback = await self._attempt(step, ctx, model)
+            except StepError as err:
+                err.step_id = err.step_id or step_id
+                kind = "validation_failed" if isinstance(err, StepValidationError) else "attempt_failed"
+                traces.append(TraceEvent(kind=kind, attempt=attempt, detail=err.to_dict()))
+                await recorder.step_finished(execution_id, state="failed", error=err.to_dict(), tokens=llm.usage)
+                if err.retryable and attempt < policy.max_attempts:
+                    wait = policy.delay(attempt)
+                    log.warning("step attempt failed; retrying", error=err.message, wait_s=wait)
+                    traces.append(TraceEvent(kind="retry", attempt=attempt, detail={"wait_s": wait}))
+                    await self._sleep(wait)
+                    continue
+                log.error("step failed", error=err.message, attempts=attempt)
+                if attempt > 1:
+                    err.message = f"{err.message} (after {attempt} attempts)"
+                    err.args = (err.message,)
+                raise
+            data = output.model_dump(mode="json")
+            await recorder.step_finished(execution_id, state="completed", output=data, tokens=llm.usage)
+            traces.append(TraceEvent(kind="completed", attempt=attempt))
+            log.info("step completed", attempt=attempt, tokens=llm.usage.total)
+            return StepExecution(
+                step_id=step_id,
+                output=data,
+                feedback=feedback,
+                metadata=StepMetadata(
+                    step_id=step_id,
+                    started_at=started,
+                    completed_at=datetime.now(UTC),
+                    attempt=attempt,
+                    llm_tokens_used=llm.usage,
+                    llm_calls=llm.calls,
+                ),
+                traces=traces,
+            )
+
+    async def _attempt(self, step: Any, ctx: StepContext, model: BaseModel) -> tuple[BaseModel, str | None]:
+        try:
+            result = await step.execute(ctx, model)
+        except EclError as err:
+            if isinstance(err, StepError):
+                raise
+            raise StepError(f"step {ctx.step_id}: {err.message}", retryable=err.retryable) from err
+        except Exception as exc:
+            raise StepError(f"step {ctx.step_id} raised {type(exc).__name__}: {exc}", retryable=False) from exc
+        if isinstance(result, Failed):
+            error = result.error
+            error.retryable = result.retryable
+            raise error
+        if not isinstance(result, Success | NeedsRevision):
+            raise StepError(f"step {ctx.step_id} returned {type(result).__name__}, not a StepResult")
+        # Output problems are often the model's whim: another attempt may do better.
+        output = validate_model(step.output_model, result.output, step_id=ctx.step_id, where="output", retryable=True)
+        await step.validate_output(output, model)
+        feedback = result.feedback if isinstance(result, NeedsRevision) else None
+        return output, feedback

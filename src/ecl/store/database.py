@@ -1,0 +1,284 @@
+"""Database URLs, engines and migrations.
+
+ECL accepts plain URLs — ``sqlite:///path/to/ecl.db``, ``sqlite://`` (in memory),
+``postgresql://user@host:5432/db`` — and picks the drivers itself: aiosqlite / asyncpg for
+the async engine, pysqlite / psycopg for the sync engine the embedded engine's writer
+uses. A relative SQLite path (``sqlite:///ecl.db``) is relative to the current working
+directory, as with SQLAlchemy.
+
+SQLite connections get ``journal_mode=WAL``, ``busy_timeout``, ``foreign_keys=ON`` and the
+configured ``synchronous`` level (``NORMAL`` survives any process crash; ``FULL`` also
+survives power loss, at about 0.2 ms per commit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event, make_url
+from sqlalchemy import create_engine as create_sync_sa_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ecl.core.errors import ConfigError, DatabaseError
+
+__all__ = [
+    "check_schema",
+    "create_engine",
+    "create_sync_engine",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "normalize_url",
+    "sync_url",
+    "upgrade",
+    "upgrade_connection",
+]
+
+_SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"database.url = {url!r}: not a database URL (expected sqlite:///path.db or "
+            "postgresql://user@host:port/db)",
+            key="database.url",
+            value=url,
+        ) from exc
+
+
+def _backend(parsed: URL) -> str:
+    backend = parsed.get_backend_name()
+    if backend in ("sqlite", "postgresql"):
+        return backend
+    if backend == "postgres":
+        return "postgresql"
+    raise ConfigError(
+        f"database.url: unsupported database {backend!r}; use sqlite or postgresql",
+        key="database.url",
+        value=parsed.render_as_string(hide_password=True),
+    )
+
+
+def normalize_url(url: str) -> str:
+    """The async-driver form of ``url`` (aiosqlite / asyncpg)."""
+    parsed = _parse(url)
+    driver = "sqlite+aiosqlite" if _backend(parsed) == "sqlite" else "postgresql+asyncpg"
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The sync-driver form of ``url`` (pysqlite / psycopg)."""
+    parsed = _parse(url)
+    driver = "sqlite" if _backend(parsed) == "sqlite" else "postgresql+psycopg"
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def is_memory(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite database."""
+    parsed = _parse(url)
+    return _backend(parsed) == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
+def _pragmas(synchronous: str, busy_timeout_ms: int) -> Any:
+    level = synchronous.upper()
+    if level not in _SYNC_LEVELS:
+        raise ConfigError(
+            f"database.sqlite_synchronous = {synchronous!r}: expected one of {', '.join(_SYNC_LEVELS)}",
+            key="database.sqlite_synchronous",
+            value=synchronous,
+        )
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA synchronous={level}")
+        cursor.close()
+
+    return on_connect
+
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    sqlite_synchronous: str = "NORMAL",
+    busy_timeout_ms: int = 5000,
+    echo: bool = False,
+) -> AsyncEngine:
+    """An async engine for ``url`` with ECL's connection settings."""
+    target = normalize_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if target.startswith("sqlite"):
+        if is_memory(url):
+            kwargs["poolclass"] = StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        kwargs["pool_size"] = pool_size
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(target, **kwargs)
+    if target.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _pragmas(sqlite_synchronous, busy_timeout_ms))
+    return engine
+
+
+def create_sync_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    sqlite_synchronous: str = "NORMAL",
+    busy_timeout_ms: int = 5000,
+) -> Engine:
+    """A sync engine for ``url`` (used by the embedded engine's writer thread)."""
+    target = sync_url(url)
+    kwargs: dict[str, Any] = {}
+    if target.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False}
+        if is_memory(url):
+            kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["pool_size"] = pool_size
+        kwargs["pool_pre_ping"] = True
+    engine = create_sync_sa_engine(target, **kwargs)
+    if target.startswith("sqlite"):
+        event.listen(engine, "connect", _pragmas(sqlite_synchronous, busy_timeout_ms))
+    return engine
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _alembic_config(url: str) -> Config:
+    folder = resources.files("ecl.store") / "migrations"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(folder))
+    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    return cfg
+
+
+@contextlib.contextmanager
+def _connected(url: str) -> Iterator[Any]:
+    engine = create_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"cannot reach the database at {_parse(url).render_as_string(hide_password=True)}: "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+            hint="check database.url (ECL_DATABASE_URL) and that the server is running",
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    script = ScriptDirectory.from_config(_alembic_config("sqlite://"))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at, ``None`` when it was never migrated."""
+    with _connected(url) as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url: str, target: str = "head") -> list[str]:
+    """Migrate forward to ``target``; returns the revisions applied (empty when up to date)."""
+    before = current_revision(url)
+    script = ScriptDirectory.from_config(_alembic_config(url))
+    try:
+        script.get_revision(target if target != "head" else head_revision())
+    except Exception as exc:
+        raise DatabaseError(f"unknown migration revision {target!r}", hint="see: ecl migrate --help") from exc
+    if before is not None and not _known(script, before):
+        raise DatabaseError(
+            f"the database is at revision {before}, which this version of ECL does not know "
+            "(the database is newer than the code)",
+            hint="upgrade ECL, or point database.url at another database",
+        )
+    with _connected(url) as conn:
+        cfg = _alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, target)
+        conn.commit()
+    after = current_revision(url)
+    if after == before:
+        return []
+    applied = []
+    for rev in script.iterate_revisions(after, before):
+        applied.append(rev.revision)
+    return list(reversed(applied))
+
+
+def upgrade_connection(conn: Any, target: str = "head") -> None:
+    """Migrate over an existing sync connection (e.g. ``await aconn.run_sync(...)``);
+    the way to migrate an in-memory database that only one engine can see."""
+    cfg = _alembic_config("sqlite://")
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, target)
+
+
+def downgrade(url: str, target: str) -> None:
+    """Migrate back to ``target`` (``base`` removes everything)."""
+    with _connected(url) as conn:
+        cfg = _alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, target)
+        conn.commit()
+
+
+def check_schema(url: str) -> None:
+    """Raise :class:`DatabaseError` with what to run unless the database is at head."""
+    current = current_revision(url)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise DatabaseError(
+            "the database has no ECL schema yet",
+            hint="run: ecl migrate",
+        )
+    script = ScriptDirectory.from_config(_alembic_config(url))
+    if not _known(script, current):
+        raise DatabaseError(
+            f"the database is at revision {current}, newer than this ECL (head {head})",
+            hint="upgrade ECL, or point database.url at another database",
+        )
+    raise DatabaseError(
+        f"the database is at revision {current}, behind this ECL (head {head})",
+        hint="run: ecl migrate",
+    )
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:
+        return False
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a file-backed SQLite URL."""
+    parsed = _parse(url)
+    if _backend(parsed) != "sqlite" or is_memory(url):
+        return None
+    return Path(str(parsed.database))

@@ -1,0 +1,128 @@
+"""Run records written straight through the async repositories.
+
+Used where the embedded engine's group-commit writer is not running (the Restate engine:
+its records are written inside journaled ``ctx.run`` blocks, so a replay never writes them
+twice).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ecl.core.metadata import TokenUsage
+from ecl.core.state import WorkflowState
+from ecl.store import models as m
+from ecl.store.repositories import (
+    LlmCallRecord,
+    LlmCallRepository,
+    StepExecutionRepository,
+    WorkflowRepository,
+)
+
+__all__ = ["SqlRecorder"]
+
+
+class SqlRecorder:
+    """Step, LLM-call and workflow-state records on an async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.workflows = WorkflowRepository(engine)
+        self.steps = StepExecutionRepository(engine)
+        self.calls = LlmCallRepository(engine)
+
+    async def step_started(
+        self,
+        *,
+        workflow_id: str,
+        step_id: str,
+        attempt: int,
+        iteration: int = 0,
+        input: Any = None,
+    ) -> str:
+        """Insert a running step row."""
+        execution_id = uuid.uuid4().hex
+        await self.steps.start(
+            id=execution_id,
+            workflow_id=workflow_id,
+            step_id=step_id,
+            attempt=attempt,
+            iteration=iteration,
+            input=input,
+        )
+        return execution_id
+
+    async def step_finished(
+        self,
+        execution_id: str,
+        *,
+        state: str,
+        output: Any = None,
+        error: Any = None,
+        tokens: TokenUsage | int | None = None,
+    ) -> None:
+        """Complete the step row."""
+        total = tokens.total if isinstance(tokens, TokenUsage) else tokens
+        await self.steps.finish(execution_id, state=state, output=output, error=error, tokens=total)
+
+    async def llm_call(
+        self,
+        *,
+        workflow_id: str,
+        execution_id: str | None,
+        provider: str,
+        model: str,
+        usage: TokenUsage,
+        latency_ms: float,
+        outcome: str,
+        error_kind: str | None = None,
+    ) -> None:
+        """Insert one LLM call row."""
+        await self.calls.record(
+            LlmCallRecord(
+                id=uuid.uuid4().hex,
+                workflow_id=workflow_id,
+                step_execution_id=execution_id,
+                provider=provider,
+                model=model,
+                input_tokens=usage.input,
+                output_tokens=usage.output,
+                cache_creation_tokens=usage.cache_creation,
+                cache_read_tokens=usage.cache_read,
+                latency_ms=latency_ms,
+                outcome=outcome,
+                error_kind=error_kind,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    async def workflow_state(
+        self,
+        workflow_id: str,
+        state: WorkflowState,
+        *,
+        output: Any = None,
+        error: Any = None,
+        revision_count: int | None = None,
+    ) -> None:
+        """Set the state (never overwriting an ended workflow)."""
+        values: dict[str, Any] = {"state": state.value, "updated_at": datetime.now(UTC)}
+        if output is not None:
+            values["output"] = output
+        if error is not None:
+            values["error"] = error
+        if revision_count is not None:
+            values["revision_count"] = revision_count
+        if state.is_terminal:
+            values["completed_at"] = values["updated_at"]
+        w = m.Workflow
+        async with self.workflows.sessions.begin() as session:
+            await session.execute(
+                update(w)
+                .where(w.id == workflow_id, w.state.not_in(("completed", "failed", "cancelled")))
+                .values(**values)
+            )

@@ -1,0 +1,413 @@
+"""Async repositories over the ECL tables.
+
+They return plain pydantic records, never ORM objects bound to a session. Lists use
+cursor pagination: a stable order (newest first: ``created_at`` desc, ``id`` desc), an
+opaque cursor that encodes the last row's position, a default page of 20 and at most 100.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from ecl.core.errors import InputValidationError, NotFoundError
+from ecl.core.metadata import TokenUsage
+from ecl.core.state import WorkflowState, check_transition
+from ecl.store import models as m
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_PAGE",
+    "ArtifactRecord",
+    "ArtifactRepository",
+    "LlmCallRecord",
+    "LlmCallRepository",
+    "LlmTotals",
+    "Page",
+    "StepExecutionRecord",
+    "StepExecutionRepository",
+    "WorkflowRecord",
+    "WorkflowRepository",
+]
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+class WorkflowRecord(BaseModel):
+    """A row of ``workflows``."""
+
+    id: str
+    definition_id: str
+    state: WorkflowState
+    input: Any
+    output: Any = None
+    error: Any = None
+    input_hash: str = ""
+    owner: str | None = None
+    revision_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+
+
+class StepExecutionRecord(BaseModel):
+    """A row of ``step_executions``."""
+
+    id: str
+    workflow_id: str
+    step_id: str
+    attempt: int
+    iteration: int
+    state: str
+    input: Any = None
+    output: Any = None
+    error: Any = None
+    started_at: datetime
+    completed_at: datetime | None = None
+    tokens_used: int | None = None
+
+
+class LlmCallRecord(BaseModel):
+    """A row of ``llm_calls``."""
+
+    id: str
+    workflow_id: str
+    step_execution_id: str | None
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_creation_tokens: int
+    cache_read_tokens: int
+    latency_ms: float
+    outcome: str
+    error_kind: str | None
+    created_at: datetime
+
+
+class LlmTotals(BaseModel):
+    """Totals of a workflow's LLM calls."""
+
+    calls: int = 0
+    errors: int = 0
+    tokens: TokenUsage = TokenUsage()
+    latency_ms: float = 0.0
+
+
+class ArtifactRecord(BaseModel):
+    """A row of ``artifacts``."""
+
+    id: str
+    workflow_id: str
+    step_id: str
+    name: str
+    content_type: str
+    path: str
+    size: int
+    sha256: str | None = None
+    created_at: datetime
+
+
+class Page(BaseModel):
+    """One page of a list, and the cursor of the next (``None`` at the end)."""
+
+    items: list[WorkflowRecord]
+    next_cursor: str | None = None
+
+
+def _record(model: type[BaseModel], row: Any) -> Any:
+    return model.model_validate({c: getattr(row, c) for c in model.model_fields})
+
+
+def _encode_cursor(created_at: datetime, id_: str) -> str:
+    raw = json.dumps([created_at.isoformat(), id_]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, id_ = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        when = datetime.fromisoformat(created)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)), str(id_)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise InputValidationError(
+            f"invalid cursor {cursor[:40]!r}",
+            errors=[{"field": "cursor", "message": "not a cursor from this API", "value": cursor[:40]}],
+        ) from None
+
+
+def check_limit(limit: int | None) -> int:
+    """The page size, or an error naming the bad value."""
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputValidationError(
+            f"limit must be between 1 and {MAX_PAGE}, got {limit}",
+            errors=[{"field": "limit", "message": f"must be 1..{MAX_PAGE}", "value": limit}],
+        )
+    return limit
+
+
+class _Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class WorkflowRepository(_Repository):
+    """Workflows: create, get, state changes, filtered cursor-paginated lists."""
+
+    async def create(
+        self,
+        workflow_id: str,
+        definition_id: str,
+        input: Any,
+        *,
+        input_hash: str = "",
+        state: WorkflowState = WorkflowState.PENDING,
+    ) -> WorkflowRecord:
+        """Insert a workflow."""
+        now = datetime.now(UTC)
+        row = m.Workflow(
+            id=workflow_id,
+            definition_id=definition_id,
+            state=state.value,
+            input=input,
+            input_hash=input_hash,
+            revision_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.sessions.begin() as session:
+            session.add(row)
+        return await self.get(workflow_id)
+
+    async def find(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow, or ``None``."""
+        async with self.sessions() as session:
+            row = await session.get(m.Workflow, workflow_id)
+            return None if row is None else _record(WorkflowRecord, row)
+
+    async def get(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow, or :class:`NotFoundError`."""
+        found = await self.find(workflow_id)
+        if found is None:
+            raise NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
+        return found
+
+    async def update_state(
+        self,
+        workflow_id: str,
+        state: WorkflowState,
+        *,
+        output: Any = None,
+        error: Any = None,
+    ) -> WorkflowRecord:
+        """Change the state, rejecting transitions the state machine forbids."""
+        async with self.sessions.begin() as session:
+            row = await session.get(m.Workflow, workflow_id, with_for_update=True)
+            if row is None:
+                raise NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
+            check_transition(workflow_id, WorkflowState(row.state), state)
+            now = datetime.now(UTC)
+            row.state = state.value
+            row.updated_at = now
+            if output is not None:
+                row.output = output
+            if error is not None:
+                row.error = error
+            if state.is_terminal:
+                row.completed_at = now
+        return await self.get(workflow_id)
+
+    async def list(
+        self,
+        *,
+        state: WorkflowState | None = None,
+        definition_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page, newest first; pass ``next_cursor`` back for the next."""
+        size = check_limit(limit)
+        query = select(m.Workflow)
+        if state is not None:
+            query = query.where(m.Workflow.state == state.value)
+        if definition_id is not None:
+            query = query.where(m.Workflow.definition_id == definition_id)
+        if cursor:
+            created, id_ = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    m.Workflow.created_at < created,
+                    and_(m.Workflow.created_at == created, m.Workflow.id < id_),
+                )
+            )
+        query = query.order_by(m.Workflow.created_at.desc(), m.Workflow.id.desc()).limit(size + 1)
+        async with self.sessions() as session:
+            rows = list((await session.execute(query)).scalars())
+        items = [_record(WorkflowRecord, r) for r in rows[:size]]
+        next_cursor = None
+        if len(rows) > size and items:
+            last = items[-1]
+            next_cursor = _encode_cursor(last.created_at, last.id)
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def count_by_state(self) -> dict[str, int]:
+        """How many workflows are in each state."""
+        query = select(m.Workflow.state, func.count()).group_by(m.Workflow.state)
+        async with self.sessions() as session:
+            return {state: int(n) for state, n in (await session.execute(query)).all()}
+
+    async def kv(self, workflow_id: str) -> dict[str, Any]:
+        """The workflow's durable state as the embedded engine journaled it (latest values)."""
+        query = (
+            select(m.JournalEntry.name, m.JournalEntry.payload)
+            .where(and_(m.JournalEntry.workflow_id == workflow_id, m.JournalEntry.kind == "set"))
+            .order_by(m.JournalEntry.seq)
+        )
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return {str(row[0]): row[1] for row in rows}
+
+
+class StepExecutionRepository(_Repository):
+    """Step executions of workflows."""
+
+    async def start(
+        self,
+        *,
+        id: str,
+        workflow_id: str,
+        step_id: str,
+        attempt: int,
+        iteration: int = 0,
+        input: Any = None,
+    ) -> None:
+        """Record a started attempt."""
+        async with self.sessions.begin() as session:
+            session.add(
+                m.StepExecution(
+                    id=id,
+                    workflow_id=workflow_id,
+                    step_id=step_id,
+                    attempt=attempt,
+                    iteration=iteration,
+                    state="running",
+                    input=input,
+                    started_at=datetime.now(UTC),
+                )
+            )
+
+    async def finish(
+        self, id: str, *, state: str, output: Any = None, error: Any = None, tokens: int | None = None
+    ) -> None:
+        """Record how an attempt ended."""
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(m.StepExecution)
+                .where(m.StepExecution.id == id)
+                .values(
+                    state=state,
+                    output=output,
+                    error=error,
+                    tokens_used=tokens,
+                    completed_at=datetime.now(UTC),
+                )
+            )
+
+    async def list_for(self, workflow_id: str, *, step_id: str | None = None) -> list[StepExecutionRecord]:
+        """A workflow's step executions in the order they started."""
+        query = select(m.StepExecution).where(m.StepExecution.workflow_id == workflow_id)
+        if step_id is not None:
+            query = query.where(m.StepExecution.step_id == step_id)
+        query = query.order_by(m.StepExecution.started_at, m.StepExecution.id)
+        async with self.sessions() as session:
+            return [_record(StepExecutionRecord, r) for r in (await session.execute(query)).scalars()]
+
+
+class LlmCallRepository(_Repository):
+    """LLM calls of workflows."""
+
+    async def record(self, call: LlmCallRecord) -> None:
+        """Insert one call."""
+        async with self.sessions.begin() as session:
+            session.add(m.LlmCall(**call.model_dump()))
+
+    async def list_for(self, workflow_id: str) -> list[LlmCallRecord]:
+        """A workflow's calls, oldest first."""
+        query = (
+            select(m.LlmCall).where(m.LlmCall.workflow_id == workflow_id).order_by(m.LlmCall.created_at, m.LlmCall.id)
+        )
+        async with self.sessions() as session:
+            return [_record(LlmCallRecord, r) for r in (await session.execute(query)).scalars()]
+
+    async def totals(self, workflow_id: str) -> LlmTotals:
+        """Sums over a workflow's calls."""
+        c = m.LlmCall
+        query = select(
+            func.count(),
+            func.coalesce(func.sum(c.input_tokens), 0),
+            func.coalesce(func.sum(c.output_tokens), 0),
+            func.coalesce(func.sum(c.cache_creation_tokens), 0),
+            func.coalesce(func.sum(c.cache_read_tokens), 0),
+            func.coalesce(func.sum(c.latency_ms), 0.0),
+            func.coalesce(func.sum(case((c.outcome != "ok", 1), else_=0)), 0),
+        ).where(c.workflow_id == workflow_id)
+        async with self.sessions() as session:
+            n, tin, tout, tcc, tcr, lat, errors = (await session.execute(query)).one()
+        return LlmTotals(
+            calls=int(n),
+            errors=int(errors),
+            tokens=TokenUsage(input=int(tin), output=int(tout), cache_creation=int(tcc), cache_read=int(tcr)),
+            latency_ms=float(lat),
+        )
+
+
+class ArtifactRepository(_Repository):
+    """Artifact metadata."""
+
+    async def add(self, record: ArtifactRecord) -> ArtifactRecord:
+        """Insert metadata."""
+        async with self.sessions.begin() as session:
+            session.add(m.Artifact(**record.model_dump()))
+        return record
+
+    async def find(self, workflow_id: str, artifact_id: str) -> ArtifactRecord | None:
+        """Metadata of one artifact of a workflow, or ``None``."""
+        query = select(m.Artifact).where(and_(m.Artifact.workflow_id == workflow_id, m.Artifact.id == artifact_id))
+        async with self.sessions() as session:
+            row = (await session.execute(query)).scalar_one_or_none()
+            return None if row is None else _record(ArtifactRecord, row)
+
+    async def list_for(self, workflow_id: str) -> list[ArtifactRecord]:
+        """A workflow's artifacts, oldest first."""
+        query = (
+            select(m.Artifact)
+            .where(m.Artifact.workflow_id == workflow_id)
+            .order_by(m.Artifact.created_at, m.Artifact.id)
+        )
+        async with self.sessions() as session:
+            return [_record(ArtifactRecord, r) for r in (await session.execute(query)).scalars()]
+
+    async def delete(self, workflow_id: str, artifact_id: str) -> bool:
+        """Remove metadata; whether it existed."""
+        async with self.sessions.begin() as session:
+            row = (
+                await session.execute(
+                    select(m.Artifact).where(and_(m.Artifact.workflow_id == workflow_id, m.Artifact.id == artifact_id))
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                return False
+            await session.delete(row)
+            return True

@@ -1,0 +1,74 @@
+"""Workflow definitions, the orchestrator and the built-in workflows.
+
+- :class:`WorkflowDefinition` (steps, transitions, options), validated against a
+  :class:`~ecl.steps.StepRegistry` by :func:`validate_definition`;
+- conditions in a small safe expression language (:func:`parse_expression`);
+- definitions from YAML/TOML files (:func:`load_definition_file`, :func:`load_definitions`)
+  and the :class:`DefinitionRegistry` (built-ins plus a definitions folder);
+- :class:`WorkflowOrchestrator`, which runs a definition on a
+  :class:`~ecl.core.DurableContext`;
+- the built-in Critique-Revise workflow (:func:`builtin_definitions`, :func:`builtin_steps`).
+"""
+
+from ecl.workflows.builtin import (
+    builtin_definitions,
+    builtin_step_list,
+    builtin_steps,
+    critique_revise_definition,
+    parse_critique,
+)
+from ecl.workflows.definition import (
+    MAX_LOOP_ITERATIONS,
+    Conditional,
+    RevisionLoop,
+    Sequential,
+    StepDefinition,
+    Transition,
+    WorkflowDefinition,
+    WorkflowOptions,
+    validate_definition,
+)
+from ecl.workflows.expression import Expression, ExpressionError, parse_expression, unparse
+from ecl.workflows.loader import DefinitionRegistry, load_definition_file, load_definitions, parse_definition
+from ecl.workflows.orchestrator import (
+    APPROVAL_PROMISE,
+    STATE_DRAFT,
+    STATE_REVISIONS,
+    WorkflowOrchestrator,
+    journal_name,
+    promise_name,
+)
+from ecl.workflows.recorder import NullWorkflowRecorder, WorkflowRecorder
+
+__all__ = [
+    "APPROVAL_PROMISE",
+    "MAX_LOOP_ITERATIONS",
+    "STATE_DRAFT",
+    "STATE_REVISIONS",
+    "Conditional",
+    "DefinitionRegistry",
+    "Expression",
+    "ExpressionError",
+    "NullWorkflowRecorder",
+    "RevisionLoop",
+    "Sequential",
+    "StepDefinition",
+    "Transition",
+    "WorkflowDefinition",
+    "WorkflowOptions",
+    "WorkflowOrchestrator",
+    "WorkflowRecorder",
+    "builtin_definitions",
+    "builtin_step_list",
+    "builtin_steps",
+    "critique_revise_definition",
+    "journal_name",
+    "load_definition_file",
+    "load_definitions",
+    "parse_critique",
+    "parse_definition",
+    "parse_expression",
+    "promise_name",
+    "unparse",
+    "validate_definition",
+]

@@ -1,0 +1,43 @@
+"""Built-in workflows: Critique-Revise (generate -> critique <-> revise -> final)."""
+
+from ecl.workflows.builtin.critique_revise import (
+    MAX_DRAFT,
+    CritiqueInput,
+    CritiqueOutput,
+    CritiqueStep,
+    FinalInput,
+    FinalOutput,
+    FinalStep,
+    GenerateInput,
+    GenerateOutput,
+    GenerateStep,
+    ReviseInput,
+    ReviseOutput,
+    ReviseStep,
+    builtin_definitions,
+    builtin_step_list,
+    builtin_steps,
+    critique_revise_definition,
+    parse_critique,
+)
+
+__all__ = [
+    "MAX_DRAFT",
+    "CritiqueInput",
+    "CritiqueOutput",
+    "CritiqueStep",
+    "FinalInput",
+    "FinalOutput",
+    "FinalStep",
+    "GenerateInput",
+    "GenerateOutput",
+    "GenerateStep",
+    "ReviseInput",
+    "ReviseOutput",
+    "ReviseStep",
+    "builtin_definitions",
+    "builtin_step_list",
+    "builtin_steps",
+    "critique_revise_definition",
+    "parse_critique",
+]

@@ -1,0 +1,470 @@
+"""Executes a workflow definition on a :class:`~ecl.core.DurableContext`.
+
+Persisted names (compatibility data, pinned by a test; never change them):
+
+- every step execution is exactly one ``ctx.run`` named ``step:<step_id>`` for its first
+  run and ``step:<step_id>:<iteration>`` for iteration ≥ 1 (the n-th revision of a loop,
+  or the n-th approval round for steps downstream of the loop);
+- durable state ``current_draft`` (the loop's current draft) and ``revision_count``;
+- human approval waits on the promise ``approval`` (round 1), then ``approval#2``,
+  ``approval#3``... (a promise resolves once; ``Engine.signal(wid, "approval", ...)``
+  resolves the first round not yet resolved). The payload is
+  ``{"decision": "approve" | "revise", "feedback": str | null}``.
+
+Scheduling: steps run in dependency order; the steps that become ready together run
+concurrently (``asyncio.gather``), each started in definition order so that journal
+positions never depend on completion order. A revision loop is never run concurrently
+with other steps (it makes several durable calls, and their positions must not
+interleave with a sibling's). When concurrent steps fail, every sibling still finishes
+and the first failure in definition order is reported.
+
+Bounds: a revision loop runs its reviser at most ``max_iterations`` times, then fails
+with :class:`~ecl.core.MaxRevisionsExceeded` (``attempts`` = ``max_iterations``). With
+approval (``input.require_approval`` or the definition's ``options.require_approval``)
+the run waits, after every step has run, in state ``waiting_for_revision``. A human
+``approve`` completes it. A human ``revise`` starts one *approval round*: the reviser runs
+with the human's feedback, the validator judges the result and may ask for further
+revisions (at most ``max_iterations`` revisions in the round, the human's included),
+then the steps downstream of the validator run again (as iteration = the round number)
+and the run waits for the next approval. At most ``max_iterations`` approval rounds are
+accepted; one more ``revise`` fails the run with ``MaxRevisionsExceeded`` (step
+``approval``). ``revision_count`` counts every revision, automatic or human. Each step
+makes at most ``retry_policy.max_attempts`` attempts, each with at most
+``llm.retry.max_attempts`` LLM requests.
+
+Durable state is written with ``ctx.set`` and never read back with ``ctx.get``: replay
+re-executes this code against the journal, which rebuilds the same values in the same
+order; reading would return the latest value rather than the one at that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from ecl.artifacts.store import ArtifactStore
+from ecl.core.durable import DurableContext
+from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
+from ecl.core.metadata import StepMetadata, TokenUsage
+from ecl.core.results import WorkflowResult
+from ecl.core.state import WorkflowState
+from ecl.llm.provider import LlmProvider
+from ecl.steps.execution import StepExecution
+from ecl.steps.executor import StepExecutor
+from ecl.steps.prompts import PromptLibrary
+from ecl.steps.recorder import StepRecorder
+from ecl.steps.registry import StepRegistry
+from ecl.workflows.definition import RevisionLoop, WorkflowDefinition, is_reference, literal_value
+from ecl.workflows.expression import ExpressionError, parse_expression, resolve_reference
+from ecl.workflows.loader import DefinitionRegistry
+from ecl.workflows.recorder import NullWorkflowRecorder, WorkflowRecorder
+
+__all__ = [
+    "APPROVAL_PROMISE",
+    "STATE_DRAFT",
+    "STATE_REVISIONS",
+    "WorkflowOrchestrator",
+    "journal_name",
+    "promise_name",
+]
+
+_log = structlog.get_logger("ecl.workflows")
+
+APPROVAL_PROMISE = "approval"
+"""The promise human approval waits on (round 1; later rounds: :func:`promise_name`)."""
+STATE_DRAFT = "current_draft"
+"""Durable state key of the revision loop's current draft."""
+STATE_REVISIONS = "revision_count"
+"""Durable state key of the number of revisions so far."""
+
+
+def journal_name(step_id: str, iteration: int = 0) -> str:
+    """The journal name of a step run (persisted: never change the format)."""
+    return f"step:{step_id}" if iteration == 0 else f"step:{step_id}:{iteration}"
+
+
+def promise_name(base: str, round_: int) -> str:
+    """The promise of approval round ``round_`` (1-based): ``approval``, ``approval#2``..."""
+    return base if round_ <= 1 else f"{base}#{round_}"
+
+
+class _Run:
+    """The bookkeeping of one orchestrator run (rebuilt identically on replay)."""
+
+    def __init__(self, ctx: DurableContext, defn: WorkflowDefinition, data: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.defn = defn
+        self.input = data
+        self.outputs: dict[str, Any] = {}
+        self.metadata: list[StepMetadata] = []
+        self.tokens = TokenUsage()
+        self.state: dict[str, Any] = {}
+        self.revisions = 0
+        self.skipped: set[str] = set()
+
+    def scope(self, loop: dict[str, Any] | None = None) -> dict[str, Any]:
+        # revision_count reads 0 before the first revision (without a durable write).
+        state = {STATE_REVISIONS: 0, **self.state} if self.defn.loops else self.state
+        return {"input": self.input, "steps": self.outputs, "state": state, "loop": loop or {}}
+
+    def absorb(self, execution: StepExecution) -> None:
+        self.outputs[execution.step_id] = execution.output
+        self.metadata.append(execution.metadata)
+        if execution.metadata.llm_tokens_used is not None:
+            self.tokens = self.tokens + execution.metadata.llm_tokens_used
+
+
+class _StepLabel:
+    """Records a step under its definition id when the implementation key differs."""
+
+    def __init__(self, inner: StepRecorder, step_id: str) -> None:
+        self._inner = inner
+        self._step_id = step_id
+
+    async def step_started(
+        self,
+        *,
+        workflow_id: str,
+        step_id: str,
+        attempt: int,
+        iteration: int,
+        input: Any,
+    ) -> str:
+        return await self._inner.step_started(
+            workflow_id=workflow_id, step_id=self._step_id, attempt=attempt, iteration=iteration, input=input
+        )
+
+    async def step_finished(
+        self,
+        execution_id: str,
+        *,
+        state: str,
+        output: Any = None,
+        error: Any = None,
+        tokens: TokenUsage | int | None = None,
+    ) -> None:
+        await self._inner.step_finished(execution_id, state=state, output=output, error=error, tokens=tokens)
+
+    async def llm_call(
+        self,
+        *,
+        workflow_id: str,
+        execution_id: str | None,
+        provider: str,
+        model: str,
+        usage: TokenUsage,
+        latency_ms: float,
+        outcome: str,
+        error_kind: str | None = None,
+    ) -> None:
+        await self._inner.llm_call(
+            workflow_id=workflow_id,
+            execution_id=execution_id,
+            provider=provider,
+            model=model,
+            usage=usage,
+            latency_ms=latency_ms,
+            outcome=outcome,
+            error_kind=error_kind,
+        )
+
+
+class WorkflowOrchestrator:
+    """Runs definitions: dependency order, concurrency, conditions, bounded loops, approval."""
+
+    def __init__(
+        self,
+        definitions: DefinitionRegistry,
+        steps: StepRegistry,
+        llm: LlmProvider,
+        *,
+        artifacts: ArtifactStore | None = None,
+        prompts: PromptLibrary | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.definitions = definitions
+        self.steps = steps
+        self.llm = llm
+        self.executor = StepExecutor(
+            steps, llm, artifacts=artifacts, prompts=prompts, sleep=sleep if sleep is not None else asyncio.sleep
+        )
+
+    async def run(
+        self,
+        ctx: DurableContext,
+        definition_id: str,
+        input: dict[str, Any],
+        *,
+        recorder: WorkflowRecorder | None = None,
+    ) -> WorkflowResult:
+        """Execute (or, on replay, re-trace) one workflow.
+
+        A step failure (any :class:`~ecl.core.StepError`, including
+        :class:`~ecl.core.MaxRevisionsExceeded`) ends the run as ``failed`` with
+        ``error=err.to_dict()`` in the result. Engine signals, cancellation and
+        :class:`~ecl.core.NonDeterminismError` propagate. An unknown ``definition_id``
+        raises :class:`~ecl.core.NotFoundError`.
+        """
+        rec: WorkflowRecorder = recorder or NullWorkflowRecorder()
+        started = time.perf_counter()
+        defn = self.definitions.get(definition_id)
+        run = _Run(ctx, defn, dict(input))
+        wid = ctx.workflow_id
+        log = _log.bind(workflow_id=wid, definition_id=definition_id)
+        await rec.workflow_state(wid, WorkflowState.RUNNING)
+        try:
+            await self._graph(run, rec)
+            if bool(run.input.get("require_approval", defn.options.require_approval)):
+                await self._approval(run, rec)
+        except StepError as err:
+            log.warning("workflow failed", error=err.message, step_id=err.step_id)
+            result = self._result(run, WorkflowState.FAILED, started, error=err.to_dict())
+            await rec.workflow_state(wid, WorkflowState.FAILED, error=result.error, revision_count=run.revisions)
+            return result
+        result = self._result(run, WorkflowState.COMPLETED, started)
+        await rec.workflow_state(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=run.revisions)
+        log.info("workflow completed", revisions=run.revisions, tokens=run.tokens.total)
+        return result
+
+    def _result(
+        self,
+        run: _Run,
+        state: WorkflowState,
+        started: float,
+        error: dict[str, Any] | None = None,
+    ) -> WorkflowResult:
+        return WorkflowResult(
+            workflow_id=run.ctx.workflow_id,
+            definition_id=run.defn.id,
+            state=state,
+            outputs=run.outputs,
+            steps=run.metadata,
+            revisions=run.revisions,
+            tokens=run.tokens,
+            error=error,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    # ------------------------------------------------------------------ the graph
+
+    async def _graph(
+        self,
+        run: _Run,
+        rec: WorkflowRecorder,
+        subset: set[str] | None = None,
+        iteration: int = 0,
+    ) -> None:
+        """Run the steps (all, or ``subset``) in dependency order, ready ones concurrently."""
+        defn = run.defn
+        deps = defn.dependencies()
+        conditions = defn.conditions()
+        loop = defn.loops[0] if defn.loops else None
+        pending = [
+            s.step_id for s in defn.steps if s.step_id not in defn.loop_only and (subset is None or s.step_id in subset)
+        ]
+        done = {s.step_id for s in defn.steps} - set(pending)
+        while pending:
+            ready = [s for s in pending if deps[s] <= done]
+            if not ready:
+                raise DefinitionError(f"definition {defn.id}: no runnable step (cycle?)", definition_id=defn.id)
+            plain: list[str] = []
+            validators: list[str] = []
+            for step_id in ready:
+                pending.remove(step_id)
+                done.add(step_id)
+                if deps[step_id] & run.skipped or not self._conditions_hold(run, step_id, conditions.get(step_id, [])):
+                    run.skipped.add(step_id)
+                    continue
+                (validators if loop is not None and step_id == loop.validator else plain).append(step_id)
+            await self._concurrently(run, rec, plain, iteration)
+            for _ in validators:
+                assert loop is not None
+                await self._loop(run, rec, loop)
+
+    async def _concurrently(self, run: _Run, rec: WorkflowRecorder, step_ids: list[str], iteration: int) -> None:
+        if len(step_ids) == 1:
+            run.absorb(await self._step(run, rec, step_ids[0], iteration))
+            return
+        # Every sibling finishes (its result or error is journaled either way), so a
+        # replay meets the same journal; then the first failure in definition order wins.
+        results = await asyncio.gather(
+            *(self._step(run, rec, s, iteration) for s in step_ids),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, StepError):
+                raise failure  # engine signals, cancellation, non-determinism: not a step failure
+        if failures:
+            raise failures[0]
+        for result in results:
+            assert isinstance(result, StepExecution)
+            run.absorb(result)
+
+    @staticmethod
+    def _conditions_hold(run: _Run, step_id: str, conditions: list[str]) -> bool:
+        scope = run.scope()
+        for condition in conditions:
+            try:
+                holds = parse_expression(condition).evaluate(scope)
+            except ExpressionError as exc:
+                raise StepError(f"step {step_id}: {exc.message}", step_id=step_id) from None
+            if not holds:
+                return False
+        return True
+
+    async def _set(self, run: _Run, key: str, value: Any) -> None:
+        await run.ctx.set(key, value)
+        run.state[key] = value
+
+    async def _loop(self, run: _Run, rec: WorkflowRecorder, loop: RevisionLoop) -> None:
+        await self._set(run, STATE_DRAFT, self._resolve(loop.draft, run.scope()))
+        verdict = await self._step(run, rec, loop.validator, 0)
+        run.absorb(verdict)
+        assert loop.max_iterations is not None  # validated at load
+        await self._revise_until_pass(run, rec, loop, _feedback(verdict), first=1, last=loop.max_iterations)
+
+    async def _revise_until_pass(
+        self,
+        run: _Run,
+        rec: WorkflowRecorder,
+        loop: RevisionLoop,
+        feedback: str | None,
+        *,
+        first: int,
+        last: int,
+    ) -> None:
+        """Revise with ``feedback`` and validate again, as iterations ``first..last``."""
+        iteration = first
+        while feedback is not None:
+            if iteration > last:
+                count = last - first + 1
+                raise MaxRevisionsExceeded(
+                    f"step {loop.validator} still asks for a revision after {count} revision(s) "
+                    f"(max_iterations={loop.max_iterations})",
+                    attempts=count,
+                    step_id=loop.validator,
+                )
+            loop_scope = {"feedback": feedback, "iteration": iteration}
+            revised = await self._step(run, rec, loop.reviser, iteration, loop_scope)
+            run.absorb(revised)
+            await self._set(run, STATE_DRAFT, revised.output[loop.revised_field])
+            run.revisions = iteration
+            await self._set(run, STATE_REVISIONS, iteration)
+            await rec.workflow_state(run.ctx.workflow_id, WorkflowState.RUNNING, revision_count=iteration)
+            verdict = await self._step(run, rec, loop.validator, iteration, loop_scope)
+            run.absorb(verdict)
+            feedback = _feedback(verdict)
+            iteration += 1
+
+    async def _approval(self, run: _Run, rec: WorkflowRecorder) -> None:
+        loop = run.defn.loops[0] if run.defn.loops else None
+        wid = run.ctx.workflow_id
+        rounds = (loop.max_iterations or 1) if loop is not None else 0
+        round_ = 0
+        while True:
+            round_ += 1
+            await rec.workflow_state(wid, WorkflowState.WAITING_FOR_REVISION)
+            answer = await run.ctx.promise(promise_name(APPROVAL_PROMISE, round_))
+            await rec.workflow_state(wid, WorkflowState.RUNNING)
+            decision, feedback = _approval_answer(answer)
+            if decision == "approve":
+                return
+            if loop is None:
+                raise StepError(
+                    f"definition {run.defn.id} has no revision loop, so a 'revise' cannot be carried out",
+                    step_id="approval",
+                )
+            if round_ > rounds:
+                raise MaxRevisionsExceeded(
+                    f"approval asked for more than {rounds} revision round(s) (max_iterations={loop.max_iterations})",
+                    attempts=rounds,
+                    step_id="approval",
+                )
+            first = run.revisions + 1
+            await self._revise_until_pass(run, rec, loop, feedback, first=first, last=first + rounds - 1)
+            downstream = self._downstream(run, loop.validator)
+            run.skipped -= downstream
+            await self._graph(run, rec, subset=downstream, iteration=round_)
+
+    @staticmethod
+    def _downstream(run: _Run, step_id: str) -> set[str]:
+        """Steps that (transitively) depend on ``step_id``, outside the loop."""
+        deps = run.defn.dependencies()
+        found: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for s, ds in deps.items():
+                if s not in found and s not in run.defn.loop_only and ds & ({step_id} | found):
+                    found.add(s)
+                    changed = True
+        return found
+
+    # ------------------------------------------------------------------ one step
+
+    async def _step(
+        self,
+        run: _Run,
+        rec: WorkflowRecorder,
+        step_id: str,
+        iteration: int,
+        loop_scope: dict[str, Any] | None = None,
+    ) -> StepExecution:
+        spec = run.defn.step(step_id)
+        scope = run.scope(loop_scope)
+        step_input = {field: self._resolve(value, scope) for field, value in spec.input.items()}
+        wid = run.ctx.workflow_id
+        step_recorder: StepRecorder = rec if spec.implementation == step_id else _StepLabel(rec, step_id)
+
+        async def execute() -> Any:
+            execution = await self.executor.execute(
+                spec.implementation,
+                step_input,
+                workflow_id=wid,
+                iteration=iteration,
+                recorder=step_recorder,
+            )
+            data = execution.model_dump(mode="json")
+            data["step_id"] = step_id
+            data["metadata"]["step_id"] = step_id
+            return data
+
+        raw = await run.ctx.run(journal_name(step_id, iteration), execute)
+        return StepExecution.model_validate(raw)
+
+    @staticmethod
+    def _resolve(value: Any, scope: dict[str, Any]) -> Any:
+        if is_reference(value):
+            return resolve_reference(scope, str(value)[1:])
+        if isinstance(value, dict):
+            return {k: WorkflowOrchestrator._resolve(v, scope) for k, v in value.items()}
+        if isinstance(value, list):
+            return [WorkflowOrchestrator._resolve(v, scope) for v in value]
+        return literal_value(value)
+
+
+def _feedback(execution: StepExecution) -> str | None:
+    """The validator's request for a revision: ``NeedsRevision`` feedback, or an output
+    with ``decision: "revise"`` (its ``feedback`` field)."""
+    if execution.feedback is not None:
+        return execution.feedback
+    if execution.output.get("decision") == "revise":
+        return str(execution.output.get("feedback") or "Please revise the draft.")
+    return None
+
+
+def _approval_answer(answer: Any) -> tuple[str, str | None]:
+    if not isinstance(answer, dict) or answer.get("decision") not in ("approve", "revise"):
+        raise StepError(
+            f"approval answer must be {{'decision': 'approve'|'revise', 'feedback': ...}}, got {answer!r}",
+            step_id="approval",
+        )
+    feedback = answer.get("feedback")
+    if answer["decision"] == "revise" and not feedback:
+        feedback = "Please improve the draft."
+    return str(answer["decision"]), str(feedback) if feedback else None

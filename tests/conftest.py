@@ -1,0 +1,36 @@
+"""Shared fixtures: real LLM requests are blocked unless a test asks for them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from ecl.testing import FakeAnthropicServer
+from tests.db_fixtures import any_url, pg_url, server_url
+
+__all__ = ["any_url", "pg_url", "server_url"]
+
+
+@pytest.fixture(autouse=True)
+def _block_real_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the SDKs at a closed loopback port and drop real keys."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9")
+    for var in ("ANTHROPIC_API_KEY", "ECL_CLAUDE_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropicServer]:
+    """A running fake Anthropic server."""
+    with FakeAnthropicServer() as server:
+        yield server
+
+
+def base_env() -> dict[str, str]:
+    """A subprocess environment with no real keys and no user config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ECL_", "ANTHROPIC_"))}
+    env["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
+    return env

@@ -1,0 +1,130 @@
+"""Driving the real ``ecl`` executable against a fake Anthropic server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecl.testing import ReceivedRequest
+
+ECL = str(Path(sys.executable).with_name("ecl"))
+
+PASS = json.dumps({"critique": "good", "decision": "pass", "feedback": None})
+REVISE = json.dumps({"critique": "thin", "decision": "revise", "feedback": "add an example"})
+
+
+def is_generate(r: ReceivedRequest) -> bool:
+    return "Write a short, accurate piece" in r.text
+
+
+def is_critique(r: ReceivedRequest) -> bool:
+    return '"decision"' in r.text
+
+
+def is_revise(r: ReceivedRequest) -> bool:
+    return "Revise the draft below" in r.text
+
+
+def responder(critiques: list[str]) -> Callable[[ReceivedRequest], str]:
+    """Generate → 'draft 0', revise → 'draft N', critiques in order (last repeats)."""
+    seen = {"critique": 0, "revise": 0}
+
+    def respond(request: ReceivedRequest) -> str:
+        if is_critique(request):
+            reply = critiques[min(seen["critique"], len(critiques) - 1)]
+            seen["critique"] += 1
+            return reply
+        if is_revise(request):
+            seen["revise"] += 1
+            return f"draft {seen['revise']}"
+        return "draft 0"
+
+    return respond
+
+
+@dataclass
+class Ecl:
+    """Runs ``ecl`` with its own database, artifacts folder and LLM endpoint."""
+
+    tmp: Path
+    llm_url: str
+
+    @property
+    def db(self) -> Path:
+        return self.tmp / "ecl.db"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ECL_", "ANTHROPIC_"))}
+        env.update(
+            {
+                "ECL_DATABASE_URL": f"sqlite:///{self.db}",
+                "ECL_ARTIFACT_PATH": str(self.tmp / "artifacts"),
+                "ECL_LLM_BASE_URL": self.llm_url,
+                "ECL_CLAUDE_API_KEY": "sk-test-not-a-real-key",
+                "ECL_LLM__RETRY__INITIAL_DELAY": "0.01",
+                "ECL_EMBEDDED__LEASE_SECONDS": "3",
+                "ECL_EMBEDDED__HEARTBEAT_SECONDS": "0.5",
+                "XDG_CONFIG_HOME": str(self.tmp / "xdg"),
+                "HOME": str(self.tmp / "home"),
+                "COLUMNS": "200",
+            }
+        )
+        env.update(extra)
+        return env
+
+    def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ECL, *args],
+            env=self.env(**env),
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [ECL, *args],
+            env=self.env(**env),
+            cwd=self.tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def json(self, *args: str, **env: str) -> Any:
+        done = self.run(*args, "--format", "json", **env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return list(conn.execute(sql, params))
+
+    def wait_for(self, sql: str, *params: Any, timeout: float = 30) -> list[tuple[Any, ...]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.db.exists():
+                try:
+                    rows = self.query(sql, *params)
+                except sqlite3.OperationalError:
+                    rows = []
+                if rows:
+                    return rows
+            time.sleep(0.05)
+        raise TimeoutError(f"nothing for {sql!r}")
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL and reap."""
+    proc.kill()
+    proc.communicate(timeout=10)

@@ -1,0 +1,269 @@
+"""One behavioural suite, run on both engines: the embedded engine and a real Restate server.
+
+The LLM is the fake Anthropic server over HTTP; workflows are driven through the real
+``ecl`` executable (``--engine embedded`` or ``--engine restate``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ecl.engines.restate.server import RestateServer, free_port
+from ecl.testing import FakeAnthropicServer
+from tests.e2e.helpers import PASS, REVISE, Ecl, is_critique, is_generate, is_revise, kill, responder
+
+pytestmark = pytest.mark.restate
+
+
+class RestateStack:
+    """A real restate-server plus an ECL endpoint subprocess registered with it."""
+
+    def __init__(self, ecl: Ecl) -> None:
+        self.ecl = ecl
+        self.server = RestateServer(data_dir=ecl.tmp / "restate-data")
+        self.endpoint_port = free_port()
+        self.endpoint: subprocess.Popen[str] | None = None
+
+    def env(self) -> dict[str, str]:
+        return {
+            "ECL_RESTATE__INGRESS_URL": self.server.ingress_url,
+            "ECL_RESTATE__ADMIN_URL": self.server.admin_url,
+            "ECL_RESTATE__ENDPOINT_PORT": str(self.endpoint_port),
+        }
+
+    def start_endpoint(self) -> None:
+        self.endpoint = self.ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **self.env())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.endpoint.poll() is not None:
+                raise RuntimeError(self.endpoint.communicate()[1])
+            deployments = httpx.get(f"{self.server.admin_url}/deployments", timeout=5).json()
+            uris = [d.get("uri", "") for d in deployments.get("deployments", [])]
+            if any(str(self.endpoint_port) in uri for uri in uris):
+                return
+            time.sleep(0.2)
+        raise TimeoutError("endpoint did not register")
+
+    def stop_endpoint(self) -> None:
+        if self.endpoint is not None and self.endpoint.poll() is None:
+            self.endpoint.terminate()
+            self.endpoint.communicate(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeAnthropicServer]:
+    with FakeAnthropicServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicServer) -> Ecl:
+    ecl = Ecl(tmp_path_factory.mktemp("behaviour"), fake.url)
+    assert ecl.run("migrate").returncode == 0
+    return ecl
+
+
+@pytest.fixture(scope="module")
+def stack(base: Ecl) -> Iterator[RestateStack]:
+    stack = RestateStack(base)
+    stack.server.start()
+    stack.start_endpoint()
+    yield stack
+    stack.stop_endpoint()
+    stack.server.stop()
+
+
+class Driver:
+    """Runs CLI commands on one engine."""
+
+    def __init__(self, engine: str, ecl: Ecl, extra_env: dict[str, str]) -> None:
+        self.engine = engine
+        self.ecl = ecl
+        self.env = extra_env
+
+    def run(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return self.ecl.run(*args, timeout=timeout, **self.env)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return self.ecl.start(*args, **self.env)
+
+    def workflow(self, wid: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["run", "critique-revise", "--topic", "Rust", "--id", wid, "--format", "json", *extra]
+        args += ["--engine", self.engine]
+        if self.engine == "embedded":
+            args += ["--llm", "anthropic"]
+        return self.run(*args)
+
+
+@pytest.fixture(params=["embedded", "restate"])
+def driver(request: pytest.FixtureRequest, base: Ecl) -> Driver:
+    if request.param == "restate":
+        stack: RestateStack = request.getfixturevalue("stack")
+        return Driver("restate", base, stack.env())
+    return Driver("embedded", base, {})
+
+
+def unique(prefix: str, driver: Driver) -> str:
+    return f"{prefix}-{driver.engine}-{time.monotonic_ns() % 10**9}"
+
+
+def result_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.stdout, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def test_happy_path(driver: Driver, fake: FakeAnthropicServer) -> None:
+    fake.responder = responder([PASS])
+    wid = unique("happy", driver)
+    done = driver.workflow(wid)
+    assert done.returncode == 0, done.stderr
+    result = result_of(done)
+    assert result["state"] == "completed"
+    assert result["outputs"]["final"]["text"] == "draft 0"
+    status = driver.ecl.json("status", wid)
+    assert status["workflow"]["state"] == "completed"
+    assert [s["step_id"] for s in status["steps"] if s["state"] == "completed"] == ["generate", "critique", "final"]
+    assert status["llm_totals"]["calls"] == 2
+
+
+def test_revision_path(driver: Driver, fake: FakeAnthropicServer) -> None:
+    fake.responder = responder([REVISE, PASS])
+    revisions_before = fake.count(is_revise)
+    result = result_of(driver.workflow(unique("rev", driver)))
+    assert result["state"] == "completed"
+    assert result["revisions"] == 1
+    assert result["outputs"]["final"]["text"] == "draft 1"
+    assert fake.count(is_revise) - revisions_before == 1
+
+
+def test_max_revisions(driver: Driver, fake: FakeAnthropicServer) -> None:
+    fake.responder = responder([REVISE])
+    done = driver.workflow(unique("max", driver))
+    assert done.returncode == 10
+    result = result_of(done)
+    assert result["state"] == "failed"
+    assert result["error"]["type"] == "MaxRevisionsExceeded"
+    assert result["error"]["attempts"] == 3
+
+
+def test_invalid_critique_json(driver: Driver, fake: FakeAnthropicServer) -> None:
+    fake.responder = responder(["this is not JSON"])
+    done = driver.workflow(unique("json", driver))
+    assert done.returncode == 10
+    error = result_of(done)["error"]
+    assert error["type"] == "StepValidationError"
+    assert error["step_id"] == "critique"
+    assert "did not answer with JSON" in error["message"]
+
+
+def test_human_approval_via_durable_promise(driver: Driver, fake: FakeAnthropicServer) -> None:
+    fake.responder = responder([PASS])
+    wid = unique("approve", driver)
+    args = ["run", "critique-revise", "--topic", "Rust", "--id", wid, "--require-approval", "--format", "json"]
+    args += ["--engine", driver.engine] + (["--llm", "anthropic"] if driver.engine == "embedded" else [])
+    proc = driver.start(*args)
+    driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
+    signalled = driver.run("signal", wid, "approve", "--engine", driver.engine)
+    assert signalled.returncode == 0, signalled.stderr
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["state"] == "completed"
+
+
+def test_cancel(driver: Driver, fake: FakeAnthropicServer) -> None:
+    fake.responder = responder([PASS])
+    wid = unique("cancel", driver)
+    args = ["run", "critique-revise", "--topic", "Rust", "--id", wid, "--require-approval", "--detach"]
+    args += ["--engine", driver.engine] + (["--llm", "anthropic"] if driver.engine == "embedded" else [])
+    assert driver.run(*args).returncode == 0
+    if driver.engine == "restate":
+        driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
+    cancelled = driver.run("cancel", wid, "--engine", driver.engine)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert driver.ecl.run("status", wid).returncode == 11
+
+
+def test_status_of_an_unknown_workflow(driver: Driver) -> None:
+    done = driver.run("signal", "no-such-workflow", "approve", "--engine", driver.engine)
+    assert done.returncode == 3
+
+
+# ---------------------------------------------------------------- Restate durability
+
+
+def test_restate_crash_of_the_endpoint_never_repeats_generate(
+    stack: RestateStack, fake: FakeAnthropicServer, base: Ecl
+) -> None:
+    fake.responder = responder([PASS])
+    wid = f"crash-restate-{time.monotonic_ns() % 10**9}"
+    generates = fake.count(lambda r: is_generate(r))
+    hold = fake.hold_next(lambda r: is_critique(r) and "draft 0" in r.text)
+    submit = base.run(
+        "run", "critique-revise", "--topic", "Rust", "--id", wid, "--engine", "restate", "--detach", **stack.env()
+    )
+    assert submit.returncode == 0, submit.stderr
+    hold.wait_arrived(60)
+    assert stack.endpoint is not None
+    kill(stack.endpoint)
+    hold.release()
+    stack.start_endpoint()
+    done = base.run(
+        "run",
+        "critique-revise",
+        "--topic",
+        "Rust",
+        "--id",
+        wid,
+        "--engine",
+        "restate",
+        "--format",
+        "json",
+        **stack.env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "completed"
+    assert fake.count(is_generate) - generates == 1
+    invocations = httpx.post(
+        f"{stack.server.admin_url}/query",
+        json={"query": f"SELECT status FROM sys_invocation WHERE target_service_key = '{wid}'"},
+        headers={"accept": "application/json"},
+        timeout=10,
+    ).json()["rows"]
+    assert {"status": "completed"} in invocations
+
+
+def test_restate_server_restart_while_waiting_on_a_promise(
+    stack: RestateStack, fake: FakeAnthropicServer, base: Ecl
+) -> None:
+    fake.responder = responder([PASS])
+    wid = f"restart-{time.monotonic_ns() % 10**9}"
+    submit = base.run(
+        "run", "critique-revise", "--topic", "Rust", "--id", wid, "--engine", "restate", "--require-approval",
+        "--detach", **stack.env(),
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stderr
+    base.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
+    calls = fake.count()
+    stack.server.stop()
+    stack.server.start()
+    assert base.run("signal", wid, "approve", "--engine", "restate", **stack.env()).returncode == 0
+    done = base.run(
+        "run", "critique-revise", "--topic", "Rust", "--id", wid, "--engine", "restate", "--require-approval",
+        "--format", "json", **stack.env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "completed"
+    assert fake.count() == calls  # nothing was recomputed
+
+
+def test_restate_data_folder_is_the_tests_own(stack: RestateStack, base: Ecl) -> None:
+    assert Path(stack.server.data_dir).is_relative_to(base.tmp)
