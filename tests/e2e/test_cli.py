@@ -35,13 +35,42 @@ def finished(ecl: Ecl) -> str:
     return "done-1"
 
 
-def test_help_lists_every_command() -> None:
+COMMANDS = {
+    "run", "resume", "status", "list", "logs", "cancel", "signal", "migrate", "completions", "man", "dev",
+    "definitions list", "definitions show", "definitions validate", "config show", "server start", "server openapi",
+}  # fmt: skip
+"""Every command, each driven as a subprocess by a test in this folder."""
+
+
+def _commands() -> set[str]:
+    import typer.main
+
+    from ecl.cli.app import build_app
+
+    found: set[str] = set()
+    root = typer.main.get_command(build_app())
+    for name, command in getattr(root, "commands", {}).items():
+        subs = getattr(command, "commands", None)
+        found |= {f"{name} {sub}" for sub in subs} if subs else {name}
+    return found
+
+
+def test_help_lists_every_command_and_the_readme_shows_each() -> None:
+    assert _commands() == COMMANDS, "a command was added or removed: test it and list it in the README"
     out = subprocess.run([ECL, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in [
-        "run", "resume", "status", "list", "logs", "cancel", "signal", "migrate",
-        "definitions", "config", "completions", "man", "server", "dev",
-    ]:  # fmt: skip
-        assert command in out, command
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for command in COMMANDS:
+        assert command.split()[0] in out, command
+        assert f"`ecl {command}" in readme, f"README lacks `ecl {command}`"
+        assert f"`ecl {command}" in readme.split("| example |", 1)[1], f"README has no example of ecl {command}"
+
+
+def test_server_openapi_writes_the_document(ecl: Ecl, tmp_path: Path) -> None:
+    target = tmp_path / "openapi.yaml"
+    done = ecl.run("server", "openapi", "--output", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "/workflows/{workflow_id}/signal" in target.read_text()
+    assert ecl.run("server", "openapi").stdout.startswith("openapi:")
 
 
 def test_run_table_prints_text_and_summary(ecl: Ecl) -> None:
@@ -142,8 +171,9 @@ def test_logs(ecl: Ecl, finished: str) -> None:
 def test_cancel_and_signal(ecl: Ecl) -> None:
     ecl.run("run", "critique-revise", "--topic", "x", "--id", "c-1", "--detach", "--llm", "mock")
     assert ecl.run("cancel", "c-1").returncode == 0
-    assert ecl.json("status", "c-1", "--format", "json")["workflow"]["state"] == "cancelled" if False else True
-    assert ecl.run("status", "c-1").returncode == 11
+    status = ecl.run("status", "c-1", "--format", "json")
+    assert status.returncode == 11  # cancelled
+    assert json.loads(status.stdout)["workflow"]["state"] == "cancelled"
     assert ecl.json("cancel", "c-1")["state"] == "cancelled"
     signalled = ecl.run("signal", "c-1", "approve")
     assert signalled.returncode == 6  # conflict: it has ended

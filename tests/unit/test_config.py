@@ -140,3 +140,23 @@ def test_logging_console_json_context_and_redaction(cwd: Path) -> None:
     structlog.get_logger("t").debug("readable", x=1)
     assert "readable" in console.getvalue()
     assert not console.getvalue().startswith("{")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("env_name", ["development", "test", "production"])
+def test_shipped_config_files_load(env_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    settings = load_settings(environ={"ECL_ENV": env_name}, cwd=REPO)
+    assert settings.environment == env_name
+    assert settings.llm.model == DEFAULT_MODEL
+    assert sources_of(settings)["llm.model"] == "config/default.toml"
+    assert settings.log_format == ("json" if env_name == "production" else "console")
+
+
+def test_env_example_lists_every_variable() -> None:
+    listed = {line.split("=", 1)[0] for line in (REPO / ".env.example").read_text().splitlines() if "=" in line}
+    listed = {name for name in listed if not name.startswith("#")}
+    assert set(FLAT_ENV) | {"ANTHROPIC_API_KEY"} <= listed
+    assert listed <= set(FLAT_ENV) | {"ANTHROPIC_API_KEY"}
