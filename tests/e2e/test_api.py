@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -283,21 +284,30 @@ def test_openapi_file_is_current(server: Server) -> None:
     )
 
 
-def test_kill_9_mid_workflow_and_restart_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+def test_stop_mid_workflow_and_restart_resumes(tmp_path: Path, stop: str) -> None:
     with FakeAnthropicServer() as fake:
         fake.responder = responder([PASS])
         ecl = Ecl(tmp_path, fake.url)
         assert ecl.run("migrate").returncode == 0
         hold = fake.hold_next(is_critique)
         first = Server(ecl, ECL_LLM_PROVIDER="anthropic").start()
+        assert first.proc is not None
         with first.client(None) as client:
-            wid = client.post("/workflows", json={"definition_id": "critique-revise", "input": {"topic": "k"}}).json()[
-                "id"
-            ]
+            body = {"definition_id": "critique-revise", "input": {"topic": "k"}}
+            wid = client.post("/workflows", json=body).json()["id"]
             hold.wait_arrived(30)
-            assert first.proc is not None
+        if stop == "kill -9":
             kill(first.proc)
-        hold.release()
+            hold.release()
+        else:  # graceful: the in-flight step finishes or is left resumable; the process exits cleanly
+            first.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            hold.release()
+            _out, err = first.proc.communicate(timeout=60)
+            assert first.proc.returncode == 0, err
+            assert "Traceback" not in err
+            assert ecl.query("SELECT owner FROM workflows WHERE id = ?", wid) == [(None,)]  # lease released
         second = Server(ecl, ECL_LLM_PROVIDER="anthropic").start()
         try:
             with second.client(None) as client:

@@ -7,6 +7,7 @@ completed step was paid for twice.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,3 +183,22 @@ def test_two_processes_never_run_the_same_workflow(ecl: Ecl, server: FakeAnthrop
     assert server.count(is_generate) == 1
     assert server.count(is_critique) == 1
     assert ecl.query("SELECT count(*) FROM step_executions WHERE step_id = 'final'") == [(1,)]
+
+
+def test_ctrl_c_leaves_the_run_resumable_and_says_how(ecl: Ecl, server: FakeAnthropicServer) -> None:
+    server.responder = responder([PASS])
+    hold = server.hold_next(is_critique)
+    proc = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "int-1", "--llm", "anthropic")
+    hold.wait_arrived(30)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    hold.release()
+    assert proc.returncode == 130
+    assert "ecl resume int-1" in err
+    assert "Traceback" not in err
+    assert ecl.query("SELECT state FROM workflows") == [("running",)]
+
+    done = ecl.run("resume", "int-1", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "completed"
+    assert server.count(is_generate) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +55,9 @@ def register(app: typer.Typer) -> None:
             asyncio.run(serve_endpoint(settings, host=host, port=port, llm=llm))
             return
         api = create_app(settings, llm=llm)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
+        # handler it found; a no-op handler makes that a clean exit (status 0).
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
         uvicorn.run(
             api,
             host=host or settings.api.host,

@@ -1,19 +1,9 @@
-"""Built-in workflows: Critique-Revise (generate -> critique <-> revise -> final)."""
+"""Built-in workflows: Critique-Revise (generate -> critique <-> revise -> final).
+
+The steps and their models live in :mod:`ecl.workflows.builtin.critique_revise`.
+"""
 
 from ecl.workflows.builtin.critique_revise import (
-    MAX_DRAFT,
-    CritiqueInput,
-    CritiqueOutput,
-    CritiqueStep,
-    FinalInput,
-    FinalOutput,
-    FinalStep,
-    GenerateInput,
-    GenerateOutput,
-    GenerateStep,
-    ReviseInput,
-    ReviseOutput,
-    ReviseStep,
     builtin_definitions,
     builtin_step_list,
     builtin_steps,
@@ -22,19 +12,6 @@ from ecl.workflows.builtin.critique_revise import (
 )
 
 __all__ = [
-    "MAX_DRAFT",
-    "CritiqueInput",
-    "CritiqueOutput",
-    "CritiqueStep",
-    "FinalInput",
-    "FinalOutput",
-    "FinalStep",
-    "GenerateInput",
-    "GenerateOutput",
-    "GenerateStep",
-    "ReviseInput",
-    "ReviseOutput",
-    "ReviseStep",
     "builtin_definitions",
     "builtin_step_list",
     "builtin_steps",
