@@ -47,7 +47,7 @@ from ecl.engines.embedded import lease
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
-from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, reject
+from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_cursor, reject
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
 
@@ -148,13 +148,21 @@ class EmbeddedEngine:
         """Open the writer, register this worker and start the heartbeat."""
         if self._writer is not None:
             return self
-        fence_sql = self._sql.fence
+        mark = "?" if self._db.dialect.paramstyle == "qmark" else "%s"
 
         def fence(conn: Connection, ids: set[str]) -> dict[str, tuple[str | None, str]]:
-            rows = conn.execute(fence_sql, {"b_ids": list(ids)})
-            return {r.id: (r.owner, r.state) for r in rows}
+            # Driver-level SQL: this runs once per commit, on the hot path of every step.
+            sql = f"SELECT id, owner, state FROM workflows WHERE id IN ({', '.join([mark] * len(ids))})"
+            with driver_cursor(conn, sql, tuple(ids)) as cursor:
+                cursor.execute(sql, tuple(ids))
+                return {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
 
-        self._writer = DatabaseWriter(self._db, fence, commit_delay=self._opts.commit_delay_seconds)
+        self._writer = DatabaseWriter(
+            self._db,
+            fence,
+            commit_delay=self._opts.commit_delay_seconds,
+            inline=self._db.dialect.name == "sqlite",
+        )
         await self._renew()
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ecl-heartbeat")
         return self

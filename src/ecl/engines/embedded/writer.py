@@ -7,6 +7,12 @@ once, so a thousand concurrent workflows pay for a handful of commits instead of
 thousand. Callers that need durability await the returned future, which resolves only
 after the commit; fire-and-forget writes ride along in the next batch, and because the
 queue is FIFO they are committed no later than any awaited write queued after them.
+
+On SQLite the writer can run *inline* instead: writes queued during one turn of the event
+loop are committed together at the end of that turn, on the loop's own thread. A SQLite
+commit costs tens of microseconds, less than waking a thread and waking the loop again, so
+this halves the latency of a sequential durable step; concurrent workflows still share
+commits. PostgreSQL, where a commit is a network round trip, keeps the thread.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import structlog
 from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.exc import DBAPIError
 
 __all__ = [
     "DatabaseWriter",
@@ -31,6 +38,7 @@ __all__ = [
     "Insert",
     "LeaseLost",
     "Operation",
+    "driver_cursor",
     "reject",
 ]
 
@@ -102,17 +110,25 @@ class _Item:
 class DatabaseWriter:
     """Serialises all writes of this process onto one connection in a daemon thread."""
 
-    def __init__(self, engine: Engine, fence: Fence, *, commit_delay: float = 0.0) -> None:
+    def __init__(self, engine: Engine, fence: Fence, *, commit_delay: float = 0.0, inline: bool = False) -> None:
         self._engine = engine
         self._fence = fence
-        self._inserts: dict[str, Any] = {}
+        self._inserts: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._commit_delay = commit_delay
-        self._thread = threading.Thread(target=self._main, name="ecl-db-writer", daemon=True)
         self._closed = False
         self.batches = 0
         self.items = 0
-        self._thread.start()
+        self.inline = inline
+        self._lock = threading.Lock()
+        """Inline mode: guards the connection and the pending list."""
+        self._conn: Connection | None = None
+        self._pending: list[_Item] = []
+        self._flush_scheduled: set[asyncio.AbstractEventLoop] = set()
+        self._thread: threading.Thread | None = None
+        if not inline:
+            self._thread = threading.Thread(target=self._main, name="ecl-db-writer", daemon=True)
+            self._thread.start()
 
     # ------------------------------------------------------------------ API
 
@@ -122,14 +138,42 @@ class DatabaseWriter:
             raise RuntimeError("database writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Item(work, future, loop))
+        self._enqueue(_Item(work, future, loop), loop)
         return future
 
     def post(self, work: Insert | FencedInsert | FencedUpdate | Operation) -> None:
         """Queue ``work`` without waiting; failures are logged."""
         if self._closed:
             raise RuntimeError("database writer is closed")
-        self._queue.put(_Item(work, None, None))
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._enqueue(_Item(work, None, None), loop)
+
+    def _enqueue(self, item: _Item, loop: asyncio.AbstractEventLoop | None) -> None:
+        if not self.inline:
+            self._queue.put(item)
+            return
+        with self._lock:
+            self._pending.append(item)
+            if loop is None or loop in self._flush_scheduled:
+                return
+            self._flush_scheduled.add(loop)
+        loop.call_soon(self._flush, loop)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Inline mode: commit everything pending, on the calling thread."""
+        with self._lock:
+            if loop is not None:
+                self._flush_scheduled.discard(loop)
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            for start in range(0, len(batch), _MAX_BATCH):
+                self._run_batch(self._conn, batch[start : start + _MAX_BATCH])
 
     async def call(self, work: Operation) -> Any:
         """Run ``work`` on the writer connection and return its result (after commit)."""
@@ -140,8 +184,15 @@ class DatabaseWriter:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+        else:
+            self._flush()
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
         self._engine.dispose()
 
     # ------------------------------------------------------------------ thread
@@ -192,11 +243,19 @@ class DatabaseWriter:
         self.items += len(batch)
         self._settle(batch)
 
-    def _insert(self, table: Table) -> Any:
-        stmt = self._inserts.get(table.name)
-        if stmt is None:
-            stmt = self._inserts[table.name] = table.insert()
-        return stmt
+    def _insert_rows(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """One ``executemany`` at the driver level: the statement is compiled once per table
+        and column set; each value still goes through its column type's bind processor."""
+        keys = tuple(rows[0])
+        if any(len(row) != len(keys) or tuple(row) != keys for row in rows):
+            conn.execute(table.insert(), rows)
+            return
+        plan = self._inserts.get((table.name, keys))
+        if plan is None:
+            plan = self._inserts[(table.name, keys)] = _InsertPlan.build(conn, table, keys)
+        params = [plan.params(row) for row in rows]
+        with driver_cursor(conn, plan.sql, params) as cursor:
+            cursor.executemany(plan.sql, params)
 
     def _execute(self, conn: Connection, batch: list[_Item]) -> None:
         """Run a batch: inserts grouped per table (parents first), then fenced updates
@@ -228,7 +287,7 @@ class DatabaseWriter:
         order = sorted(inserts, key=lambda name: name != _PARENT)
         for name in order:
             table, rows = inserts[name]
-            conn.execute(self._insert(table), rows)
+            self._insert_rows(conn, table, rows)
         for statement, params in updates.values():
             conn.execute(statement, params)
         for item in operations:
@@ -247,6 +306,10 @@ class DatabaseWriter:
                     _log.error("background database write failed", error=repr(item.error))
                 continue
             by_loop.setdefault(item.loop, []).append(item)
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
         for loop, waiting in by_loop.items():
 
             def resolve(waiting: list[_Item] = waiting) -> None:
@@ -259,8 +322,50 @@ class DatabaseWriter:
                     else:
                         future.set_result(item.result)
 
+            if loop is current:
+                resolve()
+                continue
             with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
                 loop.call_soon_threadsafe(resolve)
+
+
+@contextlib.contextmanager
+def driver_cursor(conn: Connection, sql: str, params: Any = None) -> Iterator[Any]:
+    """A DBAPI cursor inside ``conn``'s transaction, for the few statements on the hot path
+    where SQLAlchemy's per-execution overhead costs more than the database; driver errors
+    come out as SQLAlchemy's (``IntegrityError`` and so on), as from ``conn.execute``."""
+    if not conn.in_transaction():
+        conn.begin()
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _InsertPlan:
+    """An insert compiled for one dialect and column set, with its bind processors."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    @classmethod
+    def build(cls, conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
+        compiled: Any = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
+        names = tuple(compiled.positiontup) if compiled.positional else keys
+        found = compiled._bind_processors  # the per-column type processing SQLAlchemy itself applies
+        return cls(str(compiled), names, tuple(found.get(n) for n in names), bool(compiled.positional))
+
+    def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        pairs = zip(self.names, self.processors, strict=True)
+        values = tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
+        return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
 class _Rejected(Exception):
