@@ -101,7 +101,7 @@ async def concurrent(url: str, count: int, delay: float, synchronous: str) -> di
     wall = time.perf_counter() - t0
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert all(r.state is WorkflowState.COMPLETED for r in results)
-    batches, items = engine.writer.batches, engine.writer.items
+    batches, items, fallbacks = engine.writer.batches, engine.writer.items, engine.writer.fallbacks
     await engine.close()
     ideal = 3 * delay
     return {
@@ -112,6 +112,7 @@ async def concurrent(url: str, count: int, delay: float, synchronous: str) -> di
         "max_rss_mb": round(max(rss_before, rss_after) / 1024, 1),
         "commits": batches,
         "writes_per_commit": round(items / max(batches, 1), 1),
+        "batches_retried_item_by_item": fallbacks,
     }
 
 

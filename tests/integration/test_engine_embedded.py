@@ -434,3 +434,4 @@ async def test_worker_recovers_orphans_and_many_workflows_share_the_database(mak
     await worker.close()
     assert all(r.state is WorkflowState.COMPLETED and r.outputs == {"total": 3} for r in results)
     assert worker.writer.batches < 200 * 4  # group commit: far fewer commits than writes
+    assert worker.writer.fallbacks == 0  # every batch (finishes of many workflows included) ran whole

@@ -22,7 +22,6 @@ ENDED = ("completed", "failed", "cancelled")
 class Statements:
     """Prepared statements over the ECL tables."""
 
-    fence: Any
     load_workflow: Any
     load_journal: Any
     finish: Any
@@ -37,13 +36,14 @@ class Statements:
     def build(cls, t: dict[str, Table]) -> Statements:
         """Construct every statement once."""
         w, j, s, kv = t["workflows"], t["journal_entries"], t["step_executions"], t["workflow_kv"]
+        # No IN (...) here: an expanding parameter cannot run as one executemany, and these
+        # updates are batched across workflows by the writer.
         owned_active = and_(
             w.c.id == bindparam("b_id"),
             w.c.owner == bindparam("b_owner"),
-            w.c.state.not_in(ENDED),
+            *(w.c.state != ended for ended in ENDED),
         )
         return cls(
-            fence=select(w.c.id, w.c.owner, w.c.state).where(w.c.id.in_(bindparam("b_ids", expanding=True))),
             load_workflow=select(w).where(w.c.id == bindparam("b_id")),
             load_journal=select(j).where(j.c.workflow_id == bindparam("b_id")).order_by(j.c.seq),
             finish=update(w)

@@ -118,7 +118,10 @@ class DatabaseWriter:
         self._commit_delay = commit_delay
         self._closed = False
         self.batches = 0
+        """Commits so far."""
         self.items = 0
+        self.fallbacks = 0
+        """Batches that failed as a whole and were retried item by item (one bad write)."""
         self.inline = inline
         self._lock = threading.Lock()
         """Inline mode: guards the connection and the pending list."""
@@ -228,11 +231,13 @@ class DatabaseWriter:
             with contextlib.suppress(Exception):
                 conn.rollback()
             # One bad item must not fail its neighbours: run each on its own.
+            self.fallbacks += 1
             for item in batch:
                 item.done, item.error, item.result = False, None, None
                 try:
                     self._execute(conn, [item])
                     conn.commit()
+                    self.batches += 1
                 except Exception as exc:
                     with contextlib.suppress(Exception):
                         conn.rollback()
