@@ -59,12 +59,16 @@ class StepsOrchestrator:
         )
 
 
+GC_THRESHOLD = EmbeddedOptions.gc_threshold
+"""Set from --gc-threshold (the engine's default unless given)."""
+
+
 def _engine(url: str, orchestrator: StepsOrchestrator, synchronous: str) -> EmbeddedEngine:
     return EmbeddedEngine(
         create_sync_engine(url, sqlite_synchronous=synchronous),
         dict(Base.metadata.tables),
         orchestrator,
-        options=EmbeddedOptions(heartbeat_seconds=5.0),
+        options=EmbeddedOptions(heartbeat_seconds=5.0, gc_threshold=GC_THRESHOLD),
     )
 
 
@@ -117,7 +121,11 @@ async def concurrent(url: str, count: int, delay: float, synchronous: str) -> di
 
 
 async def embedded(args: argparse.Namespace) -> dict[str, Any]:
-    figures: dict[str, Any] = {"engine": "embedded", "sqlite_synchronous": args.synchronous}
+    figures: dict[str, Any] = {
+        "engine": "embedded",
+        "sqlite_synchronous": args.synchronous,
+        "gc_threshold": args.gc_threshold or f"python default {gc.get_threshold()[0]}",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         runs = [
             ("overhead_3_steps", 3, args.workflows),
@@ -143,7 +151,12 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, nargs="*", default=[1000], help="concurrent workflow counts")
     parser.add_argument("--delay", type=float, default=0.2, help="seconds each step waits on the fake LLM")
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
+    parser.add_argument(
+        "--gc-threshold", type=int, default=EmbeddedOptions.gc_threshold, help="engine GC tuning (0: Python's default)"
+    )
     args = parser.parse_args()
+    global GC_THRESHOLD
+    GC_THRESHOLD = args.gc_threshold
 
     results = []
     if args.engine in ("embedded", "both", "restate"):

@@ -153,10 +153,12 @@ class ApiSettings(_Section):
 
 
 class EmbeddedSettings(_Section):
-    """The embedded engine's leases."""
+    """The embedded engine's leases and process tuning."""
 
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600)
     heartbeat_seconds: float = Field(default=3.0, gt=0.05, le=600)
+    gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
+    """The garbage collector's first threshold is raised to at least this (0: leave it)."""
 
 
 class Settings(BaseSettings):
