@@ -197,8 +197,9 @@ def test_definitions_commands(ecl: Ecl, tmp_path: Path) -> None:
     assert "missing" in invalid.stderr
 
 
-def test_migrate_twice(ecl: Ecl, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+def test_migrate_twice(ecl: Ecl, server_url: str) -> None:
+    """On an empty SQLite file and an empty PostgreSQL database."""
+    url = server_url
     first = ecl.run("migrate", "--database-url", url)
     assert first.returncode == 0
     assert "applied" in first.stdout
