@@ -435,3 +435,50 @@ async def test_worker_recovers_orphans_and_many_workflows_share_the_database(mak
     assert all(r.state is WorkflowState.COMPLETED and r.outputs == {"total": 3} for r in results)
     assert worker.writer.batches < 200 * 4  # group commit: far fewer commits than writes
     assert worker.writer.fallbacks == 0  # every batch (finishes of many workflows included) ran whole
+
+
+async def test_a_write_transaction_open_on_the_same_event_loop_does_not_stall_the_engine(
+    make_engine: Any, db_url: str
+) -> None:
+    """Another connection of this process (say an aiosqlite session) holds the SQLite write
+    lock across an ``await``: the engine must not block the loop waiting for it, or the
+    holder could never commit."""
+    from ecl.store import create_engine
+
+    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+        total = 0
+        for i in range(3):
+            total += await ctx.run(f"step:{i}", lambda i=i: asyncio.sleep(0, i))
+        return {"total": total}
+
+    engine = await make_engine(script)
+    other = create_engine(db_url)
+    held = asyncio.Event()
+
+    async def hold_the_write_lock() -> None:
+        async with other.begin() as conn:
+            await conn.execute(text("UPDATE workflows SET updated_at = updated_at WHERE id = 'nobody'"))
+            await conn.execute(
+                text(
+                    "INSERT INTO workflows (id, definition_id, state, input, input_hash, revision_count, "
+                    "created_at, updated_at) VALUES ('holder', 'd', 'pending', '{}', '', 0, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            )
+            held.set()
+            await asyncio.sleep(0.5)
+
+    holder = asyncio.create_task(hold_the_write_lock())
+    await held.wait()
+    started = asyncio.get_running_loop().time()
+    wid = await engine.submit("demo", {})
+    result = await engine.result(wid)
+    await holder
+    elapsed = asyncio.get_running_loop().time() - started
+    await other.dispose()
+    await engine.close()
+    assert result.state is WorkflowState.COMPLETED
+    assert result.outputs == {"total": 3}
+    assert elapsed < 3.0  # the holder committed after 0.5 s; the engine waited for it, not longer
+    if engine.writer.inline:  # SQLite: the batch that found the lock taken waited on a thread
+        assert engine.writer.lock_waits >= 1

@@ -12,7 +12,10 @@ On SQLite the writer can run *inline* instead: writes queued during one turn of 
 loop are committed together at the end of that turn, on the loop's own thread. A SQLite
 commit costs tens of microseconds, less than waking a thread and waking the loop again, so
 this halves the latency of a sequential durable step; concurrent workflows still share
-commits. PostgreSQL, where a commit is a network round trip, keeps the thread.
+commits. The loop never waits for the write lock, though: when another connection holds
+it (another process, or an async session of this one that holds it across an ``await``),
+the batch waits for it on a thread and the loop goes on. PostgreSQL, where a commit is a
+network round trip, always uses the thread.
 """
 
 from __future__ import annotations
@@ -124,10 +127,15 @@ class DatabaseWriter:
         """Batches that failed as a whole and were retried item by item (one bad write)."""
         self.inline = inline
         self._lock = threading.Lock()
-        """Inline mode: guards the connection and the pending list."""
+        """Inline mode: guards the pending list, the flags and (on the loop) the connection."""
         self._conn: Connection | None = None
+        self._busy_timeout_ms = 0
         self._pending: list[_Item] = []
         self._flush_scheduled: set[asyncio.AbstractEventLoop] = set()
+        self._drainer: threading.Thread | None = None
+        """Inline mode: the thread waiting for the write lock, while another connection holds it."""
+        self.lock_waits = 0
+        """Inline mode: batches that found the write lock taken and waited on a thread."""
         self._thread: threading.Thread | None = None
         if not inline:
             self._thread = threading.Thread(target=self._main, name="ecl-db-writer", daemon=True)
@@ -160,23 +168,63 @@ class DatabaseWriter:
             return
         with self._lock:
             self._pending.append(item)
-            if loop is None or loop in self._flush_scheduled:
-                return
+            if loop is None or loop in self._flush_scheduled or self._drainer is not None:
+                return  # a flush is due already, or the drainer takes it
             self._flush_scheduled.add(loop)
         loop.call_soon(self._flush, loop)
 
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+            raw: Any = self._conn.connection.dbapi_connection
+            self._busy_timeout_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+        return self._conn
+
+    def _begin_now(self, conn: Connection) -> bool:
+        """Take SQLite's write lock if it is free this instant (``BEGIN IMMEDIATE``, no wait)."""
+        conn.begin()
+        raw: Any = conn.connection.dbapi_connection
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return True
+        except conn.dialect.loaded_dbapi.OperationalError:
+            conn.rollback()
+            return False
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+
     def _flush(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Inline mode: commit everything pending, on the calling thread."""
+        """Inline mode, on the event loop: commit everything pending if the write lock is
+        free now; otherwise hand it to a thread that waits for the lock."""
         with self._lock:
             if loop is not None:
                 self._flush_scheduled.discard(loop)
-            batch, self._pending = self._pending, []
-            if not batch:
+            if self._drainer is not None or not self._pending:
                 return
-            if self._conn is None:
-                self._conn = self._engine.connect()
-            for start in range(0, len(batch), _MAX_BATCH):
-                self._run_batch(self._conn, batch[start : start + _MAX_BATCH])
+            batch, self._pending = self._pending, []
+            conn = self._connection()
+            if self._begin_now(conn):
+                self._run_batches(conn, batch)
+                return
+            self.lock_waits += 1
+            self._drainer = threading.Thread(target=self._drain, args=(batch,), name="ecl-db-drain", daemon=True)
+            self._drainer.start()
+
+    def _drain(self, batch: list[_Item]) -> None:
+        """Inline mode, on a thread: wait for the write lock (busy timeout), commit, and keep
+        going until nothing is pending; then the loop commits inline again."""
+        conn = self._connection()
+        while batch:
+            self._run_batches(conn, batch)
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._drainer = None
+
+    def _run_batches(self, conn: Connection, batch: list[_Item]) -> None:
+        for start in range(0, len(batch), _MAX_BATCH):
+            self._run_batch(conn, batch[start : start + _MAX_BATCH])
 
     async def call(self, work: Operation) -> Any:
         """Run ``work`` on the writer connection and return its result (after commit)."""
@@ -191,8 +239,13 @@ class DatabaseWriter:
             self._queue.put(None)
             self._thread.join(timeout)
         else:
-            self._flush()
+            drainer = self._drainer
+            if drainer is not None:
+                drainer.join(timeout)
             with self._lock:
+                batch, self._pending = self._pending, []
+                if batch:
+                    self._run_batches(self._connection(), batch)
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
