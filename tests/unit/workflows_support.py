@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-from ecl.core import Success, TokenUsage, WorkflowState
+from ecl.core import LlmCall, StepFinished, StepStarted, Success, WorkflowState
 from ecl.llm import CompletionRequest, MockLlmProvider
 from ecl.steps import Step, StepContext, StepRegistry
 from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, builtin_steps, parse_definition
@@ -119,26 +120,20 @@ class RecordingRecorder:
         self.finished: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
 
-    async def step_started(self, *, workflow_id: str, step_id: str, attempt: int, iteration: int, input: Any) -> str:
+    async def step_started(self, step: StepStarted) -> str:
         """Remember the start."""
-        self.started.append({"step_id": step_id, "attempt": attempt, "iteration": iteration, "input": input})
+        self.started.append(
+            {"step_id": step.step_id, "attempt": step.attempt, "iteration": step.iteration, "input": step.input}
+        )
         return f"x{len(self.started)}"
 
-    async def step_finished(
-        self,
-        execution_id: str,
-        *,
-        state: str,
-        output: Any = None,
-        error: Any = None,
-        tokens: TokenUsage | int | None = None,
-    ) -> None:
+    async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Remember the end."""
-        self.finished.append({"id": execution_id, "state": state, "error": error})
+        self.finished.append({"id": execution_id, "state": result.state, "error": result.error})
 
-    async def llm_call(self, **fields: Any) -> None:
+    async def llm_call(self, call: LlmCall) -> None:
         """Remember the call."""
-        self.calls.append(fields)
+        self.calls.append(dataclasses.asdict(call))
 
     async def workflow_state(
         self,

@@ -35,6 +35,7 @@ from ecl.core.errors import (
 from ecl.core.ids import StepId, WorkflowId, new_workflow_id, parse_step_id, parse_workflow_id
 from ecl.core.metadata import StepMetadata, TokenUsage
 from ecl.core.policy import RetryPolicy
+from ecl.core.records import LlmCall, StepFinished, StepStarted
 from ecl.core.results import (
     Failed,
     NeedsRevision,
@@ -63,6 +64,7 @@ __all__ = [
     "JournalLimitError",
     "JsonValue",
     "LeaseError",
+    "LlmCall",
     "LlmError",
     "LlmErrorKind",
     "MaxRevisionsExceeded",
@@ -72,10 +74,12 @@ __all__ = [
     "RetryPolicy",
     "RuntimeFailure",
     "StepError",
+    "StepFinished",
     "StepId",
     "StepIoError",
     "StepMetadata",
     "StepResult",
+    "StepStarted",
     "StepTimeoutError",
     "StepValidationError",
     "Success",

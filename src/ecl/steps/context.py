@@ -12,6 +12,7 @@ import structlog
 from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
 from ecl.core.metadata import TokenUsage
+from ecl.core.records import LlmCall
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
@@ -43,14 +44,16 @@ class RecordingLlm:
         self.calls += 1
         self.usage = self.usage + usage
         await self._recorder.llm_call(
-            workflow_id=self._workflow_id,
-            execution_id=self._execution_id,
-            provider=self.inner.name,
-            model=model,
-            usage=usage,
-            latency_ms=latency_ms,
-            outcome="error" if error else "ok",
-            error_kind=error.kind if error else None,
+            LlmCall(
+                workflow_id=self._workflow_id,
+                execution_id=self._execution_id,
+                provider=self.inner.name,
+                model=model,
+                usage=usage,
+                latency_ms=latency_ms,
+                outcome="error" if error else "ok",
+                error_kind=error.kind if error else None,
+            )
         )
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:

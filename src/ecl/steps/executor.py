@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.errors import EclError, StepError, StepValidationError
 from ecl.core.metadata import StepMetadata
+from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
 from ecl.llm.provider import LlmProvider
 from ecl.steps.context import RecordingLlm, StepContext
@@ -83,11 +84,7 @@ class StepExecutor:
         while True:
             attempt += 1
             execution_id = await recorder.step_started(
-                workflow_id=workflow_id,
-                step_id=step_id,
-                attempt=attempt,
-                iteration=iteration,
-                input=raw_input,
+                StepStarted(workflow_id, step_id, attempt, iteration=iteration, input=raw_input)
             )
             llm = RecordingLlm(self.llm, recorder, workflow_id=workflow_id, execution_id=execution_id)
             ctx = StepContext(
@@ -107,7 +104,9 @@ class StepExecutor:
                 err.step_id = err.step_id or step_id
                 kind = "validation_failed" if isinstance(err, StepValidationError) else "attempt_failed"
                 traces.append(TraceEvent(kind=kind, attempt=attempt, detail=err.to_dict()))
-                await recorder.step_finished(execution_id, state="failed", error=err.to_dict(), tokens=llm.usage)
+                await recorder.step_finished(
+                    execution_id, StepFinished("failed", error=err.to_dict(), tokens=llm.usage)
+                )
                 if err.retryable and attempt < policy.max_attempts:
                     wait = policy.delay(attempt)
                     log.warning("step attempt failed; retrying", error=err.message, wait_s=wait)
@@ -120,7 +119,7 @@ class StepExecutor:
                     err.args = (err.message,)
                 raise
             data = output.model_dump(mode="json")
-            await recorder.step_finished(execution_id, state="completed", output=data, tokens=llm.usage)
+            await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
             traces.append(TraceEvent(kind="completed", attempt=attempt))
             log.info("step completed", attempt=attempt, tokens=llm.usage.total)
             return StepExecution(

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecl.core.metadata import TokenUsage
+from ecl.core.records import LlmCall, StepFinished, StepStarted
 from ecl.core.state import WorkflowState
 from ecl.store import models as m
 from ecl.store.repositories import (
@@ -35,70 +35,28 @@ class SqlRecorder:
         self.steps = StepExecutionRepository(engine)
         self.calls = LlmCallRepository(engine)
 
-    async def step_started(
-        self,
-        *,
-        workflow_id: str,
-        step_id: str,
-        attempt: int,
-        iteration: int = 0,
-        input: Any = None,
-    ) -> str:
+    async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row."""
         execution_id = uuid.uuid4().hex
         await self.steps.start(
             id=execution_id,
-            workflow_id=workflow_id,
-            step_id=step_id,
-            attempt=attempt,
-            iteration=iteration,
-            input=input,
+            workflow_id=step.workflow_id,
+            step_id=step.step_id,
+            attempt=step.attempt,
+            iteration=step.iteration,
+            input=step.input,
         )
         return execution_id
 
-    async def step_finished(
-        self,
-        execution_id: str,
-        *,
-        state: str,
-        output: Any = None,
-        error: Any = None,
-        tokens: TokenUsage | int | None = None,
-    ) -> None:
+    async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Complete the step row."""
-        total = tokens.total if isinstance(tokens, TokenUsage) else tokens
-        await self.steps.finish(execution_id, state=state, output=output, error=error, tokens=total)
-
-    async def llm_call(
-        self,
-        *,
-        workflow_id: str,
-        execution_id: str | None,
-        provider: str,
-        model: str,
-        usage: TokenUsage,
-        latency_ms: float,
-        outcome: str,
-        error_kind: str | None = None,
-    ) -> None:
-        """Insert one LLM call row."""
-        await self.calls.record(
-            LlmCallRecord(
-                id=uuid.uuid4().hex,
-                workflow_id=workflow_id,
-                step_execution_id=execution_id,
-                provider=provider,
-                model=model,
-                input_tokens=usage.input,
-                output_tokens=usage.output,
-                cache_creation_tokens=usage.cache_creation,
-                cache_read_tokens=usage.cache_read,
-                latency_ms=latency_ms,
-                outcome=outcome,
-                error_kind=error_kind,
-                created_at=datetime.now(UTC),
-            )
+        await self.steps.finish(
+            execution_id, state=result.state, output=result.output, error=result.error, tokens=result.total_tokens
         )
+
+    async def llm_call(self, call: LlmCall) -> None:
+        """Insert one LLM call row."""
+        await self.calls.record(LlmCallRecord(**call.row(uuid.uuid4().hex, datetime.now(UTC))))
 
     async def workflow_state(
         self,

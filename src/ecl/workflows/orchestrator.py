@@ -40,6 +40,7 @@ order; reading would return the latest value rather than the one at that point.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,6 +51,7 @@ from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
 from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
 from ecl.core.metadata import StepMetadata, TokenUsage
+from ecl.core.records import LlmCall, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.llm.provider import LlmProvider
@@ -125,52 +127,14 @@ class _StepLabel:
         self._inner = inner
         self._step_id = step_id
 
-    async def step_started(
-        self,
-        *,
-        workflow_id: str,
-        step_id: str,
-        attempt: int,
-        iteration: int,
-        input: Any,
-    ) -> str:
-        return await self._inner.step_started(
-            workflow_id=workflow_id, step_id=self._step_id, attempt=attempt, iteration=iteration, input=input
-        )
+    async def step_started(self, step: StepStarted) -> str:
+        return await self._inner.step_started(dataclasses.replace(step, step_id=self._step_id))
 
-    async def step_finished(
-        self,
-        execution_id: str,
-        *,
-        state: str,
-        output: Any = None,
-        error: Any = None,
-        tokens: TokenUsage | int | None = None,
-    ) -> None:
-        await self._inner.step_finished(execution_id, state=state, output=output, error=error, tokens=tokens)
+    async def step_finished(self, execution_id: str, result: StepFinished) -> None:
+        await self._inner.step_finished(execution_id, result)
 
-    async def llm_call(
-        self,
-        *,
-        workflow_id: str,
-        execution_id: str | None,
-        provider: str,
-        model: str,
-        usage: TokenUsage,
-        latency_ms: float,
-        outcome: str,
-        error_kind: str | None = None,
-    ) -> None:
-        await self._inner.llm_call(
-            workflow_id=workflow_id,
-            execution_id=execution_id,
-            provider=provider,
-            model=model,
-            usage=usage,
-            latency_ms=latency_ms,
-            outcome=outcome,
-            error_kind=error_kind,
-        )
+    async def llm_call(self, call: LlmCall) -> None:
+        await self._inner.llm_call(call)
 
 
 class WorkflowOrchestrator:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from ecl.core.metadata import TokenUsage
+from ecl.core.records import LlmCall, StepFinished, StepStarted
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert
@@ -50,15 +50,7 @@ class WriterRecorder:
         if self._listener is not None:
             self._listener({"event": event, **fields})
 
-    async def step_started(
-        self,
-        *,
-        workflow_id: str,
-        step_id: str,
-        attempt: int,
-        iteration: int = 0,
-        input: Any = None,
-    ) -> str:
+    async def step_started(self, step: StepStarted) -> str:
         """Queue a ``running`` step_executions row; returns its id."""
         execution_id = uuid.uuid4().hex
         self._writer.post(
@@ -66,12 +58,12 @@ class WriterRecorder:
                 self._steps,
                 {
                     "id": execution_id,
-                    "workflow_id": workflow_id,
-                    "step_id": step_id,
-                    "attempt": attempt,
-                    "iteration": iteration,
+                    "workflow_id": step.workflow_id,
+                    "step_id": step.step_id,
+                    "attempt": step.attempt,
+                    "iteration": step.iteration,
                     "state": "running",
-                    "input": input,
+                    "input": step.input,
                     "output": None,
                     "error": None,
                     "started_at": datetime.now(UTC),
@@ -82,69 +74,30 @@ class WriterRecorder:
         )
         self._emit(
             "step_started",
-            workflow_id=workflow_id,
-            step_id=step_id,
-            attempt=attempt,
-            iteration=iteration,
+            workflow_id=step.workflow_id,
+            step_id=step.step_id,
+            attempt=step.attempt,
+            iteration=step.iteration,
         )
         return execution_id
 
-    async def step_finished(
-        self,
-        execution_id: str,
-        *,
-        state: str,
-        output: Any = None,
-        error: Any = None,
-        tokens: TokenUsage | int | None = None,
-    ) -> None:
+    async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Queue the step_executions row's completion."""
-        total = tokens.total if isinstance(tokens, TokenUsage) else tokens
         params = {
             "b_id": execution_id,
-            "b_state": state,
-            "b_output": output,
-            "b_error": error,
+            "b_state": result.state,
+            "b_output": result.output,
+            "b_error": result.error,
             "b_now": datetime.now(UTC),
-            "b_tokens": total,
+            "b_tokens": result.total_tokens,
         }
         self._writer.post(FencedUpdate(self._sql.step_finished, params))
-        self._emit("step_finished", execution_id=execution_id, state=state, tokens=total)
+        self._emit("step_finished", execution_id=execution_id, state=result.state, tokens=result.total_tokens)
 
-    async def llm_call(
-        self,
-        *,
-        workflow_id: str,
-        execution_id: str | None,
-        provider: str,
-        model: str,
-        usage: TokenUsage,
-        latency_ms: float,
-        outcome: str,
-        error_kind: str | None = None,
-    ) -> None:
+    async def llm_call(self, call: LlmCall) -> None:
         """Queue one llm_calls row."""
-        self._writer.post(
-            Insert(
-                self._calls,
-                {
-                    "id": uuid.uuid4().hex,
-                    "workflow_id": workflow_id,
-                    "step_execution_id": execution_id,
-                    "provider": provider,
-                    "model": model,
-                    "input_tokens": usage.input,
-                    "output_tokens": usage.output,
-                    "cache_creation_tokens": usage.cache_creation,
-                    "cache_read_tokens": usage.cache_read,
-                    "latency_ms": latency_ms,
-                    "outcome": outcome,
-                    "error_kind": error_kind,
-                    "created_at": datetime.now(UTC),
-                },
-            )
-        )
-        self._emit("llm_call", workflow_id=workflow_id, tokens=usage.total, outcome=outcome)
+        self._writer.post(Insert(self._calls, call.row(uuid.uuid4().hex, datetime.now(UTC))))
+        self._emit("llm_call", workflow_id=call.workflow_id, tokens=call.usage.total, outcome=call.outcome)
 
     async def workflow_state(
         self,

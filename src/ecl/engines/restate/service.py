@@ -25,6 +25,7 @@ from restate import TerminalError
 from sqlalchemy.exc import IntegrityError
 
 from ecl.core.errors import ConflictError, EclError, WorkflowCancelled
+from ecl.core.records import LlmCall, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded.engine import input_hash
@@ -74,17 +75,17 @@ class JournaledRecorder:
         self._input = input
         self._n = 0
 
-    async def step_started(self, **kwargs: Any) -> str:
+    async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row (inside the step's run)."""
-        return await self._inner.step_started(**kwargs)
+        return await self._inner.step_started(step)
 
-    async def step_finished(self, execution_id: str, **kwargs: Any) -> None:
+    async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Complete the step row (inside the step's run)."""
-        await self._inner.step_finished(execution_id, **kwargs)
+        await self._inner.step_finished(execution_id, result)
 
-    async def llm_call(self, **kwargs: Any) -> None:
+    async def llm_call(self, call: LlmCall) -> None:
         """Insert an LLM call row (inside the step's run)."""
-        await self._inner.llm_call(**kwargs)
+        await self._inner.llm_call(call)
 
     async def workflow_state(
         self,

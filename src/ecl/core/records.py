@@ -1,0 +1,74 @@
+"""What a run records: step attempts and LLM calls.
+
+The recorders (:class:`ecl.steps.StepRecorder` and its implementations on SQL, on the
+embedded engine's writer and on Restate) all speak in these three values, so a field is
+added in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ecl.core.metadata import TokenUsage
+
+__all__ = ["LlmCall", "StepFinished", "StepStarted"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    """A step attempt began."""
+
+    workflow_id: str
+    step_id: str
+    attempt: int
+    iteration: int = 0
+    input: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished:
+    """A step attempt ended: ``completed`` or ``failed``."""
+
+    state: str
+    output: Any = None
+    error: Any = None
+    tokens: TokenUsage | int | None = None
+
+    @property
+    def total_tokens(self) -> int | None:
+        """Tokens as one number (``None`` when unknown)."""
+        return self.tokens.total if isinstance(self.tokens, TokenUsage) else self.tokens
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCall:
+    """One request to an LLM provider, successful or not."""
+
+    workflow_id: str
+    execution_id: str | None
+    provider: str
+    model: str
+    usage: TokenUsage
+    latency_ms: float
+    outcome: str
+    error_kind: str | None = None
+
+    def row(self, id: str, created_at: datetime) -> dict[str, Any]:
+        """The ``llm_calls`` row of this call."""
+        return {
+            "id": id,
+            "workflow_id": self.workflow_id,
+            "step_execution_id": self.execution_id,
+            "provider": self.provider,
+            "model": self.model,
+            "input_tokens": self.usage.input,
+            "output_tokens": self.usage.output,
+            "cache_creation_tokens": self.usage.cache_creation,
+            "cache_read_tokens": self.usage.cache_read,
+            "latency_ms": self.latency_ms,
+            "outcome": self.outcome,
+            "error_kind": self.error_kind,
+            "created_at": created_at,
+        }
