@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from ecl.core import DurableContext, RetryPolicy, WorkflowResult, WorkflowState
+from ecl.core import DurableContext, RetryPolicy, StateChange, WorkflowResult, WorkflowState
 from ecl.core.errors import (
     ConflictError,
     LlmError,
@@ -69,7 +69,7 @@ class Flows:
             return await self.real.run(ctx, definition_id, input, recorder=recorder)
         flow = getattr(self, "flow_" + definition_id[2:].replace("-", "_"))
         wid = ctx.workflow_id
-        await recorder.workflow_state(wid, WorkflowState.RUNNING)
+        await recorder.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             outputs = await flow(ctx, wid, input)
         except StepError as err:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ecl.core import LlmCall, StepFinished, StepStarted, Success, WorkflowState
+from ecl.core import LlmCall, StateChange, StepFinished, StepStarted, Success, WorkflowState
 from ecl.llm import CompletionRequest, MockLlmProvider
 from ecl.steps import Step, StepContext, StepRegistry
 from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, builtin_steps, parse_definition
@@ -135,17 +135,10 @@ class RecordingRecorder:
         """Remember the call."""
         self.calls.append(dataclasses.asdict(call))
 
-    async def workflow_state(
-        self,
-        workflow_id: str,
-        state: WorkflowState,
-        *,
-        output: Any = None,
-        error: Any = None,
-        revision_count: int | None = None,
-    ) -> None:
+    async def workflow_state(self, change: StateChange) -> None:
         """Remember the state change."""
-        self.states.append((state, {"output": output, "error": error, "revision_count": revision_count}))
+        extra = {"output": change.output, "error": change.error, "revision_count": change.revision_count}
+        self.states.append((change.state, extra))
 
     @property
     def state_names(self) -> list[str]:

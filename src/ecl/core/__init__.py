@@ -35,7 +35,7 @@ from ecl.core.errors import (
 from ecl.core.ids import StepId, WorkflowId, new_workflow_id, parse_step_id, parse_workflow_id
 from ecl.core.metadata import StepMetadata, TokenUsage
 from ecl.core.policy import RetryPolicy
-from ecl.core.records import LlmCall, StepFinished, StepStarted
+from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import (
     Failed,
     NeedsRevision,
@@ -73,6 +73,7 @@ __all__ = [
     "NotFoundError",
     "RetryPolicy",
     "RuntimeFailure",
+    "StateChange",
     "StepError",
     "StepFinished",
     "StepId",

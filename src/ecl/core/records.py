@@ -1,7 +1,7 @@
-"""What a run records: step attempts and LLM calls.
+"""What a run records: step attempts, LLM calls and workflow state changes.
 
-The recorders (:class:`ecl.steps.StepRecorder` and its implementations on SQL, on the
-embedded engine's writer and on Restate) all speak in these three values, so a field is
+The recorders (:class:`ecl.steps.StepRecorder`, :class:`ecl.workflows.WorkflowRecorder` and
+their implementations on SQL, on the embedded engine's writer and on Restate) speak in these values, so a field is
 added in one place.
 """
 
@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from ecl.core.metadata import TokenUsage
+from ecl.core.state import WorkflowState
 
-__all__ = ["LlmCall", "StepFinished", "StepStarted"]
+__all__ = ["LlmCall", "StateChange", "StepFinished", "StepStarted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +73,14 @@ class LlmCall:
             "error_kind": self.error_kind,
             "created_at": created_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A workflow moved to ``state``; the other fields are set when they changed."""
+
+    workflow_id: str
+    state: WorkflowState
+    output: Any = None
+    error: Any = None
+    revision_count: int | None = None

@@ -14,8 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecl.core.records import LlmCall, StepFinished, StepStarted
-from ecl.core.state import WorkflowState
+from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.store import models as m
 from ecl.store.repositories import (
     LlmCallRecord,
@@ -58,29 +57,18 @@ class SqlRecorder:
         """Insert one LLM call row."""
         await self.calls.record(LlmCallRecord(**call.row(uuid.uuid4().hex, datetime.now(UTC))))
 
-    async def workflow_state(
-        self,
-        workflow_id: str,
-        state: WorkflowState,
-        *,
-        output: Any = None,
-        error: Any = None,
-        revision_count: int | None = None,
-    ) -> None:
+    async def workflow_state(self, change: StateChange) -> None:
         """Set the state (never overwriting an ended workflow)."""
-        values: dict[str, Any] = {"state": state.value, "updated_at": datetime.now(UTC)}
-        if output is not None:
-            values["output"] = output
-        if error is not None:
-            values["error"] = error
-        if revision_count is not None:
-            values["revision_count"] = revision_count
-        if state.is_terminal:
+        values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
+        for key in ("output", "error", "revision_count"):
+            if getattr(change, key) is not None:
+                values[key] = getattr(change, key)
+        if change.state.is_terminal:
             values["completed_at"] = values["updated_at"]
         w = m.Workflow
         async with self.workflows.sessions.begin() as session:
             await session.execute(
                 update(w)
-                .where(w.id == workflow_id, w.state.not_in(("completed", "failed", "cancelled")))
+                .where(w.id == change.workflow_id, w.state.not_in(("completed", "failed", "cancelled")))
                 .values(**values)
             )

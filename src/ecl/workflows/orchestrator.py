@@ -51,7 +51,7 @@ from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
 from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
 from ecl.core.metadata import StepMetadata, TokenUsage
-from ecl.core.records import LlmCall, StepFinished, StepStarted
+from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.llm.provider import LlmProvider
@@ -179,7 +179,7 @@ class WorkflowOrchestrator:
         run = _Run(ctx, defn, dict(input))
         wid = ctx.workflow_id
         log = _log.bind(workflow_id=wid, definition_id=definition_id)
-        await rec.workflow_state(wid, WorkflowState.RUNNING)
+        await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             await self._graph(run, rec)
             if bool(run.input.get("require_approval", defn.options.require_approval)):
@@ -187,10 +187,14 @@ class WorkflowOrchestrator:
         except StepError as err:
             log.warning("workflow failed", error=err.message, step_id=err.step_id)
             result = self._result(run, WorkflowState.FAILED, started, error=err.to_dict())
-            await rec.workflow_state(wid, WorkflowState.FAILED, error=result.error, revision_count=run.revisions)
+            await rec.workflow_state(
+                StateChange(wid, WorkflowState.FAILED, error=result.error, revision_count=run.revisions)
+            )
             return result
         result = self._result(run, WorkflowState.COMPLETED, started)
-        await rec.workflow_state(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=run.revisions)
+        await rec.workflow_state(
+            StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=run.revisions)
+        )
         log.info("workflow completed", revisions=run.revisions, tokens=run.tokens.total)
         return result
 
@@ -319,7 +323,7 @@ class WorkflowOrchestrator:
             await self._set(run, STATE_DRAFT, revised.output[loop.revised_field])
             run.revisions = iteration
             await self._set(run, STATE_REVISIONS, iteration)
-            await rec.workflow_state(run.ctx.workflow_id, WorkflowState.RUNNING, revision_count=iteration)
+            await rec.workflow_state(StateChange(run.ctx.workflow_id, WorkflowState.RUNNING, revision_count=iteration))
             verdict = await self._step(run, rec, loop.validator, iteration, loop_scope)
             run.absorb(verdict)
             feedback = _feedback(verdict)
@@ -332,9 +336,9 @@ class WorkflowOrchestrator:
         round_ = 0
         while True:
             round_ += 1
-            await rec.workflow_state(wid, WorkflowState.WAITING_FOR_REVISION)
+            await rec.workflow_state(StateChange(wid, WorkflowState.WAITING_FOR_REVISION))
             answer = await run.ctx.promise(promise_name(APPROVAL_PROMISE, round_))
-            await rec.workflow_state(wid, WorkflowState.RUNNING)
+            await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
             decision, feedback = _approval_answer(answer)
             if decision == "approve":
                 return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from ecl.core.state import WorkflowState
+from ecl.core.records import StateChange
 from ecl.steps.recorder import NullRecorder, StepRecorder
 
 __all__ = ["NullWorkflowRecorder", "WorkflowRecorder"]
@@ -13,15 +13,7 @@ __all__ = ["NullWorkflowRecorder", "WorkflowRecorder"]
 class WorkflowRecorder(StepRecorder, Protocol):
     """Step records plus workflow state changes. Engines make these replay-safe."""
 
-    async def workflow_state(
-        self,
-        workflow_id: str,
-        state: WorkflowState,
-        *,
-        output: Any = None,
-        error: Any = None,
-        revision_count: int | None = None,
-    ) -> None:
+    async def workflow_state(self, change: StateChange) -> None:
         """Record a state change of the workflow."""
         ...
 
@@ -29,13 +21,5 @@ class WorkflowRecorder(StepRecorder, Protocol):
 class NullWorkflowRecorder(NullRecorder):
     """Records nothing."""
 
-    async def workflow_state(
-        self,
-        workflow_id: str,
-        state: WorkflowState,
-        *,
-        output: Any = None,
-        error: Any = None,
-        revision_count: int | None = None,
-    ) -> None:
+    async def workflow_state(self, change: StateChange) -> None:
         """Nothing."""

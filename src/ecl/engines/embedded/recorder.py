@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from ecl.core.records import LlmCall, StepFinished, StepStarted
-from ecl.core.state import WorkflowState
+from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert
 
@@ -99,35 +98,23 @@ class WriterRecorder:
         self._writer.post(Insert(self._calls, call.row(uuid.uuid4().hex, datetime.now(UTC))))
         self._emit("llm_call", workflow_id=call.workflow_id, tokens=call.usage.total, outcome=call.outcome)
 
-    async def workflow_state(
-        self,
-        workflow_id: str,
-        state: WorkflowState,
-        *,
-        output: Any = None,
-        error: Any = None,
-        revision_count: int | None = None,
-    ) -> None:
+    async def workflow_state(self, change: StateChange) -> None:
         """Queue a fenced state change (never overwrites an ended workflow)."""
+        state, wid = change.state, change.workflow_id
         if state.is_terminal:
             # The engine writes the terminal row itself, with the full result.
-            self._emit("workflow_state", workflow_id=workflow_id, state=state.value)
+            self._emit("workflow_state", workflow_id=wid, state=state.value)
             return
         params: dict[str, Any] = {
-            "b_id": workflow_id,
+            "b_id": wid,
             "b_owner": self._owner,
             "b_state": state.value,
             "b_now": datetime.now(UTC),
         }
-        if revision_count is None:
+        if change.revision_count is None:
             stmt = self._sql.set_state
         else:
             stmt = self._sql.set_state_and_revisions
-            params["b_revisions"] = revision_count
-        self._writer.post(FencedUpdate(stmt, params, workflow_id, self._owner))
-        self._emit(
-            "workflow_state",
-            workflow_id=workflow_id,
-            state=state.value,
-            revision_count=revision_count,
-        )
+            params["b_revisions"] = change.revision_count
+        self._writer.post(FencedUpdate(stmt, params, wid, self._owner))
+        self._emit("workflow_state", workflow_id=wid, state=state.value, revision_count=change.revision_count)

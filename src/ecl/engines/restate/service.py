@@ -25,7 +25,7 @@ from restate import TerminalError
 from sqlalchemy.exc import IntegrityError
 
 from ecl.core.errors import ConflictError, EclError, WorkflowCancelled
-from ecl.core.records import LlmCall, StepFinished, StepStarted
+from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded.engine import input_hash
@@ -87,17 +87,9 @@ class JournaledRecorder:
         """Insert an LLM call row (inside the step's run)."""
         await self._inner.llm_call(call)
 
-    async def workflow_state(
-        self,
-        workflow_id: str,
-        state: WorkflowState,
-        *,
-        output: Any = None,
-        error: Any = None,
-        revision_count: int | None = None,
-    ) -> None:
+    async def workflow_state(self, change: StateChange) -> None:
         """A journaled state write (final states are written by the service)."""
-        if state.is_terminal:
+        if change.state.is_terminal:
             return
         self._n += 1
         first = self._n == 1
@@ -105,14 +97,14 @@ class JournaledRecorder:
 
         async def write() -> None:
             if first:
-                await ensure_workflow_row(inner, workflow_id, self._definition_id, self._input)
-            await inner.workflow_state(workflow_id, state, output=output, error=error, revision_count=revision_count)
+                await ensure_workflow_row(inner, change.workflow_id, self._definition_id, self._input)
+            await inner.workflow_state(change)
 
         try:
             await self._ctx.run_typed(f"record:state:{self._n}", write)
         except TerminalError as err:
             if err.status_code == CANCELLED_STATUS:
-                raise WorkflowCancelled(workflow_id) from None
+                raise WorkflowCancelled(change.workflow_id) from None
             raise
 
 
@@ -147,7 +139,7 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
         async def final() -> None:
             await ensure_workflow_row(recorder, wid, definition_id, data)
             await recorder.workflow_state(
-                wid, result.state, output=document, error=result.error, revision_count=result.revisions
+                StateChange(wid, result.state, output=document, error=result.error, revision_count=result.revisions)
             )
 
         await ctx.run_typed("record:final", final)
