@@ -15,3 +15,7 @@ UV="$(command -v uv 2>/dev/null || echo "$HOME/.local/bin/uv")"
 if [ -x scripts/install-restate.sh ]; then
     scripts/install-restate.sh
 fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "setup: uv is at $UV (not on your PATH); run ECL as .venv/bin/ecl or add $(dirname "$UV") to PATH" >&2
+fi
