@@ -153,6 +153,8 @@ def test_shipped_config_files_load(env_name: str, monkeypatch: pytest.MonkeyPatc
     assert settings.llm.model == DEFAULT_MODEL
     assert sources_of(settings)["llm.model"] == "config/default.toml"
     assert settings.log_format == ("json" if env_name == "production" else "console")
+    if env_name == "development":  # commands stay quiet beside their progress display unless asked
+        assert "log.level" not in sources_of(settings)
 
 
 def test_env_example_lists_every_variable() -> None:
