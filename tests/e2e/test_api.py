@@ -51,10 +51,12 @@ class Server:
                 time.sleep(0.1)
         raise TimeoutError("server did not start")
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop the server; its stderr (the logs)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.communicate(timeout=30)
+            return self.proc.communicate(timeout=30)[1]
+        return ""
 
     def client(self, key: str | None = KEY) -> httpx.Client:
         headers = {"x-api-key": key} if key else {}
@@ -316,6 +318,25 @@ def test_stop_mid_workflow_and_restart_resumes(tmp_path: Path, stop: str) -> Non
             assert fake.count(is_generate) == 1
         finally:
             second.stop()
+
+
+def test_request_logs_carry_request_and_workflow_ids(tmp_path: Path) -> None:
+    ecl = Ecl(tmp_path, "http://127.0.0.1:9")
+    assert ecl.run("migrate").returncode == 0
+    server = Server(ecl, ECL_LOG_FORMAT="json", ECL_API_KEY=KEY).start()
+    try:
+        with server.client() as client:
+            response = client.get("/workflows/wf-logged", headers={"x-request-id": "req-42"})
+            assert response.status_code == 404
+            assert response.headers["x-request-id"] == "req-42"
+    finally:
+        err = server.stop()
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    request = [r for r in lines if r.get("event") == "request" and r.get("request_id") == "req-42"]
+    assert request, err
+    assert request[0]["workflow_id"] == "wf-logged"
+    assert request[0]["status"] == 404
+    assert KEY not in err
 
 
 def test_schemathesis_finds_no_server_errors(server: Server) -> None:

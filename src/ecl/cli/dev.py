@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start Restate (data in .restate/), serve and register the ECL endpoint, until Ctrl-C."""
         check_llm_choice(llm)
-        settings = settings_from(config, engine="restate")
+        settings = settings_from(config, engine="restate", service=True)
         ensure_database(settings)
         host, ingress = _port(settings.restate.ingress_url, "restate.ingress_url")
         admin_host, admin = _port(settings.restate.admin_url, "restate.admin_url")

@@ -48,14 +48,16 @@ EXIT_INTERRUPTED = 130
 _LLM_CHOICES = ("anthropic", "openai", "mock")
 
 
-def settings_from(config: Path | None, *, engine: str | None = None) -> Settings:
+def settings_from(config: Path | None, *, engine: str | None = None, service: bool = False) -> Settings:
     """Load settings once, at the edge, and configure logging from them.
 
-    ``engine`` overrides ``settings.engine``. Commands log warnings and errors only,
-    unless a log level was configured explicitly.
+    ``engine`` overrides ``settings.engine``. Commands log warnings and errors only, and
+    long-running services (``service``) log at ``info`` (request logs, recoveries), unless
+    a log level was configured explicitly.
     """
     settings = load_settings(config)
-    level = settings.log.level if "log.level" in sources_of(settings) else "warning"
+    default = "info" if service else "warning"
+    level = settings.log.level if "log.level" in sources_of(settings) else default
     configure_logging(level, settings.log_format, secrets=settings.secrets())
     if engine is not None:
         if engine not in ("embedded", "restate"):

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         from ecl.api.app import create_app
 
         check_llm_choice(llm)
-        settings = settings_from(config, engine=engine)
+        settings = settings_from(config, engine=engine, service=True)
         ensure_database(settings)
         if settings.engine == "restate":
             import asyncio
