@@ -203,8 +203,12 @@ class DatabaseWriter:
             if self._drainer is not None or not self._pending:
                 return
             batch, self._pending = self._pending, []
-            conn = self._connection()
-            if self._begin_now(conn):
+            try:
+                conn = self._connection()
+                free = self._begin_now(conn)
+            except Exception:  # anything odd: the thread's path reports it on each future
+                free = False
+            if free:
                 self._run_batches(conn, batch)
                 return
             self.lock_waits += 1
@@ -214,9 +218,15 @@ class DatabaseWriter:
     def _drain(self, batch: list[_Item]) -> None:
         """Inline mode, on a thread: wait for the write lock (busy timeout), commit, and keep
         going until nothing is pending; then the loop commits inline again."""
-        conn = self._connection()
         while batch:
-            self._run_batches(conn, batch)
+            try:
+                conn = self._connection()
+            except Exception as exc:  # e.g. the database file cannot be opened
+                for item in batch:
+                    item.error = exc
+                self._settle(batch)
+            else:
+                self._run_batches(conn, batch)
             with self._lock:
                 batch, self._pending = self._pending, []
                 if not batch:
