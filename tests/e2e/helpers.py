@@ -75,10 +75,14 @@ class Ecl:
                 "XDG_CONFIG_HOME": str(self.tmp / "xdg"),
                 "HOME": str(self.tmp / "home"),
                 "COLUMNS": "200",
+                # Long-running commands log requests at info; their pipes are read only at the
+                # end, so a chatty server could fill one and block. Tests that want the logs
+                # ask for them.
+                "ECL_LOG_LEVEL": "warning",
             }
         )
         env.update(extra)
-        return env
+        return {k: v for k, v in env.items() if v != ""}  # "" unsets a default above
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

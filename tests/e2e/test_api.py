@@ -323,7 +323,8 @@ def test_stop_mid_workflow_and_restart_resumes(tmp_path: Path, stop: str) -> Non
 def test_request_logs_carry_request_and_workflow_ids(tmp_path: Path) -> None:
     ecl = Ecl(tmp_path, "http://127.0.0.1:9")
     assert ecl.run("migrate").returncode == 0
-    server = Server(ecl, ECL_LOG_FORMAT="json", ECL_API_KEY=KEY).start()
+    # ECL_LOG_LEVEL unset: a server logs requests at info by default (one-shot commands do not).
+    server = Server(ecl, ECL_LOG_FORMAT="json", ECL_LOG_LEVEL="", ECL_API_KEY=KEY).start()
     try:
         with server.client() as client:
             response = client.get("/workflows/wf-logged", headers={"x-request-id": "req-42"})
