@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from ecl.core.durable import JsonValue
-from ecl.core.errors import ConflictError, EngineError, NonDeterminismError
+from ecl.core.errors import ConflictError, EngineError, IllegalTransitionError, NonDeterminismError
 from ecl.core.ids import new_workflow_id, parse_workflow_id
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
@@ -199,11 +199,16 @@ class RestateEngine:
                 raise EngineError(f"cancel failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
         record = await self.workflows.get(workflow_id)
         if not record.state.is_terminal:
-            await self.workflows.update_state(
-                workflow_id,
-                WorkflowState.CANCELLED,
-                error={"type": "WorkflowCancelled", "message": "cancelled"},
-            )
+            try:
+                await self.workflows.update_state(
+                    workflow_id,
+                    WorkflowState.CANCELLED,
+                    error={"type": "WorkflowCancelled", "message": "cancelled"},
+                )
+            except IllegalTransitionError:
+                # The service recorded its own end meanwhile (its cancellation ran): that stands.
+                if not (await self.workflows.get(workflow_id)).state.is_terminal:
+                    raise
 
     async def result(self, workflow_id: str) -> WorkflowResult:
         """Attach to the workflow and wait for its result.
