@@ -267,3 +267,61 @@ def test_restate_server_restart_while_waiting_on_a_promise(
 
 def test_restate_data_folder_is_the_tests_own(stack: RestateStack, base: Ecl) -> None:
     assert Path(stack.server.data_dir).is_relative_to(base.tmp)
+
+
+# ---------------------------------------------------------------- the HTTP API on Restate
+
+
+def _wait_state(client: httpx.Client, wid: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/workflows/{wid}").json()
+        if body.get("state") in states:
+            return body
+        time.sleep(0.1)
+    raise TimeoutError(states)
+
+
+def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnthropicServer, base: Ecl) -> None:
+    """``ecl server start --engine restate --api``: submit, approve, cancel and read through the
+    API while the workflows run on the Restate server's ECL endpoint."""
+    fake.responder = responder([PASS])
+    port = free_port()
+    api = base.start("server", "start", "--engine", "restate", "--api", "--port", str(port), **stack.env())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert api.poll() is None, api.communicate()[1]
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the API did not become ready"
+            time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            ready = client.get("/health/ready").json()
+            assert ready["checks"] == {"database": "ok", "engine": "ok"}
+            wid = f"api-restate-{time.monotonic_ns() % 10**9}"
+            body = {"definition_id": "critique-revise", "input": {"topic": "Rust", "require_approval": True}}
+            created = client.post("/workflows", json={**body, "workflow_id": wid})
+            assert created.status_code == 201, created.text
+            assert client.post("/workflows", json={**body, "workflow_id": wid}).status_code == 200  # idempotent
+            changed = {**body, "input": {"topic": "Go"}, "workflow_id": wid}
+            assert client.post("/workflows", json=changed).json()["error"]["code"] == "CONFLICT"
+            _wait_state(client, wid, {"waiting_for_revision"})
+            assert client.post(f"/workflows/{wid}/signal", json={"decision": "approve"}).status_code == 202
+            done = _wait_state(client, wid, {"completed"})
+            assert done["output"]["outputs"]["final"]["text"] == "draft 0"
+            assert [s["step_id"] for s in client.get(f"/workflows/{wid}/steps").json()][:2] == ["generate", "critique"]
+            assert client.get(f"/workflows/{wid}/llm-calls").json()["calls"] == 2
+
+            other = f"api-restate-cancel-{time.monotonic_ns() % 10**9}"
+            assert client.post("/workflows", json={**body, "workflow_id": other}).status_code == 201
+            _wait_state(client, other, {"waiting_for_revision"})
+            assert client.delete(f"/workflows/{other}").json()["state"] == "cancelled"
+            assert client.get("/workflows/nope").json()["error"]["code"] == "WORKFLOW_NOT_FOUND"
+    finally:
+        api.terminate()
+        api.communicate(timeout=30)

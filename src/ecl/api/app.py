@@ -2,7 +2,9 @@
 
 On the embedded engine the app is also the worker: at start-up it recovers workflows whose
 owner is gone and keeps picking up submitted ones; at shutdown it stops taking work and
-leaves in-flight workflows resumable (their leases released), so nothing is lost.
+leaves in-flight workflows resumable (their leases released), so nothing is lost. With
+``engine = "restate"`` it is a client of a Restate server instead: it submits, signals and
+cancels there, and reads the records that ECL's Restate endpoint writes to the same database.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from ecl.api.services import Services
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
+from ecl.engines.embedded import EmbeddedEngine
 from ecl.engines.factory import build_embedded_engine, build_orchestrator
+from ecl.engines.restate import RestateEngine
 from ecl.store.database import check_schema, create_engine
 from ecl.store.repositories import (
     ArtifactRepository,
@@ -54,12 +58,16 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
     """Build the app; the engine starts with the app and stops with it."""
     _check_security(settings)
     runtime = build_orchestrator(settings, provider=llm)
-    engine = build_embedded_engine(settings, runtime)
     db = create_engine(
         settings.database.url,
         pool_size=settings.database.pool_size,
         sqlite_synchronous=settings.database.sqlite_synchronous,
     )
+    engine: EmbeddedEngine | RestateEngine
+    if settings.engine == "restate":
+        engine = RestateEngine(settings.restate.ingress_url, settings.restate.admin_url, WorkflowRepository(db))
+    else:
+        engine = build_embedded_engine(settings, runtime)
     artifacts = ArtifactRepository(db)
     svc = Services(
         settings=settings,
@@ -75,9 +83,11 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         check_schema(settings.database.url)
-        await engine.start()
         stop = asyncio.Event()
-        loop = asyncio.create_task(engine.run_worker(stop)) if worker else None
+        loop = None
+        if isinstance(engine, EmbeddedEngine):
+            await engine.start()
+            loop = asyncio.create_task(engine.run_worker(stop)) if worker else None
         _log.info("ecl api started", worker=worker, engine=engine.name)
         try:
             yield

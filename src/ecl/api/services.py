@@ -9,6 +9,7 @@ from fastapi import Request
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.engines.embedded import EmbeddedEngine
+from ecl.engines.restate import RestateEngine
 from ecl.store.repositories import (
     ArtifactRepository,
     LlmCallRepository,
@@ -25,7 +26,9 @@ class Services:
     """Everything a request may need, built once at start-up."""
 
     settings: Settings
-    engine: EmbeddedEngine
+    engine: EmbeddedEngine | RestateEngine
+    """Embedded: this process runs the workflows. Restate: it submits them to a Restate server,
+    whose ECL endpoint runs them and writes the same records."""
     definitions: DefinitionRegistry
     workflows: WorkflowRepository
     steps: StepExecutionRepository

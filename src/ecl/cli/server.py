@@ -35,19 +35,23 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str | None, typer.Option(help="Interface (default: api.host).")] = None,
         llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
         engine: Annotated[str | None, typer.Option(help="embedded (default) or restate.")] = None,
+        api_only: Annotated[
+            bool, typer.Option("--api", help="With --engine restate: serve the HTTP API as a client of Restate.")
+        ] = False,
         config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
     ) -> None:
         """Serve the API and run workflows (Ctrl-C or SIGTERM: in-flight work stays resumable).
 
         With ``--engine restate`` it serves the ECL endpoint for a Restate server instead
-        (HTTP/2, registered with the admin API at start-up).
+        (HTTP/2, registered with the admin API at start-up); add ``--api`` to serve the HTTP
+        API there, submitting to Restate and reading the records its endpoint writes.
         """
         from ecl.api.app import create_app
 
         check_llm_choice(llm)
         settings = settings_from(config, engine=engine, service=True)
         ensure_database(settings)
-        if settings.engine == "restate":
+        if settings.engine == "restate" and not api_only:
             import asyncio
 
             from ecl.engines.restate.endpoint import serve_endpoint

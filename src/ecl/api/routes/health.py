@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from ecl.api.models import Health
 from ecl.api.services import Services, services
+from ecl.engines.restate import RestateEngine
 from ecl.store import models as m
 
 __all__ = ["router"]
@@ -34,7 +35,10 @@ async def ready(svc: Svc) -> Response:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    checks["engine"] = "ok" if svc.engine.started else "not started"
+    if isinstance(svc.engine, RestateEngine):
+        checks["engine"] = "ok" if await svc.engine.reachable() else f"restate unreachable at {svc.engine.admin}"
+    else:
+        checks["engine"] = "ok" if svc.engine.started else "not started"
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -110,6 +110,14 @@ class RestateEngine:
                 return response
             await asyncio.sleep(0.2)
 
+    async def reachable(self) -> bool:
+        """Whether Restate's admin API answers its health check."""
+        try:
+            response = await self._http.get(f"{self.admin}/health", timeout=httpx.Timeout(5.0))
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def submit(
         self,
         definition_id: str,
