@@ -59,22 +59,18 @@ class StepsOrchestrator:
         )
 
 
-GC_THRESHOLD = EmbeddedOptions.gc_threshold
-"""Set from --gc-threshold (the engine's default unless given)."""
-
-
-def _engine(url: str, orchestrator: StepsOrchestrator, synchronous: str) -> EmbeddedEngine:
+def _engine(url: str, orchestrator: StepsOrchestrator, args: argparse.Namespace) -> EmbeddedEngine:
     return EmbeddedEngine(
-        create_sync_engine(url, sqlite_synchronous=synchronous),
+        create_sync_engine(url, sqlite_synchronous=args.synchronous),
         dict(Base.metadata.tables),
         orchestrator,
-        options=EmbeddedOptions(heartbeat_seconds=5.0, gc_threshold=GC_THRESHOLD),
+        options=EmbeddedOptions(heartbeat_seconds=5.0, gc_threshold=args.gc_threshold),
     )
 
 
-async def step_overhead(url: str, steps: int, workflows: int, synchronous: str) -> dict[str, Any]:
+async def step_overhead(url: str, steps: int, workflows: int, args: argparse.Namespace) -> dict[str, Any]:
     """Sequential workflows of no-op steps: ms per durable step (workflow creation included)."""
-    engine = await _engine(url, StepsOrchestrator(steps, 0.0), synchronous).start()
+    engine = await _engine(url, StepsOrchestrator(steps, 0.0), args).start()
     for _ in range(3):  # warm up
         await engine.result(await engine.submit("bench", {}))
     samples = []
@@ -94,9 +90,10 @@ async def step_overhead(url: str, steps: int, workflows: int, synchronous: str) 
     }
 
 
-async def concurrent(url: str, count: int, delay: float, synchronous: str) -> dict[str, Any]:
+async def concurrent(url: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
     """``count`` concurrent 3-step workflows whose steps each wait ``delay`` s."""
-    engine = await _engine(url, StepsOrchestrator(3, delay), synchronous).start()
+    delay = args.delay
+    engine = await _engine(url, StepsOrchestrator(3, delay), args).start()
     gc.collect()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -134,11 +131,11 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
         for label, steps, workflows in runs:
             url = f"sqlite:///{Path(tmp) / f'{label}.db'}"
             upgrade(url)
-            figures[label] = await step_overhead(url, steps, workflows, args.synchronous)
+            figures[label] = await step_overhead(url, steps, workflows, args)
         for count in args.concurrent:
             url = f"sqlite:///{Path(tmp) / f'concurrent_{count}.db'}"
             upgrade(url)
-            figures[f"concurrent_{count}"] = await concurrent(url, count, args.delay, args.synchronous)
+            figures[f"concurrent_{count}"] = await concurrent(url, count, args)
     return figures
 
 
@@ -155,8 +152,6 @@ def main() -> None:
         "--gc-threshold", type=int, default=EmbeddedOptions.gc_threshold, help="engine GC tuning (0: Python's default)"
     )
     args = parser.parse_args()
-    global GC_THRESHOLD
-    GC_THRESHOLD = args.gc_threshold
 
     results = []
     if args.engine in ("embedded", "both", "restate"):

@@ -414,13 +414,20 @@ async def test_unknown_workflow_is_not_found(make_engine: Any) -> None:
     await engine.close()
 
 
-async def test_worker_recovers_orphans_and_many_workflows_share_the_database(make_engine: Any, db_url: str) -> None:
+def three_steps(delay: float) -> Script:
+    """A workflow of three journaled steps that each wait ``delay`` s; outputs ``{"total": 3}``."""
+
     async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
         total = 0
         for i in range(3):
-            total += await ctx.run(f"step:{i}", lambda i=i: asyncio.sleep(0.01, i))
+            total += await ctx.run(f"step:{i}", lambda i=i: asyncio.sleep(delay, i))
         return {"total": total}
 
+    return script
+
+
+async def test_worker_recovers_orphans_and_many_workflows_share_the_database(make_engine: Any, db_url: str) -> None:
+    script = three_steps(0.01)
     submitter = await make_engine(script)
     ids = [await submitter.submit("demo", {}, start=False) for _ in range(200)]
     await submitter.close()
@@ -445,19 +452,12 @@ async def test_a_write_transaction_open_on_the_same_event_loop_does_not_stall_th
     holder could never commit."""
     from ecl.store import create_engine
 
-    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
-        total = 0
-        for i in range(3):
-            total += await ctx.run(f"step:{i}", lambda i=i: asyncio.sleep(0, i))
-        return {"total": total}
-
-    engine = await make_engine(script)
+    engine = await make_engine(three_steps(0))
     other = create_engine(db_url)
     held = asyncio.Event()
 
     async def hold_the_write_lock() -> None:
         async with other.begin() as conn:
-            await conn.execute(text("UPDATE workflows SET updated_at = updated_at WHERE id = 'nobody'"))
             await conn.execute(
                 text(
                     "INSERT INTO workflows (id, definition_id, state, input, input_hash, revision_count, "

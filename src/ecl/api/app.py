@@ -28,7 +28,7 @@ from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
 from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import build_embedded_engine, build_orchestrator
+from ecl.engines.factory import build_definitions, build_embedded_engine, build_orchestrator
 from ecl.engines.restate import RestateEngine
 from ecl.store.database import check_schema, create_engine
 from ecl.store.repositories import (
@@ -57,22 +57,24 @@ def _check_security(settings: Settings) -> None:
 def create_app(settings: Settings, *, llm: str | None = None, worker: bool = True) -> FastAPI:
     """Build the app; the engine starts with the app and stops with it."""
     _check_security(settings)
-    runtime = build_orchestrator(settings, provider=llm)
     db = create_engine(
         settings.database.url,
         pool_size=settings.database.pool_size,
         sqlite_synchronous=settings.database.sqlite_synchronous,
     )
     engine: EmbeddedEngine | RestateEngine
-    if settings.engine == "restate":
+    if settings.engine == "restate":  # a client: the workflows run on the Restate endpoint
+        registry = build_definitions(settings)
         engine = RestateEngine(settings.restate.ingress_url, settings.restate.admin_url, WorkflowRepository(db))
     else:
+        runtime = build_orchestrator(settings, provider=llm)
+        registry = runtime.definitions
         engine = build_embedded_engine(settings, runtime)
     artifacts = ArtifactRepository(db)
     svc = Services(
         settings=settings,
         engine=engine,
-        definitions=runtime.definitions,
+        definitions=registry,
         workflows=WorkflowRepository(db),
         steps=StepExecutionRepository(db),
         llm_calls=LlmCallRepository(db),

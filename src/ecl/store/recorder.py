@@ -61,8 +61,9 @@ class SqlRecorder:
         """Set the state (never overwriting an ended workflow)."""
         values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
         for key in ("output", "error", "revision_count"):
-            if getattr(change, key) is not None:
-                values[key] = getattr(change, key)
+            value = getattr(change, key)
+            if value is not None:
+                values[key] = value
         if change.state.is_terminal:
             values["completed_at"] = values["updated_at"]
         w = m.Workflow

@@ -48,7 +48,7 @@ from ecl.engines.embedded import lease
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
-from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_cursor, reject
+from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
 
@@ -163,9 +163,7 @@ class EmbeddedEngine:
         def fence(conn: Connection, ids: set[str]) -> dict[str, tuple[str | None, str]]:
             # Driver-level SQL: this runs once per commit, on the hot path of every step.
             sql = f"SELECT id, owner, state FROM workflows WHERE id IN ({', '.join([mark] * len(ids))})"
-            with driver_cursor(conn, sql, tuple(ids)) as cursor:
-                cursor.execute(sql, tuple(ids))
-                return {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+            return {row[0]: (row[1], row[2]) for row in driver_execute(conn, sql, tuple(ids))}
 
         self._writer = DatabaseWriter(
             self._db,

@@ -25,7 +25,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -41,7 +41,7 @@ __all__ = [
     "Insert",
     "LeaseLost",
     "Operation",
-    "driver_cursor",
+    "driver_execute",
     "reject",
 ]
 
@@ -116,7 +116,7 @@ class DatabaseWriter:
     def __init__(self, engine: Engine, fence: Fence, *, commit_delay: float = 0.0, inline: bool = False) -> None:
         self._engine = engine
         self._fence = fence
-        self._inserts: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
+        self._insert_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._commit_delay = commit_delay
         self._closed = False
@@ -130,6 +130,7 @@ class DatabaseWriter:
         """Inline mode: guards the pending list, the flags and (on the loop) the connection."""
         self._conn: Connection | None = None
         self._busy_timeout_ms = 0
+        """Inline mode: the configured busy timeout, used only off the loop (drainer, close)."""
         self._pending: list[_Item] = []
         self._flush_scheduled: set[asyncio.AbstractEventLoop] = set()
         self._drainer: threading.Thread | None = None
@@ -174,25 +175,24 @@ class DatabaseWriter:
         loop.call_soon(self._flush, loop)
 
     def _connection(self) -> Connection:
+        """Inline mode: the connection, with a busy timeout of 0 so the loop never waits."""
         if self._conn is None:
-            self._conn = self._engine.connect()
-            raw: Any = self._conn.connection.dbapi_connection
-            self._busy_timeout_ms = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+            conn = self._engine.connect()
+            self._busy_timeout_ms = int(_raw(conn).execute("PRAGMA busy_timeout").fetchone()[0])
+            _raw(conn).execute("PRAGMA busy_timeout=0")
+            self._conn = conn
         return self._conn
 
-    def _begin_now(self, conn: Connection) -> bool:
+    @staticmethod
+    def _begin_now(conn: Connection) -> bool:
         """Take SQLite's write lock if it is free this instant (``BEGIN IMMEDIATE``, no wait)."""
         conn.begin()
-        raw: Any = conn.connection.dbapi_connection
-        raw.execute("PRAGMA busy_timeout=0")
         try:
-            raw.execute("BEGIN IMMEDIATE")
+            _raw(conn).execute("BEGIN IMMEDIATE")
             return True
         except conn.dialect.loaded_dbapi.OperationalError:
             conn.rollback()
             return False
-        finally:
-            raw.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
 
     def _flush(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Inline mode, on the event loop: commit everything pending if the write lock is
@@ -218,9 +218,12 @@ class DatabaseWriter:
     def _drain(self, batch: list[_Item]) -> None:
         """Inline mode, on a thread: wait for the write lock (busy timeout), commit, and keep
         going until nothing is pending; then the loop commits inline again."""
-        while batch:
+        conn: Connection | None = None
+        while True:
             try:
-                conn = self._connection()
+                if conn is None:
+                    conn = self._connection()
+                    _raw(conn).execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
             except Exception as exc:  # e.g. the database file cannot be opened
                 for item in batch:
                     item.error = exc
@@ -230,7 +233,10 @@ class DatabaseWriter:
             with self._lock:
                 batch, self._pending = self._pending, []
                 if not batch:
+                    if conn is not None:  # before the loop may use the connection again
+                        _raw(conn).execute("PRAGMA busy_timeout=0")
                     self._drainer = None
+                    return
 
     def _run_batches(self, conn: Connection, batch: list[_Item]) -> None:
         for start in range(0, len(batch), _MAX_BATCH):
@@ -254,8 +260,10 @@ class DatabaseWriter:
                 drainer.join(timeout)
             with self._lock:
                 batch, self._pending = self._pending, []
-                if batch:
-                    self._run_batches(self._connection(), batch)
+                if batch:  # off the loop: this may wait for the lock
+                    conn = self._connection()
+                    _raw(conn).execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+                    self._run_batches(conn, batch)
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
@@ -315,15 +323,13 @@ class DatabaseWriter:
         """One ``executemany`` at the driver level: the statement is compiled once per table
         and column set; each value still goes through its column type's bind processor."""
         keys = tuple(rows[0])
-        if any(len(row) != len(keys) or tuple(row) != keys for row in rows):
+        if any(tuple(row) != keys for row in rows):
             conn.execute(table.insert(), rows)
             return
-        plan = self._inserts.get((table.name, keys))
+        plan = self._insert_plans.get((table.name, keys))
         if plan is None:
-            plan = self._inserts[(table.name, keys)] = _InsertPlan.build(conn, table, keys)
-        params = [plan.params(row) for row in rows]
-        with driver_cursor(conn, plan.sql, params) as cursor:
-            cursor.executemany(plan.sql, params)
+            plan = self._insert_plans[(table.name, keys)] = _InsertPlan.build(conn, table, keys)
+        driver_execute(conn, plan.sql, [plan.params(row) for row in rows], many=True)
 
     def _execute(self, conn: Connection, batch: list[_Item]) -> None:
         """Run a batch: inserts grouped per table (parents first), then fenced updates
@@ -397,17 +403,25 @@ class DatabaseWriter:
                 loop.call_soon_threadsafe(resolve)
 
 
-@contextlib.contextmanager
-def driver_cursor(conn: Connection, sql: str, params: Any = None) -> Iterator[Any]:
-    """A DBAPI cursor inside ``conn``'s transaction, for the few statements on the hot path
-    where SQLAlchemy's per-execution overhead costs more than the database; driver errors
-    come out as SQLAlchemy's (``IntegrityError`` and so on), as from ``conn.execute``."""
+def _raw(conn: Connection) -> Any:
+    return conn.connection.dbapi_connection
+
+
+def driver_execute(conn: Connection, sql: str, params: Any, *, many: bool = False) -> list[Any]:
+    """Run ``sql`` on the DBAPI cursor inside ``conn``'s transaction and return its rows, for
+    the few statements on the hot path where SQLAlchemy's per-execution overhead costs more
+    than the database; driver errors come out as SQLAlchemy's (``IntegrityError`` and so on),
+    as from ``conn.execute``."""
     if not conn.in_transaction():
         conn.begin()
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.cursor()
     try:
-        yield cursor
+        if many:
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
     except dbapi.Error as exc:
         raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
     finally:

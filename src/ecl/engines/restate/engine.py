@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 
 from ecl.core.durable import JsonValue
-from ecl.core.errors import ConflictError, EngineError, IllegalTransitionError, NonDeterminismError
+from ecl.core.errors import ConflictError, EngineError, NonDeterminismError
 from ecl.core.ids import new_workflow_id, parse_workflow_id
+from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded.engine import input_hash
 from ecl.engines.restate.service import SERVICE_NAME
+from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRecord, WorkflowRepository
 
 __all__ = ["RestateEngine", "result_from_record"]
@@ -89,6 +91,7 @@ class RestateEngine:
         self.ingress = ingress_url.rstrip("/")
         self.admin = admin_url.rstrip("/")
         self.workflows = workflows
+        self._records = SqlRecorder(workflows.engine)
         self._poll = poll_seconds
         self._attach_seconds = attach_seconds
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
@@ -205,18 +208,13 @@ class RestateEngine:
             response = await self._request("PATCH", f"{self.admin}/invocations/{invocation['id']}/{how}")
             if response.status_code >= 400 and response.status_code not in (404, 409):
                 raise EngineError(f"cancel failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
-        record = await self.workflows.get(workflow_id)
-        if not record.state.is_terminal:
-            try:
-                await self.workflows.update_state(
-                    workflow_id,
-                    WorkflowState.CANCELLED,
-                    error={"type": "WorkflowCancelled", "message": "cancelled"},
-                )
-            except IllegalTransitionError:
-                # The service recorded its own end meanwhile (its cancellation ran): that stands.
-                if not (await self.workflows.get(workflow_id)).state.is_terminal:
-                    raise
+        # One conditional write: when the service recorded its own end meanwhile (its
+        # cancellation ran), that stands.
+        await self._records.workflow_state(
+            StateChange(
+                workflow_id, WorkflowState.CANCELLED, error={"type": "WorkflowCancelled", "message": "cancelled"}
+            )
+        )
 
     async def result(self, workflow_id: str) -> WorkflowResult:
         """Attach to the workflow and wait for its result.
