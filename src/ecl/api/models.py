@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,6 +63,7 @@ class WorkflowOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None = None
+    cost_usd: Decimal = Field(default=Decimal(0), description="What its LLM calls cost so far (USD, exact).")
 
 
 class WorkflowList(BaseModel):
@@ -85,6 +87,7 @@ class StepOut(BaseModel):
     started_at: datetime
     completed_at: datetime | None = None
     tokens_used: int | None = None
+    cost_usd: Decimal = Field(default=Decimal(0), description="What this attempt's LLM calls cost (USD, exact).")
 
 
 class LlmCallOut(BaseModel):
@@ -102,6 +105,7 @@ class LlmCallOut(BaseModel):
     outcome: str
     error_kind: str | None
     created_at: datetime
+    cost_usd: Decimal = Field(default=Decimal(0), description="The call's cost (USD, exact).")
 
 
 class LlmCallsOut(BaseModel):
@@ -112,6 +116,7 @@ class LlmCallsOut(BaseModel):
     errors: int
     tokens: TokenUsage
     latency_ms: float
+    cost_usd: Decimal = Field(default=Decimal(0), description="The calls' total cost (USD, exact).")
 
 
 class ArtifactOut(BaseModel):

@@ -114,6 +114,7 @@ def print_result(result: WorkflowResult, fmt: str) -> None:
         "tokens",
         f"{result.tokens.total} (in {result.tokens.input}, out {result.tokens.output})",
     )
+    summary.add_row("cost", f"${result.cost_usd}")
     if result.duration_ms is not None:
         summary.add_row("time", f"{result.duration_ms / 1000:.2f}s")
     if result.error:

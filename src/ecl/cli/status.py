@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,6 +40,7 @@ async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) ->
         steps = await repos.steps.list_for(workflow_id, step_id=step)
         calls = await repos.llm_calls.list_for(workflow_id)
         totals = await repos.llm_calls.totals(workflow_id)
+        step_costs = await repos.llm_calls.step_costs(workflow_id)
         state = await repos.workflows.kv(workflow_id)
         artifacts = await repos.artifacts.list_for(workflow_id)
     finally:
@@ -46,7 +48,7 @@ async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) ->
     return {
         "workflow": workflow.model_dump(mode="json"),
         "state": state,
-        "steps": [s.model_dump(mode="json") for s in steps],
+        "steps": [{**s.model_dump(mode="json"), "cost_usd": str(step_costs.get(s.id, Decimal(0)))} for s in steps],
         "llm_calls": [c.model_dump(mode="json") for c in calls],
         "llm_totals": totals.model_dump(mode="json"),
         "artifacts": [a.model_dump(mode="json") for a in artifacts],
@@ -64,12 +66,14 @@ def _print_status(snap: dict[str, Any], console: Console) -> None:
     head.add_row("created", short_time(workflow.created_at))
     head.add_row("updated", short_time(workflow.updated_at))
     head.add_row("llm calls", f"{totals.calls} ({totals.errors} failed), {totals.tokens.total} tokens")
+    head.add_row("cost", f"${totals.cost_usd}")
     if workflow.error:
         head.add_row("error", f"{workflow.error.get('type')}: {workflow.error.get('message')}")
     console.print(head)
     table = Table(title="steps")
-    for column in ("step", "iteration", "attempt", "state", "tokens", "started", "duration"):
+    for column in ("step", "iteration", "attempt", "state", "tokens", "cost", "started", "duration"):
         table.add_column(column)
+    step_costs = {s["id"]: s["cost_usd"] for s in snap["steps"]}
     for s in steps:
         duration = f"{(s.completed_at - s.started_at).total_seconds():.2f}s" if s.completed_at else "running"
         table.add_row(
@@ -78,6 +82,7 @@ def _print_status(snap: dict[str, Any], console: Console) -> None:
             str(s.attempt),
             s.state,
             str(s.tokens_used or 0),
+            f"${step_costs.get(s.id, '0')}",
             short_time(s.started_at),
             duration,
         )
@@ -148,27 +153,29 @@ def register(app: typer.Typer) -> None:
         async def go() -> Any:
             repos = repositories(settings)
             try:
-                return await repos.workflows.list(state=wanted, definition_id=definition, limit=limit, cursor=cursor)
+                found = await repos.workflows.list(state=wanted, definition_id=definition, limit=limit, cursor=cursor)
+                return found, await repos.llm_calls.costs(w.id for w in found.items)
             finally:
                 await repos.close()
 
-        page = asyncio.run(go())
+        page, costs = asyncio.run(go())
         rows = [
             {
                 "id": w.id,
                 "definition": w.definition_id,
                 "state": w.state.value,
                 "revisions": w.revision_count,
+                "cost_usd": costs[w.id],
                 "created": w.created_at,
             }
             for w in page.items
         ]
         render_rows(
             rows,
-            ["id", "definition", "state", "revisions", "created"],
+            ["id", "definition", "state", "revisions", "cost_usd", "created"],
             fmt,
             json_doc={
-                "items": [w.model_dump(mode="json") for w in page.items],
+                "items": [{**w.model_dump(mode="json"), "cost_usd": str(costs[w.id])} for w in page.items],
                 "next_cursor": page.next_cursor,
             },
         )
@@ -295,7 +302,7 @@ def _events(snap: dict[str, Any], step: str | None) -> list[dict[str, Any]]:
             }
         )
         if s["completed_at"]:
-            detail = f"tokens={s['tokens_used'] or 0}"
+            detail = f"tokens={s['tokens_used'] or 0} cost=${s['cost_usd']}"
             if s["error"]:
                 detail += f" error={s['error'].get('type')}: {s['error'].get('message')}"
             events.append(
@@ -315,7 +322,7 @@ def _events(snap: dict[str, Any], step: str | None) -> list[dict[str, Any]]:
                 "time": c["created_at"],
                 "text": (
                     f"llm {c['provider']}/{c['model']} {outcome} in={c['input_tokens']} "
-                    f"out={c['output_tokens']} {c['latency_ms']:.0f}ms"
+                    f"out={c['output_tokens']} cost=${c['cost_usd']} {c['latency_ms']:.0f}ms"
                 ),
             }
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,10 +33,13 @@ __all__ = [
     "DEFAULT_MODEL",
     "ApiSettings",
     "ArtifactSettings",
+    "BreakerSettings",
+    "BudgetSettings",
     "DatabaseSettings",
     "EmbeddedSettings",
     "LlmSettings",
     "LogSettings",
+    "ModelPrice",
     "RestateSettings",
     "RetrySettings",
     "Settings",
@@ -110,6 +114,27 @@ class RetrySettings(_Section):
     multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
 
 
+class ModelPrice(_Section):
+    """USD per million tokens of one model (every field required)."""
+
+    input: Decimal = Field(ge=0, allow_inf_nan=False)
+    output: Decimal = Field(ge=0, allow_inf_nan=False)
+    cache_write: Decimal = Field(ge=0, allow_inf_nan=False)
+    """A 5-minute prompt-cache write."""
+    cache_read: Decimal = Field(ge=0, allow_inf_nan=False)
+    """A prompt-cache hit."""
+
+
+class BreakerSettings(_Section):
+    """The circuit breaker in front of each provider and model."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    """Retryable failures within ``window_seconds`` that open the circuit."""
+    window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    open_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    """How long the circuit stays open before a half-open trial call."""
+
+
 class LlmSettings(_Section):
     """The LLM provider."""
 
@@ -121,6 +146,21 @@ class LlmSettings(_Section):
     max_tokens: int = Field(default=2048, ge=1, le=128_000)
     timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Prices by model name, over the shipped table (docs/costs.md)."""
+    allow_unpriced: bool = False
+    """Run models that have no price (their calls cost 0) instead of refusing to start."""
+
+
+class BudgetSettings(_Section):
+    """Default spending limits of every workflow (a workflow's input or definition may set its own)."""
+
+    usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    tokens: int | None = Field(default=None, ge=0)
+    on_exceeded: Literal["fail", "wait"] = "wait"
+    """``fail``: the workflow fails with BudgetExceeded; ``wait``: it waits in state
+    ``waiting_for_budget`` on the promise ``budget`` (``ecl signal ID budget --add-usd 2``)."""
 
 
 class RestateSettings(_Section):
@@ -175,6 +215,7 @@ class Settings(BaseSettings):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     prompts_path: str | None = None
     definitions_path: str | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,6 +43,8 @@ class StepMetadata(BaseModel):
     attempt: int = 1
     llm_tokens_used: TokenUsage | None = None
     llm_calls: int = 0
+    cost_usd: Decimal = Decimal(0)
+    """What every LLM call of the step cost (all attempts, failed ones included), exactly."""
 
     @property
     def duration_ms(self) -> float | None:

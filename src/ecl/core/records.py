@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from ecl.core.metadata import TokenUsage
@@ -55,6 +56,8 @@ class LlmCall:
     latency_ms: float
     outcome: str
     error_kind: str | None = None
+    cost_usd: Decimal = Decimal(0)
+    """The exact cost of the call (USD, from the price table)."""
 
     def row(self, id: str, created_at: datetime) -> dict[str, Any]:
         """The ``llm_calls`` row of this call."""
@@ -72,6 +75,7 @@ class LlmCall:
             "outcome": self.outcome,
             "error_kind": self.error_kind,
             "created_at": created_at,
+            "cost_usd": self.cost_usd,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
@@ -88,5 +89,7 @@ class WorkflowResult(BaseModel):
     steps: list[StepMetadata] = Field(default_factory=list)
     revisions: int = 0
     tokens: TokenUsage = Field(default_factory=TokenUsage)
+    cost_usd: Decimal = Decimal(0)
+    """The journaled spend of the run (USD): the sum of its steps' ``cost_usd``."""
     error: dict[str, Any] | None = None
     duration_ms: float | None = None

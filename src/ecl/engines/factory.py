@@ -17,6 +17,7 @@ from ecl.config import Settings
 from ecl.core.policy import RetryPolicy
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
 from ecl.llm import LlmProvider, build_provider
+from ecl.llm.prices import PriceTable
 from ecl.steps import PromptLibrary
 from ecl.store.database import create_engine, create_sync_engine
 from ecl.store.models import Base
@@ -27,6 +28,7 @@ __all__ = [
     "Runtime",
     "build_embedded_engine",
     "build_orchestrator",
+    "build_prices",
     "build_provider_from",
     "tables",
 ]
@@ -66,6 +68,16 @@ def build_provider_from(settings: Settings, provider: str | None = None) -> LlmP
     )
 
 
+def build_prices(settings: Settings, provider: str | None = None) -> PriceTable:
+    """The price table (shipped, with ``llm.prices`` on top); the configured model must have
+    a price unless ``llm.allow_unpriced`` (a :class:`~ecl.core.ConfigError` naming it)."""
+    table = PriceTable.shipped({model: price.model_dump() for model, price in settings.llm.prices.items()})
+    name = provider or settings.llm.provider
+    if not settings.llm.allow_unpriced and name != "mock":
+        table.require(name, settings.llm.model)
+    return table
+
+
 def build_definitions(settings: Settings) -> DefinitionRegistry:
     """Built-in definitions plus the configured definitions folder."""
     folder = Path(settings.definitions_path) if settings.definitions_path else None
@@ -74,6 +86,7 @@ def build_definitions(settings: Settings) -> DefinitionRegistry:
 
 def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Runtime:
     """Orchestrator with the configured provider, prompts and artifact store."""
+    prices = build_prices(settings, provider)
     llm = build_provider_from(settings, provider)
     definitions = build_definitions(settings)
     prompts_dir = Path(settings.prompts_path) if settings.prompts_path else None
@@ -88,6 +101,7 @@ def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Ru
         llm,
         artifacts=artifacts,
         prompts=PromptLibrary(override_dir=prompts_dir),
+        prices=prices,
     )
     return Runtime(orchestrator=orchestrator, definitions=definitions, llm=llm)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -13,6 +14,7 @@ from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
 from ecl.core.metadata import TokenUsage
 from ecl.core.records import LlmCall
+from ecl.llm.prices import PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
@@ -21,7 +23,7 @@ __all__ = ["RecordingLlm", "StepContext"]
 
 
 class RecordingLlm:
-    """Wraps the provider: records every call and adds up the step's tokens."""
+    """Wraps the provider: records every call and adds up the step's tokens and cost."""
 
     def __init__(
         self,
@@ -30,6 +32,7 @@ class RecordingLlm:
         *,
         workflow_id: str,
         execution_id: str,
+        prices: PriceTable | None = None,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -37,12 +40,24 @@ class RecordingLlm:
         self._recorder = recorder
         self._workflow_id = workflow_id
         self._execution_id = execution_id
+        self._prices = prices
         self.usage = TokenUsage()
         self.calls = 0
+        self.cost = Decimal(0)
+        """What this attempt's calls cost (USD, exact)."""
+
+    def _cost(self, model: str, usage: TokenUsage) -> Decimal:
+        if self._prices is None:
+            return Decimal(0)
+        # A provider may answer with a dated id of the requested model: try both.
+        price = self._prices.find(self.inner.name, model) or self._prices.find(self.inner.name, self.model)
+        return Decimal(0) if price is None else price.cost(usage)
 
     async def _record(self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None) -> None:
         self.calls += 1
         self.usage = self.usage + usage
+        cost = self._cost(model, usage)
+        self.cost += cost
         await self._recorder.llm_call(
             LlmCall(
                 workflow_id=self._workflow_id,
@@ -53,6 +68,7 @@ class RecordingLlm:
                 latency_ms=latency_ms,
                 outcome="error" if error else "ok",
                 error_kind=error.kind if error else None,
+                cost_usd=cost,
             )
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from ecl.core.errors import EclError, StepError, StepValidationError
 from ecl.core.metadata import StepMetadata
 from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
+from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.steps.context import RecordingLlm, StepContext
 from ecl.steps.execution import StepExecution, TraceEvent
@@ -45,9 +47,11 @@ class StepExecutor:
         artifacts: ArtifactStore | None = None,
         prompts: PromptLibrary | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        prices: PriceTable | None = None,
     ) -> None:
         self.registry = registry
         self.llm = llm
+        self.prices = prices if prices is not None else PriceTable.shipped()
         self.recorder: StepRecorder = recorder or NullRecorder()
         self.artifacts = artifacts
         self.prompts = prompts or PromptLibrary()
@@ -81,12 +85,15 @@ class StepExecutor:
 
         policy = step.retry_policy
         attempt = 0
+        spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
         while True:
             attempt += 1
             execution_id = await recorder.step_started(
                 StepStarted(workflow_id, step_id, attempt, iteration=iteration, input=raw_input)
             )
-            llm = RecordingLlm(self.llm, recorder, workflow_id=workflow_id, execution_id=execution_id)
+            llm = RecordingLlm(
+                self.llm, recorder, workflow_id=workflow_id, execution_id=execution_id, prices=self.prices
+            )
             ctx = StepContext(
                 llm=llm,
                 workflow_id=workflow_id,
@@ -101,6 +108,7 @@ class StepExecutor:
             try:
                 output, feedback = await self._attempt(step, ctx, model)
             except StepError as err:
+                spent += llm.cost
                 err.step_id = err.step_id or step_id
                 kind = "validation_failed" if isinstance(err, StepValidationError) else "attempt_failed"
                 traces.append(TraceEvent(kind=kind, attempt=attempt, detail=err.to_dict()))
@@ -118,6 +126,7 @@ class StepExecutor:
                     err.message = f"{err.message} (after {attempt} attempts)"
                     err.args = (err.message,)
                 raise
+            spent += llm.cost
             data = output.model_dump(mode="json")
             await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
             traces.append(TraceEvent(kind="completed", attempt=attempt))
@@ -133,6 +142,7 @@ class StepExecutor:
                     attempt=attempt,
                     llm_tokens_used=llm.usage,
                     llm_calls=llm.calls,
+                    cost_usd=spent,
                 ),
                 traces=traces,
             )

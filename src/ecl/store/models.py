@@ -9,6 +9,7 @@ always come back timezone-aware, SQLite included.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -33,6 +35,7 @@ __all__ = [
     "Base",
     "JournalEntry",
     "LlmCall",
+    "Money",
     "Promise",
     "StepExecution",
     "Timer",
@@ -75,6 +78,35 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact amount of USD: NUMERIC on PostgreSQL; on SQLite, which has no exact decimal
+    type (it would store a float), the decimal's text."""
+
+    impl = Numeric(24, 12, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """Text on SQLite, NUMERIC elsewhere."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(24, 12, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | int | str | None, dialect: Dialect) -> Any:
+        """Store exactly (a float is refused: it is not an exact amount)."""
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("Money takes a Decimal, an int or a str, not a float")
+        amount = Decimal(value)
+        return str(amount) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        """Always a :class:`~decimal.Decimal`."""
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def _now() -> datetime:
@@ -153,6 +185,7 @@ class LlmCall(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=_now)
+    cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
 
     __table_args__ = (Index("ix_llm_calls_workflow", "workflow_id", "created_at"),)
 

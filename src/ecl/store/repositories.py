@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -91,6 +93,7 @@ class LlmCallRecord(BaseModel):
     outcome: str
     error_kind: str | None
     created_at: datetime
+    cost_usd: Decimal = Decimal(0)
 
 
 class LlmTotals(BaseModel):
@@ -100,6 +103,7 @@ class LlmTotals(BaseModel):
     errors: int = 0
     tokens: TokenUsage = TokenUsage()
     latency_ms: float = 0.0
+    cost_usd: Decimal = Decimal(0)
 
 
 class ArtifactRecord(BaseModel):
@@ -365,12 +369,41 @@ class LlmCallRepository(_Repository):
         ).where(c.workflow_id == workflow_id)
         async with self.sessions() as session:
             n, tin, tout, tcc, tcr, lat, errors = (await session.execute(query)).one()
+            # Summed here, not in SQL: SQLite would add the amounts as floats.
+            costs = (await session.execute(select(c.cost_usd).where(c.workflow_id == workflow_id))).scalars()
+            cost = sum(costs, Decimal(0))
         return LlmTotals(
             calls=int(n),
             errors=int(errors),
             tokens=TokenUsage(input=int(tin), output=int(tout), cache_creation=int(tcc), cache_read=int(tcr)),
             latency_ms=float(lat),
+            cost_usd=cost,
         )
+
+    async def costs(self, workflow_ids: Iterable[str]) -> dict[str, Decimal]:
+        """The exact cost of each workflow's calls (0 for a workflow without calls)."""
+        ids = list(dict.fromkeys(workflow_ids))
+        found = {wid: Decimal(0) for wid in ids}
+        if not ids:
+            return found
+        c = m.LlmCall
+        async with self.sessions() as session:
+            for wid, cost in await session.execute(select(c.workflow_id, c.cost_usd).where(c.workflow_id.in_(ids))):
+                found[wid] += cost
+        return found
+
+    async def step_costs(self, workflow_id: str) -> dict[str, Decimal]:
+        """The exact cost of each step execution (attempt) of a workflow, by execution id."""
+        c = m.LlmCall
+        found: dict[str, Decimal] = {}
+        query = select(c.step_execution_id, c.cost_usd).where(
+            and_(c.workflow_id == workflow_id, c.step_execution_id.is_not(None))
+        )
+        async with self.sessions() as session:
+            for execution_id, cost in await session.execute(query):
+                key = str(execution_id)
+                found[key] = found.get(key, Decimal(0)) + cost
+        return found
 
 
 class ArtifactRepository(_Repository):

@@ -49,6 +49,8 @@ class Reply:
     body: dict[str, Any] | None = None
     delay: float = 0.0
     drop: bool = False
+    usage: dict[str, int] | None = None
+    """Token counts to report instead of the computed ones (e.g. ``cache_read_input_tokens``)."""
 
     @classmethod
     def parse(cls, item: Any) -> Reply:
@@ -63,6 +65,7 @@ class Reply:
                 body=item.get("body"),
                 delay=float(item.get("delay", 0.0)),
                 drop=bool(item.get("drop", False)),
+                usage=item.get("usage"),
             )
         raise ValueError(f"script item must be a string or an object, got {item!r}")
 
@@ -299,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif request.stream:
                 self._sse(request, reply)
             else:
-                self._json(200, _message(request, reply.text), {})
+                self._json(200, _message(request, reply.text, reply.usage), {})
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -338,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(reply.status, body, reply.headers)
 
     def _sse(self, request: ReceivedRequest, reply: Reply) -> None:
-        message = _message(request, reply.text)
+        message = _message(request, reply.text, reply.usage)
         usage = message["usage"]
         start = dict(message, content=[], stop_reason=None, usage={**usage, "output_tokens": 1})
         events: list[tuple[str, dict[str, Any]]] = [
@@ -440,9 +443,9 @@ def _chunks(text: str, size: int = 16) -> Iterator[str]:
         yield text[i : i + size]
 
 
-def _message(request: ReceivedRequest, text: str) -> dict[str, Any]:
+def _message(request: ReceivedRequest, text: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
     prompt = len(request.text)
-    return {
+    message: dict[str, Any] = {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
         "role": "assistant",
@@ -457,6 +460,9 @@ def _message(request: ReceivedRequest, text: str) -> dict[str, Any]:
             "cache_read_input_tokens": 0,
         },
     }
+    if usage:
+        message["usage"] = {**message["usage"], **usage}
+    return message
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,6 +43,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -54,6 +55,7 @@ from ecl.core.metadata import StepMetadata, TokenUsage
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
+from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.steps.execution import StepExecution
 from ecl.steps.executor import StepExecutor
@@ -104,6 +106,7 @@ class _Run:
         self.outputs: dict[str, Any] = {}
         self.metadata: list[StepMetadata] = []
         self.tokens = TokenUsage()
+        self.cost = Decimal(0)
         self.state: dict[str, Any] = {}
         self.revisions = 0
         self.skipped: set[str] = set()
@@ -118,6 +121,7 @@ class _Run:
         self.metadata.append(execution.metadata)
         if execution.metadata.llm_tokens_used is not None:
             self.tokens = self.tokens + execution.metadata.llm_tokens_used
+        self.cost += execution.metadata.cost_usd
 
 
 class _StepLabel:
@@ -149,12 +153,18 @@ class WorkflowOrchestrator:
         artifacts: ArtifactStore | None = None,
         prompts: PromptLibrary | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.definitions = definitions
         self.steps = steps
         self.llm = llm
         self.executor = StepExecutor(
-            steps, llm, artifacts=artifacts, prompts=prompts, sleep=sleep if sleep is not None else asyncio.sleep
+            steps,
+            llm,
+            artifacts=artifacts,
+            prompts=prompts,
+            sleep=sleep if sleep is not None else asyncio.sleep,
+            prices=prices,
         )
 
     async def run(
@@ -195,7 +205,7 @@ class WorkflowOrchestrator:
         await rec.workflow_state(
             StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=run.revisions)
         )
-        log.info("workflow completed", revisions=run.revisions, tokens=run.tokens.total)
+        log.info("workflow completed", revisions=run.revisions, tokens=run.tokens.total, cost_usd=str(run.cost))
         return result
 
     def _result(
@@ -213,6 +223,7 @@ class WorkflowOrchestrator:
             steps=run.metadata,
             revisions=run.revisions,
             tokens=run.tokens,
+            cost_usd=run.cost,
             error=error,
             duration_ms=(time.perf_counter() - started) * 1000,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -32,8 +33,11 @@ Svc = Annotated[Services, Depends(services)]
 WORKFLOW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
-def _out(record: Any) -> WorkflowOut:
-    return WorkflowOut.model_validate(record.model_dump())
+def _out(record: Any, cost: Decimal | None = None) -> WorkflowOut:
+    out = WorkflowOut.model_validate(record.model_dump())
+    if cost is not None:
+        out.cost_usd = cost
+    return out
 
 
 @router.post("", status_code=201, responses={200: {"model": WorkflowOut}, 409: {}})
@@ -68,20 +72,26 @@ async def list_workflows(
     """Workflows, newest first, a page at a time (``next_cursor`` continues)."""
     wanted = parse_state(state) if state else None
     page = await svc.workflows.list(state=wanted, definition_id=definition_id, limit=limit, cursor=cursor)
-    return WorkflowList(items=[_out(w) for w in page.items], next_cursor=page.next_cursor)
+    costs = await svc.llm_calls.costs(w.id for w in page.items)
+    return WorkflowList(items=[_out(w, costs[w.id]) for w in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{workflow_id}")
 async def get_workflow(workflow_id: str, svc: Svc) -> WorkflowOut:
     """One workflow."""
-    return _out(await svc.workflows.get(workflow_id))
+    record = await svc.workflows.get(workflow_id)
+    return _out(record, (await svc.llm_calls.costs([workflow_id]))[workflow_id])
 
 
 @router.get("/{workflow_id}/steps")
 async def list_steps(workflow_id: str, svc: Svc) -> list[StepOut]:
     """Its step executions, in order."""
     await svc.workflows.get(workflow_id)
-    return [StepOut.model_validate(s.model_dump()) for s in await svc.steps.list_for(workflow_id)]
+    costs = await svc.llm_calls.step_costs(workflow_id)
+    return [
+        StepOut.model_validate({**s.model_dump(), "cost_usd": costs.get(s.id, Decimal(0))})
+        for s in await svc.steps.list_for(workflow_id)
+    ]
 
 
 @router.get("/{workflow_id}/llm-calls")
@@ -96,6 +106,7 @@ async def list_llm_calls(workflow_id: str, svc: Svc) -> LlmCallsOut:
         errors=totals.errors,
         tokens=totals.tokens,
         latency_ms=totals.latency_ms,
+        cost_usd=totals.cost_usd,
     )
 
 
