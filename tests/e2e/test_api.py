@@ -223,9 +223,17 @@ def test_definitions_health_and_metrics(api: httpx.Client) -> None:
     assert api.get("/definitions/critique-revise").json()["transitions"][0]["max_iterations"] == 3
     assert api.get("/definitions/none").status_code == 404
     ready = api.get("/health/ready").json()
-    assert ready == {"status": "ok", "checks": {"database": "ok", "engine": "ok"}}
+    assert ready["status"] == "ok"
+    assert ready["checks"] == {"database": "ok", "engine": "ok"}
     metrics = api.get("/metrics").text
-    for name in ("ecl_workflows{", "ecl_llm_calls{", "ecl_llm_tokens{", "ecl_step_duration_seconds_sum{"):
+    for name in (
+        "ecl_workflows{",
+        "# TYPE ecl_llm_requests_total counter",
+        "# TYPE ecl_llm_tokens_total counter",
+        "# TYPE ecl_llm_cost_usd_total counter",
+        "# TYPE ecl_step_duration_seconds histogram",
+        "# TYPE ecl_llm_breaker_state gauge",
+    ):
         assert name in metrics
 
 

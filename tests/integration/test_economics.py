@@ -4,14 +4,19 @@ exact costs, budgets, the breaker."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ecl.testing import FakeAnthropicServer, ReceivedRequest, Reply
-from tests.e2e.helpers import PASS, Ecl, is_critique
+from tests.e2e.helpers import ECL, PASS, Ecl, is_critique
 
 USAGE = {
     "input_tokens": 1000,
@@ -62,3 +67,99 @@ def test_an_unpriced_model_stops_the_start_with_one_line(ecl: Ecl, fake: FakeAnt
     assert "claude-nope-1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert fake.count() == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _breaker_state(metrics_text: str) -> float | None:
+    for line in metrics_text.splitlines():
+        if line.startswith("ecl_llm_breaker_state{") and 'model="claude-sonnet-5-5"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp_path: Path) -> None:
+    storm = threading.Event()
+    storm.set()
+
+    def reply(request: ReceivedRequest) -> Reply:
+        if storm.is_set():
+            return Reply(status=529)
+        return Reply(text=PASS if is_critique(request) else "a draft")
+
+    with FakeAnthropicServer(responder=reply) as fake:
+        ecl = Ecl(tmp_path, fake.url)
+        assert ecl.run("migrate").returncode == 0
+        port = _free_port()
+        log = (tmp_path / "server.log").open("w")
+        proc = subprocess.Popen(
+            [ECL, "server", "start", "--port", str(port), "--llm", "anthropic"],
+            env=ecl.env(
+                ECL_LOG_LEVEL="info",
+                ECL_LOG_FORMAT="json",
+                ECL_LLM__BREAKER__OPEN_SECONDS="5",
+                ECL_LLM__RETRY__INITIAL_DELAY="0.01",
+            ),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=log,
+        )
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, (tmp_path / "server.log").read_text()
+                try:
+                    if api.get("/health/live").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+            assert api.get("/health/ready").json()["status"] == "ok"
+            wid = api.post("/workflows", json={"definition_id": "critique-revise", "input": {"topic": "Rust"}}).json()[
+                "id"
+            ]
+            deadline = time.monotonic() + 120
+            while True:
+                ready = api.get("/health/ready")
+                breaker = ready.json()["breakers"].get("anthropic/claude-sonnet-5-5", {})
+                if breaker.get("state") == "open":
+                    break
+                assert time.monotonic() < deadline, ready.text
+                time.sleep(0.05)
+            # Five retryable failures in the window opened it; nothing more reaches the provider.
+            assert fake.count() == 5
+            assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+            assert _breaker_state(api.get("/metrics").text) == 2
+            assert api.get(f"/workflows/{wid}").json()["state"] == "running"  # waiting, not failed
+            storm.clear()
+            deadline = time.monotonic() + 120
+            while api.get(f"/workflows/{wid}").json()["state"] != "completed":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            ready = api.get("/health/ready").json()
+            assert ready["status"] == "ok"
+            assert ready["breakers"]["anthropic/claude-sonnet-5-5"]["state"] == "closed"
+            text = api.get("/metrics").text
+            assert _breaker_state(text) == 0
+            assert (
+                'ecl_llm_breaker_transitions_total{model="claude-sonnet-5-5",provider="anthropic",state="open"}' in text
+            )
+            assert 'ecl_llm_requests_total{model="claude-sonnet-5-5",outcome="ok",provider="anthropic"} 2.0' in text
+        finally:
+            api.close()
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.close()
+        events = [
+            json.loads(line) for line in (tmp_path / "server.log").read_text().splitlines() if line.startswith("{")
+        ]
+        transitions = [e["event"] for e in events if str(e.get("event", "")).startswith("circuit breaker")]
+        assert transitions[0] == "circuit breaker open"
+        assert transitions[-1] == "circuit breaker closed"
+        assert "circuit breaker half-open" in transitions

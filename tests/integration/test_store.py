@@ -191,7 +191,7 @@ def test_migrations_forward_back_and_match_the_models(server_url: str) -> None:
     with pytest.raises(DatabaseError) as info:
         check_schema(any_url)
     assert info.value.hint == "run: ecl migrate"
-    assert upgrade(any_url) == [head_revision()]
+    assert upgrade(any_url)[-1] == head_revision()
     assert upgrade(any_url) == []
     check_schema(any_url)
     engine = create_sync_engine(any_url)

@@ -81,7 +81,7 @@ async def test_circuit_opens_half_opens_and_closes() -> None:
     assert breaker.state == "half_open"
     assert (await llm.complete(REQ)).content == "recovered"
     assert breaker.state == "closed"
-    assert breaker.transitions == ["open", "closed"]
+    assert breaker.transitions == ["open", "half_open", "closed"]
 
 
 async def test_auth_errors_do_not_trip_the_breaker() -> None:

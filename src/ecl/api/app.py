@@ -63,12 +63,14 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         sqlite_synchronous=settings.database.sqlite_synchronous,
     )
     engine: EmbeddedEngine | RestateEngine
+    breakers = None
     if settings.engine == "restate":  # a client: the workflows run on the Restate endpoint
         registry = build_definitions(settings)
         engine = RestateEngine(settings.restate.ingress_url, settings.restate.admin_url, WorkflowRepository(db))
     else:
         runtime = build_orchestrator(settings, provider=llm)
         registry = runtime.definitions
+        breakers = runtime.breakers
         engine = build_embedded_engine(settings, runtime)
     artifacts = ArtifactRepository(db)
     svc = Services(
@@ -80,6 +82,7 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         llm_calls=LlmCallRepository(db),
         artifacts=artifacts,
         store=LocalArtifactStore(Path(settings.artifacts.path), artifacts, max_bytes=settings.artifacts.max_bytes),
+        breakers=breakers,
     )
 
     @asynccontextmanager

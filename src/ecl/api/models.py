@@ -145,5 +145,10 @@ class DefinitionOut(BaseModel):
 class Health(BaseModel):
     """Health report."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+    breakers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="LLM circuit breakers by provider/model: state (closed, open, half_open), "
+        "seconds until an open one tries again, recent failures.",
+    )

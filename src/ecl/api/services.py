@@ -10,6 +10,7 @@ from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.engines.embedded import EmbeddedEngine
 from ecl.engines.restate import RestateEngine
+from ecl.llm import BreakerBoard
 from ecl.store.repositories import (
     ArtifactRepository,
     LlmCallRepository,
@@ -35,6 +36,8 @@ class Services:
     llm_calls: LlmCallRepository
     artifacts: ArtifactRepository
     store: LocalArtifactStore
+    breakers: BreakerBoard | None = None
+    """This process's LLM circuit breakers (embedded engine: the workflows run here)."""
 
 
 def services(request: Request) -> Services:

@@ -133,6 +133,8 @@ class BreakerSettings(_Section):
     window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     open_seconds: float = Field(default=30.0, gt=0, le=86_400)
     """How long the circuit stays open before a half-open trial call."""
+    max_wait_seconds: float = Field(default=300.0, ge=0, le=86_400)
+    """How long one LLM call waits for an open circuit before it fails (retryable)."""
 
 
 class LlmSettings(_Section):

@@ -16,7 +16,7 @@ from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.policy import RetryPolicy
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
-from ecl.llm import LlmProvider, build_provider
+from ecl.llm import BreakerBoard, LlmProvider, build_provider
 from ecl.llm.prices import PriceTable
 from ecl.steps import PromptLibrary
 from ecl.store.database import create_engine, create_sync_engine
@@ -26,6 +26,7 @@ from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, builtin_step
 
 __all__ = [
     "Runtime",
+    "build_breakers",
     "build_embedded_engine",
     "build_orchestrator",
     "build_prices",
@@ -41,6 +42,8 @@ class Runtime:
     orchestrator: WorkflowOrchestrator
     definitions: DefinitionRegistry
     llm: LlmProvider
+    breakers: BreakerBoard | None = None
+    """The provider's circuit breakers (``None`` for the mock provider)."""
 
 
 def tables() -> dict[str, Table]:
@@ -48,7 +51,17 @@ def tables() -> dict[str, Table]:
     return dict(Base.metadata.tables)
 
 
-def build_provider_from(settings: Settings, provider: str | None = None) -> LlmProvider:
+def build_breakers(settings: Settings) -> BreakerBoard:
+    """Circuit breakers per provider and model, tuned by ``llm.breaker``."""
+    tuning = settings.llm.breaker
+    return BreakerBoard(
+        failure_threshold=tuning.failure_threshold, window=tuning.window_seconds, open_for=tuning.open_seconds
+    )
+
+
+def build_provider_from(
+    settings: Settings, provider: str | None = None, *, breakers: BreakerBoard | None = None
+) -> LlmProvider:
     """The configured LLM provider (``provider`` overrides ``settings.llm.provider``)."""
     llm = settings.llm
     retry = RetryPolicy(
@@ -65,6 +78,8 @@ def build_provider_from(settings: Settings, provider: str | None = None) -> LlmP
         timeout=llm.timeout_seconds,
         max_tokens=llm.max_tokens,
         retry=retry,
+        breakers=breakers or build_breakers(settings),
+        breaker_max_wait=llm.breaker.max_wait_seconds,
     )
 
 
@@ -87,7 +102,8 @@ def build_definitions(settings: Settings) -> DefinitionRegistry:
 def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Runtime:
     """Orchestrator with the configured provider, prompts and artifact store."""
     prices = build_prices(settings, provider)
-    llm = build_provider_from(settings, provider)
+    breakers = build_breakers(settings)
+    llm = build_provider_from(settings, provider, breakers=breakers)
     definitions = build_definitions(settings)
     prompts_dir = Path(settings.prompts_path) if settings.prompts_path else None
     artifacts = LocalArtifactStore(
@@ -103,7 +119,7 @@ def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Ru
         prompts=PromptLibrary(override_dir=prompts_dir),
         prices=prices,
     )
-    return Runtime(orchestrator=orchestrator, definitions=definitions, llm=llm)
+    return Runtime(orchestrator=orchestrator, definitions=definitions, llm=llm, breakers=breakers)
 
 
 def build_embedded_engine(

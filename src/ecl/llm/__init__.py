@@ -2,10 +2,11 @@
 
 from typing import TYPE_CHECKING, Any
 
-from ecl.llm.breaker import BreakerProvider, CircuitBreaker, CircuitOpenError
+from ecl.llm.breaker import BreakerBoard, BreakerProvider, CircuitBreaker, CircuitOpenError
 from ecl.llm.errors import RETRYABLE_KINDS, error_for_status, parse_retry_after
 from ecl.llm.factory import build_provider
 from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
+from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import (
     CompletionRequest,
     CompletionResponse,
@@ -37,6 +38,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "RETRYABLE_KINDS",
     "AnthropicProvider",
+    "BreakerBoard",
     "BreakerProvider",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -46,6 +48,8 @@ __all__ = [
     "Message",
     "MockLlmProvider",
     "OpenAICompatibleProvider",
+    "Price",
+    "PriceTable",
     "RetryingProvider",
     "StopReason",
     "StreamEvent",

@@ -1,4 +1,7 @@
-"""Builds the configured provider: circuit breaker → retry → provider."""
+"""Builds the configured provider: retry → circuit breaker (per model) → provider.
+
+The breaker sits inside the retry loop, so it counts every failed HTTP request, and a retry
+that meets an open circuit waits for it rather than spending an attempt."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from pydantic import SecretStr
 
 from ecl.core.errors import ConfigError
 from ecl.core.policy import RetryPolicy
-from ecl.llm.breaker import BreakerProvider, CircuitBreaker
+from ecl.llm.breaker import BreakerBoard, BreakerProvider
 from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
 from ecl.llm.provider import LlmProvider
 from ecl.llm.retry import RetryingProvider
@@ -24,6 +27,8 @@ def build_provider(
     max_tokens: int = 2048,
     retry: RetryPolicy | None = None,
     breaker: bool = True,
+    breakers: BreakerBoard | None = None,
+    breaker_max_wait: float = 300.0,
 ) -> LlmProvider:
     """A ready provider. ``mock`` needs no key: it answers Critique-Revise deterministically."""
     inner: LlmProvider
@@ -44,7 +49,6 @@ def build_provider(
             key="llm.provider",
             value=provider,
         )
-    wrapped: LlmProvider = RetryingProvider(inner, retry or RetryPolicy())
     if breaker:
-        wrapped = BreakerProvider(wrapped, CircuitBreaker())
-    return wrapped
+        inner = BreakerProvider(inner, board=breakers or BreakerBoard(), max_wait=breaker_max_wait)
+    return RetryingProvider(inner, retry or RetryPolicy())

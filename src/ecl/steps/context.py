@@ -16,6 +16,7 @@ from ecl.core.metadata import TokenUsage
 from ecl.core.records import LlmCall
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
+from ecl.observability import metrics
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
 
@@ -58,6 +59,20 @@ class RecordingLlm:
         self.usage = self.usage + usage
         cost = self._cost(model, usage)
         self.cost += cost
+        metrics.llm_call(
+            self.inner.name,
+            model,
+            outcome="error" if error else "ok",
+            error_kind=error.kind if error else None,
+            latency_s=latency_ms / 1000,
+            tokens={
+                "input": usage.input,
+                "output": usage.output,
+                "cache_creation": usage.cache_creation,
+                "cache_read": usage.cache_read,
+            },
+            cost_usd=cost,
+        )
         await self._recorder.llm_call(
             LlmCall(
                 workflow_id=self._workflow_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
+from ecl.observability import metrics
 from ecl.steps.context import RecordingLlm, StepContext
 from ecl.steps.execution import StepExecution, TraceEvent
 from ecl.steps.prompts import PromptLibrary
@@ -91,6 +93,7 @@ class StepExecutor:
             execution_id = await recorder.step_started(
                 StepStarted(workflow_id, step_id, attempt, iteration=iteration, input=raw_input)
             )
+            attempt_started = time.monotonic()
             llm = RecordingLlm(
                 self.llm, recorder, workflow_id=workflow_id, execution_id=execution_id, prices=self.prices
             )
@@ -115,6 +118,7 @@ class StepExecutor:
                 await recorder.step_finished(
                     execution_id, StepFinished("failed", error=err.to_dict(), tokens=llm.usage)
                 )
+                metrics.step_finished(step_id, "failed", time.monotonic() - attempt_started)
                 if err.retryable and attempt < policy.max_attempts:
                     wait = policy.delay(attempt)
                     log.warning("step attempt failed; retrying", error=err.message, wait_s=wait)
@@ -129,6 +133,7 @@ class StepExecutor:
             spent += llm.cost
             data = output.model_dump(mode="json")
             await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
+            metrics.step_finished(step_id, "completed", time.monotonic() - attempt_started)
             traces.append(TraceEvent(kind="completed", attempt=attempt))
             log.info("step completed", attempt=attempt, tokens=llm.usage.total)
             return StepExecution(
