@@ -3,6 +3,7 @@
 from ecl.config.settings import (
     DEFAULT_MODEL,
     FLAT_ENV,
+    AnalyzerSettings,
     ApiSettings,
     ArtifactSettings,
     DatabaseSettings,
@@ -20,6 +21,7 @@ from ecl.config.settings import (
 __all__ = [
     "DEFAULT_MODEL",
     "FLAT_ENV",
+    "AnalyzerSettings",
     "ApiSettings",
     "ArtifactSettings",
     "DatabaseSettings",

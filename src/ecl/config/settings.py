@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ecl.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "AnalyzerSettings",
     "ApiSettings",
     "ArtifactSettings",
     "BreakerSettings",
@@ -203,6 +204,33 @@ class EmbeddedSettings(_Section):
     """The garbage collector's first threshold is raised to at least this (0: leave it)."""
 
 
+class AnalyzerSettings(_Section):
+    """The codebase-migration analyzer: intake limits, chunking, fan-out, assessment."""
+
+    max_files: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Most files kept from one codebase (after ignores and skips)."""
+    max_file_bytes: int = Field(default=1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    """Largest single source file kept."""
+    max_total_bytes: int = Field(default=100 * 1024 * 1024, ge=1, le=64 * 1024 * 1024 * 1024)
+    """Largest total size of the kept files."""
+    chunk_tokens: int = Field(default=24_000, ge=200, le=1_000_000)
+    """Token budget of one analysis chunk (estimated at 4 characters a token)."""
+    concurrency: int = Field(default=4, ge=1, le=256)
+    """Chunks summarised at the same time."""
+    adherence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    """Below this plan-adherence score the assessment sends the specs back for one revision round."""
+    allowed_roots: list[str] = Field(default_factory=list)
+    """Folders under which the HTTP API accepts server-side paths (empty: none)."""
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        # From the environment the list arrives as one string: comma-separated folders.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     """Every ECL setting. Build with :func:`load_settings`."""
 
@@ -218,6 +246,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    analyzer: AnalyzerSettings = Field(default_factory=AnalyzerSettings)
     prompts_path: str | None = None
     definitions_path: str | None = None
 
