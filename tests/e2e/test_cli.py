@@ -36,7 +36,7 @@ def finished(ecl: Ecl) -> str:
 
 
 COMMANDS = {
-    "run", "resume", "status", "list", "logs", "cancel", "signal", "migrate", "completions", "man", "dev",
+    "run", "resume", "analyze", "status", "list", "logs", "cancel", "signal", "migrate", "completions", "man", "dev",
     "definitions list", "definitions show", "definitions validate", "config show", "server start", "server openapi",
 }  # fmt: skip
 """Every command, each driven as a subprocess by a test in this folder."""

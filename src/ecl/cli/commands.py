@@ -10,6 +10,7 @@ __all__ = ["REGISTRARS"]
 
 REGISTRARS: list[Callable[[typer.Typer], None]] = []
 
+from ecl.cli import analyze as _analyze  # noqa: E402
 from ecl.cli import completions as _completions  # noqa: E402
 from ecl.cli import config as _config  # noqa: E402
 from ecl.cli import definitions as _definitions  # noqa: E402
@@ -28,4 +29,5 @@ REGISTRARS += [
     _completions.register,
     _server.register,
     _dev.register,
+    _analyze.register,
 ]
