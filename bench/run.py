@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from ecl.cli.runtime import tune_gc
 from ecl.core import DurableContext, WorkflowResult, WorkflowState
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions
 from ecl.store.database import create_sync_engine, upgrade
@@ -64,7 +65,7 @@ def _engine(url: str, orchestrator: StepsOrchestrator, args: argparse.Namespace)
         create_sync_engine(url, sqlite_synchronous=args.synchronous),
         dict(Base.metadata.tables),
         orchestrator,
-        options=EmbeddedOptions(heartbeat_seconds=5.0, gc_threshold=args.gc_threshold),
+        options=EmbeddedOptions(heartbeat_seconds=5.0),
     )
 
 
@@ -149,9 +150,10 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.2, help="seconds each step waits on the fake LLM")
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument(
-        "--gc-threshold", type=int, default=EmbeddedOptions.gc_threshold, help="engine GC tuning (0: Python's default)"
+        "--gc-threshold", type=int, default=50_000, help="GC tuning, as `ecl` does it (0: Python's default)"
     )
     args = parser.parse_args()
+    tune_gc(args.gc_threshold)
 
     results = []
     if args.engine in ("embedded", "both", "restate"):

@@ -218,6 +218,29 @@ def test_error_format(api: httpx.Client) -> None:
     assert KEY not in api.get("/definitions").text
 
 
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"topic": ""}, "input.topic"),
+        ({}, "input.topic"),
+        ({"topic": ["a"]}, "input.topic"),
+        ({"topic": "x", "tpoic": "x"}, "input.tpoic"),
+    ],
+)
+def test_input_is_validated_against_the_definition_at_submission(
+    api: httpx.Client, data: dict[str, Any], field: str
+) -> None:
+    wid = f"bad-input-{abs(hash(json.dumps(data))) % 10**6}"
+    body = {"definition_id": "critique-revise", "input": data, "workflow_id": wid}
+    response = api.post("/workflows", json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert field in error["message"]
+    assert field in {e["field"] for e in error["details"]["errors"]}
+    assert api.get(f"/workflows/{wid}").status_code == 404  # nothing stored, nothing run
+
+
 def test_definitions_health_and_metrics(api: httpx.Client) -> None:
     assert [d["id"] for d in api.get("/definitions").json()] == ["critique-revise"]
     assert api.get("/definitions/critique-revise").json()["transitions"][0]["max_iterations"] == 3

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from ecl.core import DurableContext, RetryPolicy, StateChange, WorkflowResult, WorkflowState
 from ecl.core.errors import (
     ConflictError,
+    InputValidationError,
     LlmError,
     NonDeterminismError,
     NotFoundError,
@@ -168,7 +169,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     async def cleanup() -> None:
         for recorder in recorders:
-            await recorder.workflows.engine.dispose()
+            await recorder.workflows.db.dispose()
 
     endpoint = EndpointThread(app, cleanup=cleanup).start()
     try:
@@ -314,6 +315,41 @@ async def test_cancel_of_an_ended_workflow_changes_nothing(engine: RestateEngine
     assert (await engine.result(wid)).state is WorkflowState.COMPLETED
 
 
+async def test_an_ended_workflow_takes_no_signals(engine: RestateEngine) -> None:
+    done = await engine.submit("t-steps", {"n": 1}, new_id("nosignal"))
+    await engine.result(done)
+    with pytest.raises(ConflictError, match=r"has ended \(completed\); it takes no signals"):
+        await engine.signal(done, "approval", {"decision": "approve"})
+    cancelled = await engine.submit("t-rounds", {}, new_id("nosignal-cancelled"))
+    await wait_for_status(engine, cancelled, "suspended")
+    await engine.cancel(cancelled)
+    with pytest.raises(ConflictError, match=r"has ended \(cancelled\); it takes no signals"):
+        await engine.signal(cancelled, "approval", {"decision": "approve"})
+
+
+async def test_input_is_validated_at_submission(stack: Stack) -> None:
+    db = create_engine(stack.url)
+    eng = RestateEngine(
+        stack.server.ingress_url,
+        stack.server.admin_url,
+        WorkflowRepository(db),
+        known_definitions=DefinitionRegistry.with_builtins().get,
+    )
+    try:
+        wid = new_id("bad-input")
+        with pytest.raises(InputValidationError, match=r"input\.topic: String should have at least 1 character"):
+            await eng.submit("critique-revise", {"topic": ""}, wid)
+        with pytest.raises(InputValidationError, match=r"input\.tpoic: Extra inputs are not permitted"):
+            await eng.submit("critique-revise", {"topic": "Rust", "tpoic": "Rust"}, wid)
+        with pytest.raises(NotFoundError):
+            await eng.submit("no-such-definition", {}, wid)
+        assert await eng.workflows.find(wid) is None  # nothing stored
+        assert await eng.invocation(wid) is None  # nothing started
+    finally:
+        await eng.close()
+        await db.dispose()
+
+
 async def test_submit_is_idempotent_on_the_workflow_id(engine: RestateEngine, stack: Stack) -> None:
     wid = new_id("idem")
     assert await engine.submit("t-steps", {"n": 2}, wid) == wid
@@ -362,7 +398,7 @@ async def test_critique_revise_with_approval_records_each_step_once(engine: Rest
     result = await engine.result(wid)
     assert result.state is WorkflowState.COMPLETED, result.error
     assert len(stack.llm.requests) - requests_before == 2
-    async with engine.workflows.engine.connect() as conn:
+    async with engine.workflows.db.connect() as conn:
         steps = (await conn.execute(text("SELECT step_id, state FROM step_executions WHERE workflow_id = :w"),
                                     {"w": wid})).all()  # fmt: skip
         calls = (await conn.execute(text("SELECT count(*) FROM llm_calls WHERE workflow_id = :w"), {"w": wid})).one()

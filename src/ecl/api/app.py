@@ -66,7 +66,12 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
     breakers = None
     if settings.engine == "restate":  # a client: the workflows run on the Restate endpoint
         registry = build_definitions(settings)
-        engine = RestateEngine(settings.restate.ingress_url, settings.restate.admin_url, WorkflowRepository(db))
+        engine = RestateEngine(
+            settings.restate.ingress_url,
+            settings.restate.admin_url,
+            WorkflowRepository(db),
+            known_definitions=registry.get,
+        )
     else:
         runtime = build_orchestrator(settings, provider=llm)
         registry = runtime.definitions

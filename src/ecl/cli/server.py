@@ -10,7 +10,7 @@ import typer
 import uvicorn
 import yaml
 
-from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from
+from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from, tune_gc
 
 __all__ = ["openapi_document", "register"]
 
@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
 
             asyncio.run(serve_endpoint(settings, host=host, port=port, llm=llm))
             return
+        tune_gc(settings.embedded.gc_threshold)
         api = create_app(settings, llm=llm)
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
         # handler it found; a no-op handler makes that a clean exit (status 0).

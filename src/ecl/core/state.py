@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from ecl.core.errors import IllegalTransitionError, InputValidationError
 
-__all__ = ["WorkflowState", "check_transition", "parse_state"]
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "WorkflowState", "check_transition", "parse_state", "workflow_is_active"]
 
 
 class WorkflowState(StrEnum):
@@ -26,6 +26,17 @@ class WorkflowState(StrEnum):
 
 
 _TERMINAL = frozenset({WorkflowState.COMPLETED, WorkflowState.FAILED, WorkflowState.CANCELLED})
+
+TERMINAL_STATES: tuple[str, ...] = tuple(s.value for s in WorkflowState if s in _TERMINAL)
+"""The stored values of the final states (for SQL filters): completed, failed, cancelled."""
+ACTIVE_STATES: tuple[str, ...] = tuple(s.value for s in WorkflowState if s not in _TERMINAL)
+"""The stored values of the states a workflow may still leave: pending, running, waiting."""
+
+
+def workflow_is_active(state: WorkflowState | str) -> bool:
+    """True while the workflow may still run (not completed, failed or cancelled)."""
+    return not WorkflowState(state).is_terminal
+
 
 _ALLOWED: dict[WorkflowState, frozenset[WorkflowState]] = {
     WorkflowState.PENDING: frozenset({WorkflowState.RUNNING, WorkflowState.CANCELLED, WorkflowState.FAILED}),

@@ -137,7 +137,6 @@ def build_embedded_engine(
         lease_seconds=settings.embedded.lease_seconds,
         heartbeat_seconds=settings.embedded.heartbeat_seconds,
         commit_delay_seconds=commit_delay_seconds,
-        gc_threshold=settings.embedded.gc_threshold,
     )
     return EmbeddedEngine(
         create_sync_engine(url, sqlite_synchronous=settings.database.sqlite_synchronous),

@@ -6,28 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ecl.core.errors import FieldError, StepValidationError
+from ecl.core.errors import StepValidationError
+from ecl.core.rules import field_errors
 
 __all__ = ["field_errors", "validate_model"]
-
-
-def field_errors(exc: ValidationError) -> list[FieldError]:
-    """``[{"field": "a.b", "message": ..., "value": ...}]`` for every problem."""
-    errors: list[FieldError] = []
-    for error in exc.errors():
-        value = error.get("input")
-        if not isinstance(value, str | int | float | bool | type(None)):
-            value = repr(value)[:200]
-        elif isinstance(value, str):
-            value = value[:200]
-        errors.append(
-            {
-                "field": ".".join(str(p) for p in error["loc"]) or "(root)",
-                "message": error["msg"],
-                "value": value,
-            }
-        )
-    return errors
 
 
 def validate_model(

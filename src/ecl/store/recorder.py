@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
+from ecl.core.state import TERMINAL_STATES
 from ecl.store import models as m
 from ecl.store.repositories import (
     LlmCallRecord,
@@ -29,10 +30,10 @@ __all__ = ["SqlRecorder"]
 class SqlRecorder:
     """Step, LLM-call and workflow-state records on an async engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.workflows = WorkflowRepository(engine)
-        self.steps = StepExecutionRepository(engine)
-        self.calls = LlmCallRepository(engine)
+    def __init__(self, db: AsyncEngine) -> None:
+        self.workflows = WorkflowRepository(db)
+        self.steps = StepExecutionRepository(db)
+        self.calls = LlmCallRepository(db)
 
     async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row."""
@@ -69,7 +70,5 @@ class SqlRecorder:
         w = m.Workflow
         async with self.workflows.sessions.begin() as session:
             await session.execute(
-                update(w)
-                .where(w.id == change.workflow_id, w.state.not_in(("completed", "failed", "cancelled")))
-                .values(**values)
+                update(w).where(w.id == change.workflow_id, w.state.not_in(TERMINAL_STATES)).values(**values)
             )

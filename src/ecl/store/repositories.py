@@ -162,9 +162,9 @@ def check_limit(limit: int | None) -> int:
 
 
 class _Repository:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+        self.sessions = async_sessionmaker(db, expire_on_commit=False)
 
 
 class WorkflowRepository(_Repository):

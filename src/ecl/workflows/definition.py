@@ -34,9 +34,12 @@ when it is loaded; every problem is a :class:`~ecl.core.DefinitionError` whose
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from ecl.core.errors import DefinitionError
 from ecl.steps.registry import StepRegistry
@@ -51,6 +54,7 @@ __all__ = [
     "Transition",
     "WorkflowDefinition",
     "WorkflowOptions",
+    "derive_input_model",
     "is_reference",
     "literal_value",
     "references_of",
@@ -61,6 +65,7 @@ MAX_LOOP_ITERATIONS = 100
 """The largest ``max_iterations`` a revision loop may declare."""
 
 _INPUT_ROOTS = ("input", "steps", "state", "loop")
+_INPUT_MODEL = "_ecl_input_model"  # where validate_definition keeps the derived model (not a field)
 _CONDITION_ROOTS = ("input", "steps", "state")
 
 
@@ -145,6 +150,14 @@ class WorkflowDefinition(_Model):
     final_output: str | None = None
     """Reference to the workflow's final text (for display), e.g. ``$steps.final.text``."""
 
+    @property
+    def input_model(self) -> type[BaseModel]:
+        """The model the workflow input must satisfy, checked at submission (see
+        :func:`derive_input_model`). Derived when the definition is validated against its
+        step registry; before that, from the references alone (their types unknown)."""
+        found: type[BaseModel] | None = self.__dict__.get(_INPUT_MODEL)
+        return found if found is not None else derive_input_model(self, None)
+
     def step(self, step_id: str) -> StepDefinition:
         """The step definition with this id."""
         for step in self.steps:
@@ -204,6 +217,62 @@ def references_of(value: Any) -> list[str]:
     if isinstance(value, list):
         return [r for v in value for r in references_of(v)]
     return []
+
+
+def _offer(found: dict[str, tuple[Any, FieldInfo]], name: str, annotation: Any, info: FieldInfo) -> None:
+    """Keep the strictest declaration of an input field: a required one over an optional
+    one, a typed one over ``Any``; otherwise the first."""
+    if name not in found:
+        found[name] = (annotation, info)
+        return
+    old_annotation, old = found[name]
+    if (info.is_required() and not old.is_required()) or (old_annotation is Any and annotation is not Any):
+        found[name] = (annotation, info)
+
+
+def derive_input_model(defn: WorkflowDefinition, steps: StepRegistry | None) -> type[BaseModel]:
+    """The input model of a graph definition, derived from its ``$input.x`` references.
+
+    A field that a step input takes whole (``field: $input.x``) has the type, constraints
+    and default of that step's input field (the strictest when several steps take it: a
+    required one wins); any other use (a condition, a deeper path, inside a literal) makes
+    an optional field of any type. ``require_approval`` (read by the orchestrator) is an
+    optional boolean. Unknown fields are refused, so a misspelt one is named at submission
+    instead of failing the run later.
+    """
+    found: dict[str, tuple[Any, FieldInfo]] = {}
+
+    def anything(ref: str) -> None:
+        root, _, rest = ref.partition(".")
+        if root == "input" and rest:
+            _offer(found, rest.split(".", 1)[0], Any, FieldInfo(default=None))
+
+    for step in defn.steps:
+        known = steps is not None and step.implementation in steps
+        model = steps.get(step.implementation).input_model if steps is not None and known else None
+        for field, value in step.input.items():
+            if is_reference(value) and model is not None and field in model.model_fields:
+                root, _, rest = str(value)[1:].partition(".")
+                if root == "input" and rest and "." not in rest:
+                    consumer = model.model_fields[field]
+                    _offer(found, rest, consumer.annotation, copy.copy(consumer))
+                    continue
+            for ref in references_of(value):
+                anything(ref)
+    for t in defn.transitions:
+        if isinstance(t, Conditional):
+            try:
+                for ref in parse_expression(t.condition).references:
+                    anything(ref)
+            except ExpressionError:
+                pass  # validate_definition names it
+        elif isinstance(t, RevisionLoop) and is_reference(t.draft):
+            anything(t.draft[1:])
+    if "require_approval" not in found:
+        found["require_approval"] = (bool | None, FieldInfo(default=None))
+    name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", defn.id)) + "Input"
+    fields: dict[str, Any] = dict(found)
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def _error(defn: WorkflowDefinition, step_id: str | None, message: str) -> DefinitionError:
@@ -337,7 +406,7 @@ def _check_reference(
 def validate_definition(defn: WorkflowDefinition, steps: StepRegistry) -> WorkflowDefinition:
     """Reject unknown steps, cycles, missing inputs and unbounded loops (naming the step).
 
-    Returns ``defn`` unchanged when it is valid.
+    Returns ``defn`` (its fields unchanged; its :attr:`~WorkflowDefinition.input_model` derived) when it is valid.
     """
     ids = _check_names(defn, steps)
     _check_transitions(defn, ids)
@@ -406,4 +475,7 @@ def validate_definition(defn: WorkflowDefinition, steps: StepRegistry) -> Workfl
                 _check_reference(
                     defn, target, ref, roots=_CONDITION_ROOTS, upstream=upstream[target], what="condition reference"
                 )
+    # A cache beside the fields (not one of them): it follows from the definition and the
+    # registry, and must not take part in equality or serialisation.
+    defn.__dict__[_INPUT_MODEL] = derive_input_model(defn, steps)
     return defn

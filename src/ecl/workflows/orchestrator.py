@@ -54,6 +54,7 @@ from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
 from ecl.core.metadata import StepMetadata, TokenUsage
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
+from ecl.core.rules import APPROVAL_PROMISE, promise_name
 from ecl.core.state import WorkflowState
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
@@ -78,8 +79,6 @@ __all__ = [
 
 _log = structlog.get_logger("ecl.workflows")
 
-APPROVAL_PROMISE = "approval"
-"""The promise human approval waits on (round 1; later rounds: :func:`promise_name`)."""
 STATE_DRAFT = "current_draft"
 """Durable state key of the revision loop's current draft."""
 STATE_REVISIONS = "revision_count"
@@ -89,11 +88,6 @@ STATE_REVISIONS = "revision_count"
 def journal_name(step_id: str, iteration: int = 0) -> str:
     """The journal name of a step run (persisted: never change the format)."""
     return f"step:{step_id}" if iteration == 0 else f"step:{step_id}:{iteration}"
-
-
-def promise_name(base: str, round_: int) -> str:
-    """The promise of approval round ``round_`` (1-based): ``approval``, ``approval#2``..."""
-    return base if round_ <= 1 else f"{base}#{round_}"
 
 
 class _Run:

@@ -22,9 +22,8 @@ from ecl.api.models import (
     WorkflowOut,
 )
 from ecl.api.services import Services, services
-from ecl.core.errors import ConflictError, InputValidationError, NotFoundError
+from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.state import parse_state
-from ecl.engines.embedded.engine import input_hash
 
 __all__ = ["router"]
 
@@ -43,21 +42,13 @@ def _out(record: Any, cost: Decimal | None = None) -> WorkflowOut:
 @router.post("", status_code=201, responses={200: {"model": WorkflowOut}, 409: {}})
 async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
     """Start a workflow. With ``workflow_id``, the same id and body return the existing workflow
-    (200); the same id with a different body is a 409."""
-    svc.definitions.get(body.definition_id)
-    if body.workflow_id:
-        existing = await svc.workflows.find(body.workflow_id)
-        if existing is not None:
-            if existing.input_hash != input_hash(body.definition_id, body.input) or (
-                existing.definition_id != body.definition_id
-            ):
-                raise ConflictError(
-                    f"workflow {body.workflow_id} already exists with a different body",
-                    id=body.workflow_id,
-                )
-            response.status_code = 200
-            return _out(existing)
+    (200); the same id with a different body is a 409. An input that does not satisfy the
+    definition's input model is a 400 naming the field."""
+    existed = body.workflow_id is not None and await svc.workflows.find(body.workflow_id) is not None
+    # The engine checks the definition, the input and a resubmission (the rules are theirs).
     workflow_id = await svc.engine.submit(body.definition_id, body.input, body.workflow_id)
+    if existed:
+        response.status_code = 200
     return _out(await svc.workflows.get(workflow_id))
 
 

@@ -30,6 +30,7 @@ from ecl.core.errors import (
     error_from_dict,
 )
 from ecl.core.policy import RetryPolicy
+from ecl.core.state import WorkflowState
 from ecl.engines.embedded.writer import DatabaseWriter, FencedInsert, LeaseLost
 
 __all__ = ["EmbeddedDurableContext", "JournalEntry"]
@@ -147,7 +148,7 @@ class EmbeddedDurableContext:
         try:
             await self._writer.submit(FencedInsert(self._table, row, self._workflow_id, self._owner))
         except LeaseLost as lost:
-            if lost.state == "cancelled":
+            if lost.state == WorkflowState.CANCELLED:
                 raise WorkflowCancelled(self._workflow_id) from None
             raise
         self.executed += 1

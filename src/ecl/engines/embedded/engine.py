@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,7 +29,6 @@ from sqlalchemy.exc import IntegrityError
 
 from ecl.core.durable import DurableContext, JsonValue
 from ecl.core.errors import (
-    ConflictError,
     EclError,
     InputValidationError,
     LeaseError,
@@ -43,7 +39,18 @@ from ecl.core.errors import (
 )
 from ecl.core.ids import new_workflow_id, parse_workflow_id
 from ecl.core.results import WorkflowResult
-from ecl.core.state import WorkflowState
+from ecl.core.rules import (
+    CANCELLED_ERROR,
+    HasInputModel,
+    cancelled_result,
+    check_same_submission,
+    check_takes_signals,
+    next_round,
+    result_from_stored,
+    submission_hash,
+    validate_input,
+)
+from ecl.core.state import TERMINAL_STATES, WorkflowState
 from ecl.engines.embedded import lease
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
@@ -53,8 +60,6 @@ from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, Le
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
 
 _log = structlog.get_logger("ecl.engines.embedded")
-
-_ENDED = ("completed", "failed", "cancelled")
 
 
 class Orchestrates(Protocol):
@@ -84,12 +89,6 @@ class EmbeddedOptions:
     max_concurrent: int = 10_000
     commit_delay_seconds: float = 0.0
     """Fault injection for crash tests: sleep inside each transaction before COMMIT."""
-    gc_threshold: int = 50_000
-    """Raise the garbage collector's first threshold to at least this at start (0: leave it).
-
-    Thousands of live workflows mean a large heap of long-lived objects; CPython's default
-    (700 allocations) scans it so often that collection takes about half the CPU at 10,000
-    concurrent workflows (see bench/run.py). Cyclic garbage is still collected, less often."""
 
 
 @dataclass(frozen=True)
@@ -103,12 +102,6 @@ class OwnerWait:
     expires_at: datetime | None
 
 
-def input_hash(definition_id: str, data: dict[str, Any]) -> str:
-    """Canonical hash of a submission, for idempotency checks."""
-    canonical = json.dumps([definition_id, data], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 class EmbeddedEngine:
     """In-process durable engine on SQLite or PostgreSQL."""
 
@@ -116,15 +109,15 @@ class EmbeddedEngine:
 
     def __init__(
         self,
-        sync_engine: Engine,
+        db: Engine,
         tables: dict[str, Table],
         orchestrator: Orchestrates,
         *,
-        known_definitions: Callable[[str], object] | None = None,
+        known_definitions: Callable[[str], HasInputModel] | None = None,
         options: EmbeddedOptions | None = None,
         listener: Listener | None = None,
     ) -> None:
-        self._db = sync_engine
+        self._db = db
         self._t = tables
         self._sql = Statements.build(tables)
         self._orchestrator = orchestrator
@@ -155,9 +148,6 @@ class EmbeddedEngine:
         """Open the writer, register this worker and start the heartbeat."""
         if self._writer is not None:
             return self
-        gen0, gen1, gen2 = gc.get_threshold()
-        if self._opts.gc_threshold > gen0:
-            gc.set_threshold(self._opts.gc_threshold, gen1, gen2)
         mark = "?" if self._db.dialect.paramstyle == "qmark" else "%s"
 
         def fence(conn: Connection, ids: set[str]) -> dict[str, tuple[str | None, str]]:
@@ -234,12 +224,12 @@ class EmbeddedEngine:
                     rows = conn.execute(
                         select(workflows.c.id, workflows.c.owner, workflows.c.state).where(workflows.c.id.in_(ids))
                     )
-                    return [(r.id, r.state) for r in rows if r.owner != me or r.state in _ENDED]
+                    return [(r.id, r.state) for r in rows if r.owner != me or r.state in TERMINAL_STATES]
 
                 for workflow_id, state in await self.writer.call(ended):
                     task = self._tasks.get(workflow_id)
                     if task is not None and not task.done():
-                        if state == "cancelled":
+                        if state == WorkflowState.CANCELLED:
                             self._cancelling.add(workflow_id)
                         task.cancel()
             except Exception as exc:  # keep beating: a transient DB error must not kill us
@@ -257,18 +247,20 @@ class EmbeddedEngine:
     ) -> str:
         """Record a workflow and (by default) start running it in this process.
 
-        Idempotent on ``workflow_id``: the same id with the same definition and input
-        returns the existing workflow; a different body raises :class:`ConflictError`.
+        The input is checked against the definition's input model first (with
+        ``known_definitions``). Idempotent on ``workflow_id``: the same id with the same
+        definition and input returns the existing workflow; a different body raises
+        :class:`~ecl.core.ConflictError`.
         """
         if self._known is not None:
-            self._known(definition_id)
-        if not isinstance(input, dict):
+            validate_input(definition_id, self._known(definition_id).input_model, input)
+        elif not isinstance(input, dict):
             raise InputValidationError(
                 f"workflow input must be a JSON object, got {type(input).__name__}",
-                errors=[{"field": "input", "message": "must be an object", "value": input}],
+                errors=[{"field": "input", "message": "must be an object", "value": repr(input)[:200]}],
             )
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
-        digest = input_hash(definition_id, input)
+        digest = submission_hash(definition_id, input)
         workflows, me = self._t["workflows"], self._me.id
         owner = me if start else None
 
@@ -278,13 +270,16 @@ class EmbeddedEngine:
             ).first()
             if row is None:
                 reject(RuntimeFailure(f"workflow {wid} could not be created"))
-            if row.definition_id != definition_id or row.input_hash != digest:
-                reject(
-                    ConflictError(
-                        f"workflow {wid} already exists with a different definition or input",
-                        id=wid,
-                    )
+            try:
+                check_same_submission(
+                    wid,
+                    definition_id=definition_id,
+                    digest=digest,
+                    stored_definition_id=row.definition_id,
+                    stored_digest=row.input_hash,
                 )
+            except EclError as err:
+                reject(err)
             return False
 
         now = datetime.now(UTC)
@@ -320,16 +315,12 @@ class EmbeddedEngine:
             if row is None:
                 reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
                 return
-            if row.state in _ENDED:
-                reject(
-                    ConflictError(
-                        f"workflow {workflow_id} has ended ({row.state}); it takes no signals",
-                        id=workflow_id,
-                    )
-                )
+            try:
+                check_takes_signals(workflow_id, WorkflowState(row.state))
+            except EclError as err:
+                reject(err)
                 return
-            # A promise resolves once. Repeated waits on one name (approval rounds) use
-            # name, name#2, name#3...: a signal resolves the first round not yet resolved.
+            # A promise resolves once; a signal resolves the first round not yet resolved.
             rows = conn.execute(
                 select(promises.c.name, promises.c.resolved_at).where(
                     and_(
@@ -338,11 +329,7 @@ class EmbeddedEngine:
                     )
                 )
             ).all()
-            resolved = {r.name for r in rows if r.resolved_at is not None}
-            target, round_ = name, 1
-            while target in resolved:
-                round_ += 1
-                target = f"{name}#{round_}"
+            target = next_round(name, {r.name for r in rows if r.resolved_at is not None})
             now = datetime.now(UTC)
             if any(r.name == target for r in rows):
                 conn.execute(
@@ -366,30 +353,24 @@ class EmbeddedEngine:
             if row is None:
                 reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
                 return ""
-            if row.state in _ENDED:
+            if row.state in TERMINAL_STATES:
                 return str(row.state)
             now = datetime.now(UTC)
-            result = WorkflowResult(
-                workflow_id=workflow_id,
-                definition_id="",
-                state=WorkflowState.CANCELLED,
-                error={"type": "WorkflowCancelled", "message": "cancelled"},
-            )
             conn.execute(
                 update(workflows)
                 .where(workflows.c.id == workflow_id)
                 .values(
-                    state="cancelled",
+                    state=WorkflowState.CANCELLED.value,
                     updated_at=now,
                     completed_at=now,
-                    error=result.error,
+                    error=CANCELLED_ERROR,
                 )
             )
-            return "cancelled"
+            return WorkflowState.CANCELLED.value
 
         state = await self.writer.call(mark)
         task = self._tasks.get(workflow_id)
-        if state == "cancelled" and task is not None and not task.done():
+        if state == WorkflowState.CANCELLED and task is not None and not task.done():
             self._cancelling.add(workflow_id)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -416,9 +397,16 @@ class EmbeddedEngine:
         row = await self.writer.call(read)
         if row is None:
             raise NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
-        if row.state not in _ENDED:
+        if row.state not in TERMINAL_STATES:
             return None
-        return _result_from_row(row)
+        return result_from_stored(
+            workflow_id=row.id,
+            definition_id=row.definition_id,
+            state=row.state,
+            output=row.output,
+            error=row.error,
+            revision_count=row.revision_count,
+        )
 
     # ------------------------------------------------------------------ resume / worker
 
@@ -473,7 +461,7 @@ class EmbeddedEngine:
             ).first()
             if row is None:
                 reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
-            if row.state in _ENDED:
+            if row.state in TERMINAL_STATES:
                 return False, None
             if row.owner is None or row.owner == me.id:
                 return lease.claim(conn, workflows, workflow_id, me.id, row.owner), None
@@ -586,7 +574,7 @@ class EmbeddedEngine:
             await self._release(workflow_id)
             raise
         except LeaseLost as lost:
-            if lost.state == "cancelled":
+            if lost.state == WorkflowState.CANCELLED:
                 return await self._finish_cancelled(workflow_id, definition_id)
             log.warning("lease lost; standing down", owner=lost.owner, state=lost.state)
             raise LeaseError(
@@ -631,7 +619,7 @@ class EmbeddedEngine:
         try:
             await self.writer.submit(FencedUpdate(finish, params, result.workflow_id, me))
         except LeaseLost as lost:
-            if lost.state == "cancelled":
+            if lost.state == WorkflowState.CANCELLED:
                 return await self._finish_cancelled(result.workflow_id, result.definition_id)
             raise LeaseError(
                 f"workflow {result.workflow_id} was taken over by {lost.owner}",
@@ -650,12 +638,7 @@ class EmbeddedEngine:
 
     async def _finish_cancelled(self, workflow_id: str, definition_id: str) -> WorkflowResult:
         workflows = self._t["workflows"]
-        result = WorkflowResult(
-            workflow_id=workflow_id,
-            definition_id=definition_id,
-            state=WorkflowState.CANCELLED,
-            error={"type": "WorkflowCancelled", "message": "cancelled"},
-        )
+        result = cancelled_result(workflow_id, definition_id)
         data = result.model_dump(mode="json")
 
         def write(conn: Connection) -> None:
@@ -664,7 +647,7 @@ class EmbeddedEngine:
                 update(workflows)
                 .where(workflows.c.id == workflow_id)
                 .values(
-                    state="cancelled",
+                    state=WorkflowState.CANCELLED.value,
                     output=data,
                     error=result.error,
                     owner=None,
@@ -706,18 +689,3 @@ class EmbeddedEngine:
 
 def _not_found(workflow_id: str) -> NotFoundError:
     return NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
-
-
-def _result_from_row(row: Any) -> WorkflowResult:
-    if isinstance(row.output, dict) and "workflow_id" in row.output and "state" in row.output:
-        result = WorkflowResult.model_validate(row.output)
-        if result.state.value != row.state:
-            result = result.model_copy(update={"state": WorkflowState(row.state)})
-        return result
-    return WorkflowResult(
-        workflow_id=row.id,
-        definition_id=row.definition_id,
-        state=WorkflowState(row.state),
-        error=row.error,
-        revisions=row.revision_count or 0,
-    )

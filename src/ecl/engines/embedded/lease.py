@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Table, and_, delete, or_, select, update
 
-__all__ = ["OwnerInfo", "WorkerIdentity", "claim", "owner_info", "pid_alive"]
+from ecl.core.state import ACTIVE_STATES
 
-_ACTIVE = ("pending", "running", "waiting_for_revision")
+__all__ = ["OwnerInfo", "WorkerIdentity", "claim", "owner_info", "pid_alive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def claim(conn: Connection, workflows: Table, workflow_id: str, me: str, expecte
     owner_cond = workflows.c.owner.is_(None) if expected_owner is None else workflows.c.owner == expected_owner
     result = conn.execute(
         update(workflows)
-        .where(and_(workflows.c.id == workflow_id, owner_cond, workflows.c.state.in_(_ACTIVE)))
+        .where(and_(workflows.c.id == workflow_id, owner_cond, workflows.c.state.in_(ACTIVE_STATES)))
         .values(owner=me, updated_at=datetime.now(UTC))
     )
     return bool(result.rowcount)
@@ -131,7 +131,7 @@ def orphans(conn: Connection, workflows: Table, workers: Table, limit: int) -> l
         select(workflows.c.id, workflows.c.owner)
         .where(
             and_(
-                workflows.c.state.in_(_ACTIVE),
+                workflows.c.state.in_(ACTIVE_STATES),
                 or_(workflows.c.owner.is_(None), workflows.c.owner.not_in(live)),
             )
         )

@@ -12,10 +12,9 @@ from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, select, update
 
-__all__ = ["ENDED", "Statements"]
+from ecl.core.state import TERMINAL_STATES, WorkflowState
 
-ENDED = ("completed", "failed", "cancelled")
-"""Workflow states after which nothing runs again."""
+__all__ = ["Statements"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Statements:
         owned_active = and_(
             w.c.id == bindparam("b_id"),
             w.c.owner == bindparam("b_owner"),
-            *(w.c.state != ended for ended in ENDED),
+            *(w.c.state != ended for ended in TERMINAL_STATES),
         )
         return cls(
             load_workflow=select(w).where(w.c.id == bindparam("b_id")),
@@ -86,9 +85,9 @@ class Statements:
                 and_(
                     w.c.id == bindparam("b_id"),
                     w.c.owner == bindparam("b_owner"),
-                    w.c.state == "pending",
+                    w.c.state == WorkflowState.PENDING.value,
                 )
             )
-            .values(state="running", updated_at=bindparam("b_now")),
+            .values(state=WorkflowState.RUNNING.value, updated_at=bindparam("b_now")),
             kv_delete=kv.delete().where(and_(kv.c.workflow_id == bindparam("b_id"), kv.c.key == bindparam("b_key"))),
         )

@@ -33,6 +33,8 @@ import structlog
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError
 
+from ecl.core.state import TERMINAL_STATES
+
 __all__ = [
     "DatabaseWriter",
     "Fence",
@@ -51,7 +53,8 @@ Operation = Callable[[Connection], Any]
 """A unit of work run on the writer's connection inside the batch transaction."""
 
 _MAX_BATCH = 2000
-_ENDED = frozenset({"completed", "failed", "cancelled", "missing"})
+# A fenced write stands down when its workflow ended or its row is gone.
+_ENDED = frozenset({*TERMINAL_STATES, "missing"})
 _PARENT = "workflows"
 
 

@@ -18,7 +18,7 @@ from ecl.engines.restate.endpoint import (
     serve_endpoint,
     serve_restate_endpoint,
 )
-from ecl.engines.restate.engine import RestateEngine, result_from_record
+from ecl.engines.restate.engine import RestateEngine
 from ecl.engines.restate.server import RestateServer, find_server_binary, free_port
 from ecl.engines.restate.service import SERVICE_NAME, JournaledRecorder, Orchestrator, build_service
 
@@ -36,7 +36,6 @@ __all__ = [
     "find_server_binary",
     "free_port",
     "register_deployment",
-    "result_from_record",
     "serve_endpoint",
     "serve_restate_endpoint",
 ]

@@ -145,7 +145,7 @@ async def serve_endpoint(
                 raise
         await server
     finally:
-        await recorder.workflows.engine.dispose()
+        await recorder.workflows.db.dispose()
 
 
 async def serve_restate_endpoint(settings: Settings, *, llm: str | None = None) -> None:

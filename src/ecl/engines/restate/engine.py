@@ -16,41 +16,33 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from ecl.core.durable import JsonValue
-from ecl.core.errors import ConflictError, EngineError, NonDeterminismError
+from ecl.core.errors import EngineError, NonDeterminismError
 from ecl.core.ids import new_workflow_id, parse_workflow_id
 from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
+from ecl.core.rules import (
+    CANCELLED_ERROR,
+    HasInputModel,
+    check_same_submission,
+    check_takes_signals,
+    result_from_stored,
+    submission_hash,
+    validate_input,
+)
 from ecl.core.state import WorkflowState
-from ecl.engines.embedded.engine import input_hash
 from ecl.engines.restate.service import SERVICE_NAME
 from ecl.store.recorder import SqlRecorder
-from ecl.store.repositories import WorkflowRecord, WorkflowRepository
+from ecl.store.repositories import WorkflowRepository
 
-__all__ = ["RestateEngine", "result_from_record"]
+__all__ = ["RestateEngine"]
 
 _UNAVAILABLE_WAIT = 10.0
-
-
-def result_from_record(record: WorkflowRecord) -> WorkflowResult:
-    """The result of an ended workflow from its ``workflows`` row."""
-    output = record.output
-    if isinstance(output, dict) and "workflow_id" in output and "state" in output:
-        result = WorkflowResult.model_validate(output)
-        if result.state is not record.state:
-            result = result.model_copy(update={"state": record.state})
-        return result
-    return WorkflowResult(
-        workflow_id=record.id,
-        definition_id=record.definition_id,
-        state=record.state,
-        error=record.error,
-        revisions=record.revision_count or 0,
-    )
 
 
 def _mismatch(invocation: dict[str, Any]) -> bool:
@@ -84,6 +76,7 @@ class RestateEngine:
         admin_url: str,
         workflows: WorkflowRepository,
         *,
+        known_definitions: Callable[[str], HasInputModel] | None = None,
         timeout: float = 600.0,
         poll_seconds: float = 0.5,
         attach_seconds: float = 30.0,
@@ -91,7 +84,8 @@ class RestateEngine:
         self.ingress = ingress_url.rstrip("/")
         self.admin = admin_url.rstrip("/")
         self.workflows = workflows
-        self._records = SqlRecorder(workflows.engine)
+        self._known = known_definitions
+        self._records = SqlRecorder(workflows.db)
         self._poll = poll_seconds
         self._attach_seconds = attach_seconds
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
@@ -127,13 +121,24 @@ class RestateEngine:
         input: dict[str, JsonValue],
         workflow_id: str | None = None,
     ) -> str:
-        """Record the workflow and start it on Restate (idempotent on ``workflow_id``)."""
+        """Record the workflow and start it on Restate (idempotent on ``workflow_id``).
+
+        The input is checked against the definition's input model first (with
+        ``known_definitions``), as on the embedded engine.
+        """
+        if self._known is not None:
+            validate_input(definition_id, self._known(definition_id).input_model, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
-        digest = input_hash(definition_id, input)
+        digest = submission_hash(definition_id, input)
         existing = await self.workflows.find(wid)
         if existing is not None:
-            if existing.input_hash != digest or existing.definition_id != definition_id:
-                raise ConflictError(f"workflow {wid} already exists with a different body", id=wid)
+            check_same_submission(
+                wid,
+                definition_id=definition_id,
+                digest=digest,
+                stored_definition_id=existing.definition_id,
+                stored_digest=existing.input_hash,
+            )
         else:
             await self.workflows.create(wid, definition_id, input, input_hash=digest)
         response = await self._request(
@@ -149,8 +154,10 @@ class RestateEngine:
         return wid
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
-        """Resolve a durable promise through the ``signal`` shared handler."""
-        await self.workflows.get(workflow_id)
+        """Resolve a durable promise through the ``signal`` shared handler (an ended
+        workflow takes no signals: :class:`~ecl.core.ConflictError`)."""
+        record = await self.workflows.get(workflow_id)
+        check_takes_signals(workflow_id, record.state)
         response = await self._request(
             "POST", f"{self.ingress}/{SERVICE_NAME}/{workflow_id}/signal", {"name": name, "payload": payload}
         )
@@ -211,9 +218,7 @@ class RestateEngine:
         # One conditional write: when the service recorded its own end meanwhile (its
         # cancellation ran), that stands.
         await self._records.workflow_state(
-            StateChange(
-                workflow_id, WorkflowState.CANCELLED, error={"type": "WorkflowCancelled", "message": "cancelled"}
-            )
+            StateChange(workflow_id, WorkflowState.CANCELLED, error=dict(CANCELLED_ERROR))
         )
 
     async def result(self, workflow_id: str) -> WorkflowResult:
@@ -239,7 +244,14 @@ class RestateEngine:
                 return WorkflowResult.model_validate(response.json())
             record = await self.workflows.get(workflow_id)
             if record.state.is_terminal:
-                return result_from_record(record)
+                return result_from_stored(
+                    workflow_id=record.id,
+                    definition_id=record.definition_id,
+                    state=record.state,
+                    output=record.output,
+                    error=record.error,
+                    revision_count=record.revision_count,
+                )
             if 400 <= response.status_code < 500 and response.status_code not in (404, 409):
                 raise EngineError(f"attach failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
             await asyncio.sleep(self._poll)

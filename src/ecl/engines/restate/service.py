@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from ecl.core.errors import ConflictError, EclError, WorkflowCancelled
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
+from ecl.core.rules import APPROVAL_PROMISE, cancelled_result, next_round, submission_hash
 from ecl.core.state import WorkflowState
-from ecl.engines.embedded.engine import input_hash
 from ecl.engines.restate.context import CANCELLED_STATUS, RestateDurableContext
 from ecl.store.recorder import SqlRecorder
 from ecl.workflows import WorkflowRecorder
@@ -53,7 +53,7 @@ async def ensure_workflow_row(recorder: SqlRecorder, workflow_id: str, definitio
     """Create the ``workflows`` row unless it exists (a workflow started on Restate directly)."""
     if await recorder.workflows.find(workflow_id) is not None:
         return
-    digest = input_hash(definition_id, input)
+    digest = submission_hash(definition_id, input)
     with contextlib.suppress(IntegrityError, ConflictError):  # created meanwhile by the engine's submit
         await recorder.workflows.create(workflow_id, definition_id, input, input_hash=digest)
 
@@ -124,12 +124,7 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
             result = await orchestrator.run(durable, definition_id, data, recorder=journaled)
         except WorkflowCancelled:
             cancelled = True
-            result = WorkflowResult(
-                workflow_id=wid,
-                definition_id=definition_id,
-                state=WorkflowState.CANCELLED,
-                error={"type": "WorkflowCancelled", "message": "cancelled"},
-            )
+            result = cancelled_result(wid, definition_id)
         except EclError as err:  # e.g. an unknown definition: the run fails, it is not retried
             result = WorkflowResult(
                 workflow_id=wid, definition_id=definition_id, state=WorkflowState.FAILED, error=err.to_dict()
@@ -149,14 +144,15 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
 
     @service.handler(name="signal")
     async def signal(ctx: restate.WorkflowSharedContext, request: dict[str, Any]) -> dict[str, Any]:
-        base = str(request.get("name") or "approval")
-        target, round_ = base, 1
+        base = str(request.get("name") or APPROVAL_PROMISE)
+        # Rounds are resolved in order, so the first unresolved one is found by walking them.
+        resolved: list[str] = []
         while True:
+            target = next_round(base, resolved)
             promise: Any = ctx.promise(target, type_hint=object)
             if await promise.peek() is None:
                 break
-            round_ += 1
-            target = f"{base}#{round_}"
+            resolved.append(target)
         payload = request.get("payload")
         await promise.resolve(payload if payload is not None else {})
         return {"resolved": target}
