@@ -81,7 +81,7 @@ def serve(port: int, url: str, synchronous: str) -> None:
 
     async def cleanup() -> None:
         for recorder in recorders:
-            await recorder.workflows.engine.dispose()
+            await recorder.workflows.db.dispose()
 
     endpoint = EndpointThread(app, port=port, cleanup=cleanup).start()
     stop.wait()
