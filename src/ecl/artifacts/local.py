@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ecl.artifacts.store import Artifact
 from ecl.core.errors import NotFoundError, StepIoError
+from ecl.store.outage import ride_out
 from ecl.store.repositories import ArtifactRecord, ArtifactRepository
 
 __all__ = ["LocalArtifactStore"]
@@ -89,8 +90,14 @@ class LocalArtifactStore:
             sha256=hashlib.sha256(content).hexdigest(),
             created_at=datetime.now(UTC),
         )
-        await self.repository.delete(workflow_id, artifact_id)
-        await self.repository.add(record)
+
+        async def save() -> None:
+            await self.repository.delete(workflow_id, artifact_id)
+            await self.repository.add(record)
+
+        # A step's write, like the engine's own: it waits out a database outage rather
+        # than failing the step (and the workflow) for a reason that is not the step's.
+        await ride_out(save)
         return _public(record)
 
     async def _record(self, workflow_id: str, artifact_id: str) -> ArtifactRecord:

@@ -154,6 +154,9 @@ def create_sync_engine(
     else:
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True
+        # A host that drops packets would otherwise hold a connect for the kernel's
+        # SYN retries (minutes); the writer retries on its own schedule instead.
+        kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_sync_sa_engine(target, **kwargs)
     if target.startswith("sqlite"):
         event.listen(engine, "connect", _pragmas(sqlite_synchronous, busy_timeout_ms))

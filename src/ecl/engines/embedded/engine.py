@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ecl.core.durable import DurableContext, JsonValue
 from ecl.core.errors import (
+    DatabaseError,
     EclError,
     InputValidationError,
     LeaseError,
@@ -193,8 +194,8 @@ class EmbeddedEngine:
                 conn.execute(update(workflows).where(workflows.c.owner == me).values(owner=None))
                 conn.execute(delete(workers).where(workers.c.id == me))
 
-            with contextlib.suppress(Exception):
-                await self._writer.call(release_all)
+            with contextlib.suppress(Exception):  # with the database away, the leases just expire
+                await self._writer.call(release_all, ride_out=False)
             writer = self._writer
             await asyncio.to_thread(writer.close)
 
@@ -298,10 +299,10 @@ class EmbeddedEngine:
             "completed_at": None,
         }
         try:
-            await self.writer.submit(Insert(workflows, row))
+            await self.writer.submit(Insert(workflows, row), ride_out=False)
             created = True
         except IntegrityError:
-            created = await self.writer.call(existing)
+            created = await self.writer.call(existing, ride_out=False)
         if created and start:
             self._spawn(wid, fresh=(definition_id, dict(input)))
         return wid
@@ -342,7 +343,7 @@ class EmbeddedEngine:
                     promises.insert().values(workflow_id=workflow_id, name=target, payload=payload, resolved_at=now)
                 )
 
-        await self.writer.call(resolve)
+        await self.writer.call(resolve, ride_out=False)
 
     async def cancel(self, workflow_id: str) -> None:
         """Cancel in any state: running, waiting on a promise, backing off, or idle."""
@@ -368,7 +369,7 @@ class EmbeddedEngine:
             )
             return WorkflowState.CANCELLED.value
 
-        state = await self.writer.call(mark)
+        state = await self.writer.call(mark, ride_out=False)
         task = self._tasks.get(workflow_id)
         if state == WorkflowState.CANCELLED and task is not None and not task.done():
             self._cancelling.add(workflow_id)
@@ -394,7 +395,7 @@ class EmbeddedEngine:
         def read(conn: Connection) -> Any:
             return conn.execute(select(workflows).where(workflows.c.id == workflow_id)).first()
 
-        row = await self.writer.call(read)
+        row = await self.writer.call(read, ride_out=False)
         if row is None:
             raise NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
         if row.state not in TERMINAL_STATES:
@@ -471,7 +472,7 @@ class EmbeddedEngine:
                 return lease.claim(conn, workflows, workflow_id, me.id, row.owner), None
             return False, info
 
-        result: tuple[bool, lease.OwnerInfo | None] = await self.writer.call(attempt)
+        result: tuple[bool, lease.OwnerInfo | None] = await self.writer.call(attempt, ride_out=False)
         return result
 
     async def recover(self, limit: int = 1000) -> list[str]:
@@ -487,7 +488,7 @@ class EmbeddedEngine:
                     claimed.append(wid)
             return claimed
 
-        claimed: list[str] = await self.writer.call(sweep)
+        claimed: list[str] = await self.writer.call(sweep, ride_out=False)
         for wid in claimed:
             self._spawn(wid)
         if claimed:
@@ -499,6 +500,8 @@ class EmbeddedEngine:
         while not stop.is_set():
             try:
                 await self.recover()
+            except DatabaseError:
+                pass  # the database is away; the writer reports the outage once
             except Exception as exc:
                 _log.warning("worker sweep failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
@@ -667,8 +670,8 @@ class EmbeddedEngine:
                 update(workflows).where(and_(workflows.c.id == workflow_id, workflows.c.owner == me)).values(owner=None)
             )
 
-        with contextlib.suppress(Exception):
-            await self.writer.call(write)
+        with contextlib.suppress(Exception):  # with the database away, the lease just expires
+            await self.writer.call(write, ride_out=False)
 
     async def _promise(self, workflow_id: str, name: str) -> tuple[bool, JsonValue]:
         promises = self._t["promises"]

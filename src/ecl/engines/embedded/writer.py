@@ -16,6 +16,15 @@ commits. The loop never waits for the write lock, though: when another connectio
 it (another process, or an async session of this one that holds it across an ``await``),
 the batch waits for it on a thread and the loop goes on. PostgreSQL, where a commit is a
 network round trip, always uses the thread.
+
+When PostgreSQL cannot be reached (it restarts, fails over, the network drops), the thread
+keeps the batch and tries again with backoff until the database is back, so the workflows
+waiting on their writes simply pause; one warning says when the outage began and one when
+it ended. Writes made for a client's request (``ride_out=False``) fail at once with
+:class:`~ecl.core.errors.DatabaseError` instead, so the client hears ``503`` rather than
+waiting. A batch whose COMMIT was sent when the connection broke may or may not have
+committed: its transaction id, read before the COMMIT, is looked up when the database is
+back (``pg_xact_status``), so such a batch is neither lost nor applied twice.
 """
 
 from __future__ import annotations
@@ -33,7 +42,9 @@ import structlog
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError
 
+from ecl.core.errors import DatabaseError
 from ecl.core.state import TERMINAL_STATES
+from ecl.store.outage import Backoff, OutageLog, unreachable
 
 __all__ = [
     "DatabaseWriter",
@@ -111,12 +122,22 @@ class _Item:
     result: Any = None
     error: BaseException | None = None
     done: bool = field(default=False)
+    ride_out: bool = True
+    """Wait out a database outage; ``False``: fail at once with ``DatabaseError``."""
 
 
 class DatabaseWriter:
     """Serialises all writes of this process onto one connection in a daemon thread."""
 
-    def __init__(self, engine: Engine, fence: Fence, *, commit_delay: float = 0.0, inline: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        fence: Fence,
+        *,
+        commit_delay: float = 0.0,
+        inline: bool = False,
+        backoff: Backoff | None = None,
+    ) -> None:
         self._engine = engine
         self._fence = fence
         self._insert_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
@@ -140,6 +161,16 @@ class DatabaseWriter:
         """Inline mode: the thread waiting for the write lock, while another connection holds it."""
         self.lock_waits = 0
         """Inline mode: batches that found the write lock taken and waited on a thread."""
+        self.outage = OutageLog()
+        """The state of the database as this writer last found it (thread mode)."""
+        self._backoff = backoff or Backoff()
+        self._wake = threading.Event()
+        """Set by :meth:`close`: a thread waiting out an outage stops waiting."""
+        self._xid_sql = (
+            "SELECT pg_current_xact_id_if_assigned()::text || ':' || pg_backend_pid()"
+            if engine.dialect.name == "postgresql"
+            else None
+        )
         self._thread: threading.Thread | None = None
         if not inline:
             self._thread = threading.Thread(target=self._main, name="ecl-db-writer", daemon=True)
@@ -147,13 +178,19 @@ class DatabaseWriter:
 
     # ------------------------------------------------------------------ API
 
-    def submit(self, work: Insert | FencedInsert | FencedUpdate | Operation) -> asyncio.Future[Any]:
-        """Queue ``work``; the future resolves with its result after the commit."""
+    def submit(
+        self, work: Insert | FencedInsert | FencedUpdate | Operation, *, ride_out: bool = True
+    ) -> asyncio.Future[Any]:
+        """Queue ``work``; the future resolves with its result after the commit.
+
+        While the database is unreachable the write waits for it (``ride_out``), or fails
+        at once with :class:`~ecl.core.errors.DatabaseError` (``ride_out=False``, for a
+        client's request) unless it may already have committed."""
         if self._closed:
             raise RuntimeError("database writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Item(work, future, loop), loop)
+        self._enqueue(_Item(work, future, loop, ride_out=ride_out), loop)
         return future
 
     def post(self, work: Insert | FencedInsert | FencedUpdate | Operation) -> None:
@@ -245,9 +282,9 @@ class DatabaseWriter:
         for start in range(0, len(batch), _MAX_BATCH):
             self._run_batch(conn, batch[start : start + _MAX_BATCH])
 
-    async def call(self, work: Operation) -> Any:
+    async def call(self, work: Operation, *, ride_out: bool = True) -> Any:
         """Run ``work`` on the writer connection and return its result (after commit)."""
-        return await self.submit(work)
+        return await self.submit(work, ride_out=ride_out)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued and stop the thread."""
@@ -255,6 +292,7 @@ class DatabaseWriter:
             return
         self._closed = True
         if self._thread is not None:
+            self._wake.set()
             self._queue.put(None)
             self._thread.join(timeout)
         else:
@@ -275,52 +313,180 @@ class DatabaseWriter:
     # ------------------------------------------------------------------ thread
 
     def _main(self) -> None:
-        with self._engine.connect() as conn:
+        conn: Connection | None = None
+        try:
             while True:
                 first = self._queue.get()
                 if first is None:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < _MAX_BATCH:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
-                self._run_batch(conn, batch)
+                batch, stop = self._take([first])
+                conn = self._commit_riding_out(conn, batch)
                 if stop:
                     return
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _take(self, batch: list[_Item]) -> tuple[list[_Item], bool]:
+        """Add what is queued to ``batch`` (up to the batch limit); ``True`` if the stop
+        marker was among it."""
+        batch = list(batch)
+        while len(batch) < _MAX_BATCH:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
+
+    def _commit_riding_out(self, conn: Connection | None, batch: list[_Item]) -> Connection | None:
+        """Thread mode: commit ``batch``, waiting out an unreachable database; returns the
+        connection to use next (``None`` after it broke)."""
+        delays = self._backoff.delays()
+        unsure: _Unsure | None = None
+        stop = False
+        while True:
+            try:
+                if conn is None:
+                    conn = self._engine.connect()
+                if unsure is not None:
+                    batch = self._resolve(conn, unsure, batch)
+                    unsure = None
+                if batch:
+                    self._run_batch(conn, batch)
+                if stop:
+                    self._queue.put(None)  # seen while waiting: hand it back to _main
+                return conn
+            except _Broken as broken:
+                exc: BaseException = broken.cause
+                batch = broken.pending
+                unsure = broken.unsure or unsure
+            except Exception as exc_:
+                if not unreachable(exc_):  # e.g. refused credentials: these writes fail
+                    self._fail_all(batch, unsure, exc_, drain=False)
+                    _discard(conn)
+                    return None
+                exc = exc_
+            _discard(conn)
+            conn = None
+            self.outage.failed(exc)
+            batch = self._fail_impatient(batch, unsure, exc)
+            if self._closed or self._wake.is_set():
+                self._fail_all(batch, unsure, exc)
+                return None
+            if self._wake.wait(next(delays)):
+                continue  # closing: one last attempt, then give up
+            if not stop:
+                batch, stop = self._take(batch)
+
+    def _resolve(self, conn: Connection, unsure: _Unsure, batch: list[_Item]) -> list[_Item]:
+        """After a COMMIT whose answer was lost: did it commit? Settles its items if so."""
+        xid, pid = unsure.xid.split(":")
+        while True:
+            status = driver_execute(conn, "SELECT pg_xact_status(%s::xid8)", (xid,))[0][0]
+            if status == "in progress":
+                # Its server process has not noticed the broken connection yet (or cannot,
+                # on a broken network); the pid is still that process's while it runs.
+                driver_execute(conn, "SELECT pg_terminate_backend(%s::int)", (pid,))
+            conn.rollback()
+            if status != "in progress":
+                break
+            time.sleep(0.05)
+        self.outage.recovered()
+        if status == "committed":
+            for item in unsure.items:
+                item.done = True
+            self.batches += 1
+            self.items += len(unsure.items)
+            self._settle(unsure.items)
+            return [item for item in batch if not item.done]
+        for item in unsure.items:  # aborted: nothing of it happened, so it runs again
+            item.result, item.error = None, None
+        return batch
+
+    def _fail_impatient(self, batch: list[_Item], unsure: _Unsure | None, exc: BaseException) -> list[_Item]:
+        """Fail the writes made for a client's request (unless they may have committed)."""
+        maybe_done = {id(item) for item in unsure.items} if unsure is not None else set()
+        failing = [item for item in batch if not item.ride_out and id(item) not in maybe_done]
+        if not failing:
+            return batch
+        for item in failing:
+            item.error = _unavailable(exc)
+        self._settle(failing)
+        return [item for item in batch if item.ride_out or id(item) in maybe_done]
+
+    def _fail_all(self, batch: list[_Item], unsure: _Unsure | None, exc: BaseException, *, drain: bool = True) -> None:
+        """Fail what is left: when closing while the database is away (and then whatever
+        is still queued, ``drain``), or on an error that waiting cannot cure."""
+        items = batch + [i for i in (unsure.items if unsure else []) if all(i is not b for b in batch)]
+        for item in items:
+            item.error = _unavailable(exc) if unreachable(exc) else exc
+        self._settle(items)
+        while drain:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if nxt is not None:
+                nxt.error = _unavailable(exc)
+                self._settle([nxt])
+
+    def _commit(self, conn: Connection) -> None:
+        conn.commit()
 
     def _run_batch(self, conn: Connection, batch: list[_Item]) -> None:
+        """Execute and commit ``batch``; one bad item fails alone. Thread mode: raises
+        :class:`_Broken` when the database became unreachable (items not settled)."""
+        xid: str | None = None
+        for item in batch:  # from an earlier attempt of this batch
+            item.result, item.error = None, None
         try:
             self._execute(conn, batch)
             if self._commit_delay:
                 time.sleep(self._commit_delay)
-            conn.commit()
-        except Exception:
+            xid = self._xid(conn)
+            self._commit(conn)
+            self.outage.recovered()  # before the waiting writes hear of it
+        except Exception as exc:
             with contextlib.suppress(Exception):
                 conn.rollback()
+            if not self.inline and unreachable(exc):
+                raise _Broken(exc, batch, _Unsure(xid, list(batch)) if xid else None) from exc
             # One bad item must not fail its neighbours: run each on its own.
             self.fallbacks += 1
-            for item in batch:
+            for index, item in enumerate(batch):
                 item.done, item.error, item.result = False, None, None
+                xid = None
                 try:
                     self._execute(conn, [item])
-                    conn.commit()
+                    xid = self._xid(conn)
+                    self._commit(conn)
+                    self.outage.recovered()
                     self.batches += 1
                 except Exception as exc:
                     with contextlib.suppress(Exception):
                         conn.rollback()
+                    if not self.inline and unreachable(exc):
+                        self._settle(batch[:index])
+                        rest = batch[index:]
+                        raise _Broken(exc, rest, _Unsure(xid, [item]) if xid else None) from exc
                     item.error = exc
             self._settle(batch)
             return
         self.batches += 1
         self.items += len(batch)
         self._settle(batch)
+
+    def _xid(self, conn: Connection) -> str | None:
+        """PostgreSQL: the id of the open transaction if it wrote anything (read before the
+        COMMIT, to learn its fate if the answer to the COMMIT is lost)."""
+        if self._xid_sql is None:
+            return None
+        value = driver_execute(conn, self._xid_sql, ())[0][0]
+        return None if value is None else str(value)
 
     def _insert_rows(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         """One ``executemany`` at the driver level: the statement is compiled once per table
@@ -451,6 +617,44 @@ class _InsertPlan:
         pairs = zip(self.names, self.processors, strict=True)
         values = tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
         return values if self.positional else dict(zip(self.names, values, strict=True))
+
+
+@dataclass(slots=True)
+class _Unsure:
+    """A transaction whose COMMIT was sent but not answered, and the items it held."""
+
+    xid: str
+    """``"<transaction id>:<server process id>"``."""
+    items: list[_Item]
+
+
+class _Broken(Exception):
+    """Thread mode: the database became unreachable during a batch."""
+
+    def __init__(self, cause: BaseException, pending: list[_Item], unsure: _Unsure | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.pending = pending
+        """The items not settled (committed or failed) yet."""
+        self.unsure = unsure
+
+
+def _discard(conn: Connection | None) -> None:
+    """Drop a connection that broke (it goes back to no pool)."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _unavailable(exc: BaseException) -> DatabaseError:
+    error = DatabaseError(
+        "the database is unreachable; try again later",
+        hint="the server retries its own writes until the database is back",
+    )
+    error.__cause__ = exc
+    return error
 
 
 class _Rejected(Exception):

@@ -1,0 +1,150 @@
+"""The embedded engine's writer against real PostgreSQL behind a proxy that the test cuts.
+
+Writes made for a running workflow wait the outage out, retrying with backoff; writes made
+for a client's request fail at once with DatabaseError; a COMMIT whose answer is lost is
+looked up, never applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ecl.core.errors import DatabaseError
+from ecl.engines.embedded.writer import DatabaseWriter, Insert
+from ecl.store.database import create_sync_engine
+from ecl.store.outage import Backoff
+from tests.db_fixtures import PG_HOST, PG_PORT, fresh_pg
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.postgres
+
+_meta = MetaData()
+notes = Table("notes", _meta, Column("id", String, primary_key=True))
+counter = Table("counter", _meta, Column("id", Integer, primary_key=True), Column("n", Integer, nullable=False))
+
+
+@pytest.fixture
+def direct(pg_url: str) -> str:
+    url = fresh_pg(pg_url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes (id text PRIMARY KEY)")
+        conn.execute("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL)")
+        conn.execute("INSERT INTO counter VALUES (1, 0)")
+    return url
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    with TcpProxy(PG_HOST, int(PG_PORT)) as running:
+        yield running
+
+
+def _writer(direct: str, proxy: TcpProxy, cls: type[DatabaseWriter] = DatabaseWriter) -> DatabaseWriter:
+    url = make_url(direct).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    return cls(create_sync_engine(url), lambda _conn, _ids: {}, backoff=Backoff(first=0.01, cap=0.2))
+
+
+def _rows(direct: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(direct) as conn:
+        return list(conn.execute(sql))
+
+
+def _increment(conn: Connection) -> int:
+    """Not idempotent: run twice, it counts twice."""
+    conn.execute(update(counter).where(counter.c.id == 1).values(n=counter.c.n + 1))
+    return int(conn.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+
+
+async def _until(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_workflow_writes_wait_out_the_outage_client_writes_fail_at_once(direct: str, proxy: TcpProxy) -> None:
+    writer = _writer(direct, proxy)
+    try:
+        await writer.submit(Insert(notes, {"id": "before"}))
+        proxy.stop()
+        waiting = writer.submit(Insert(notes, {"id": "during"}))
+        counted = writer.submit(_increment)
+        # A client's request is told at once that the database is away.
+        with pytest.raises(DatabaseError):
+            await asyncio.wait_for(writer.call(_increment, ride_out=False), 60)
+        # The workflow's writes keep being retried, with backoff, and wait.
+        await _until(lambda: writer.outage.failures >= 5)
+        assert writer.outage.down
+        assert not waiting.done() and not counted.done()
+        proxy.start()
+        await asyncio.wait_for(waiting, 60)
+        assert await asyncio.wait_for(counted, 60) == 1
+        assert not writer.outage.down
+        assert writer.outage.outages == 1
+        # New writes go through on a fresh connection.
+        await writer.submit(Insert(notes, {"id": "after"}))
+    finally:
+        await asyncio.to_thread(writer.close)
+    assert _rows(direct, "SELECT id FROM notes ORDER BY id") == [("after",), ("before",), ("during",)]
+    assert _rows(direct, "SELECT n FROM counter") == [(1,)]
+
+
+class _CommitThenBreak(DatabaseWriter):
+    """The first COMMIT reaches the server, then the connection breaks before its answer."""
+
+    broke = False
+
+    def _commit(self, conn: Connection) -> None:
+        super()._commit(conn)
+        if not self.broke:
+            self.broke = True
+            raise OperationalError("COMMIT", {}, psycopg.OperationalError("server closed the connection unexpectedly"))
+
+
+class _BreakBeforeCommit(DatabaseWriter):
+    """The connection breaks while the first COMMIT is being sent: nothing is committed."""
+
+    broke = False
+
+    def _commit(self, conn: Connection) -> None:
+        if not self.broke:
+            self.broke = True
+            conn.rollback()
+            raise OperationalError("COMMIT", {}, psycopg.OperationalError("server closed the connection unexpectedly"))
+        super()._commit(conn)
+
+
+@pytest.mark.parametrize("cls", [_CommitThenBreak, _BreakBeforeCommit], ids=["committed", "not-committed"])
+async def test_a_commit_without_an_answer_is_applied_exactly_once(
+    direct: str, proxy: TcpProxy, cls: type[DatabaseWriter]
+) -> None:
+    writer = _writer(direct, proxy, cls)
+    try:
+        inserted = writer.submit(Insert(notes, {"id": "once"}))
+        assert await asyncio.wait_for(writer.call(_increment), 60) == 1
+        await asyncio.wait_for(inserted, 60)
+        assert writer.outage.outages == 1  # the broken COMMIT was seen, and got over
+    finally:
+        await asyncio.to_thread(writer.close)
+    assert _rows(direct, "SELECT id FROM notes") == [("once",)]
+    assert _rows(direct, "SELECT n FROM counter") == [(1,)]
+
+
+async def test_closing_during_an_outage_fails_what_waits_instead_of_hanging(direct: str, proxy: TcpProxy) -> None:
+    writer = _writer(direct, proxy)
+    await writer.submit(Insert(notes, {"id": "before"}))
+    proxy.stop()
+    waiting = writer.submit(Insert(notes, {"id": "never"}))
+    await _until(lambda: writer.outage.down)
+    await asyncio.wait_for(asyncio.to_thread(writer.close), 60)
+    with pytest.raises(DatabaseError):
+        await asyncio.wait_for(waiting, 60)
