@@ -13,17 +13,26 @@
 | PAYLOAD_TOO_LARGE | 413 | over the configured size |
 | DATABASE_ERROR, ENGINE_ERROR | 503 | a dependency is down |
 | INTERNAL_ERROR | 500 | anything else (no stack trace is ever returned) |
+
+Database failures are translated here, at the boundary: a database that cannot be reached
+(connection refused or dropped, whether the driver's error arrives wrapped by SQLAlchemy or
+as the raw socket error asyncpg raises on connect) is ``503 DATABASE_ERROR``; a value the
+database refuses to store (SQLSTATE class 22, e.g. a NUL character in text) is a ``400``.
+While the database is away every request fails the same way, so the failure is logged once
+per outage (a warning), not once per request.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecl.core.errors import (
@@ -36,10 +45,32 @@ from ecl.core.errors import (
     NotFoundError,
     UserError,
 )
+from ecl.store.outage import unreachable
 
 __all__ = ["ApiError", "error_body", "install_error_handlers"]
 
 _log = structlog.get_logger("ecl.api")
+
+_QUIET_SECONDS = 60.0
+"""Database failures less than this apart belong to one outage: logged once."""
+
+
+class _OutageNotes:
+    """Logs the first database failure of an outage as a warning, the rest at debug."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def note(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        quiet = self.last is None or now - self.last > _QUIET_SECONDS
+        self.last = now
+        line = str(exc).strip().splitlines()
+        fields = {"error": f"{type(exc).__name__}: {line[0] if line else ''}"}
+        if quiet:
+            _log.warning("database unavailable to API requests; answering 503", **fields)
+        else:
+            _log.debug("database unavailable", **fields)
 
 
 class ApiError(Exception):
@@ -82,6 +113,11 @@ def _for_ecl(err: EclError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through the one format."""
+    outage = _OutageNotes()
+
+    def database_unavailable(exc: BaseException) -> JSONResponse:
+        outage.note(exc)
+        return _respond(503, "DATABASE_ERROR", "the database is unavailable")
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -111,8 +147,30 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if isinstance(exc, DataError):
+            return _respond(400, "VALIDATION_ERROR", "a value cannot be stored (e.g. a NUL character in text)")
+        if unreachable(exc):
+            return database_unavailable(exc)
         _log.error("database failure", error=type(exc).__name__)
         return _respond(503, "DATABASE_ERROR", "the database is unavailable")
+
+    async def driver_error(_request: Request, exc: Exception) -> JSONResponse:
+        # asyncpg's own errors escape SQLAlchemy when they happen while connecting.
+        if unreachable(exc):
+            return database_unavailable(exc)
+        _log.error("database failure", error=type(exc).__name__)
+        return _respond(503, "DATABASE_ERROR", "the database is unavailable")
+
+    for driver_exc in (asyncpg.PostgresError, asyncpg.InterfaceError):
+        app.add_exception_handler(driver_exc, driver_error)
+
+    @app.exception_handler(OSError)
+    async def connection_error(_request: Request, exc: OSError) -> JSONResponse:
+        # asyncpg raises the socket's own error when it cannot connect at all.
+        if unreachable(exc):
+            return database_unavailable(exc)
+        _log.error("request failed", error=f"{type(exc).__name__}: {exc.strerror or ''}")
+        return _respond(500, "INTERNAL_ERROR", "internal error")
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
