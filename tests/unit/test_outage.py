@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from ecl.api.errors import install_error_handlers
 from ecl.core.errors import DatabaseError
 from ecl.store.outage import Backoff, OutageLog, ride_out, unreachable
+from ecl.testing import capture_logs
 
 
 def _wrapped(orig: BaseException, *, invalidated: bool = False) -> OperationalError:
@@ -68,19 +69,21 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     assert list(islice(Backoff(first=0.05, cap=0.3).delays(), 6)) == [0.05, 0.1, 0.2, 0.3, 0.3, 0.3]
 
 
-def test_outage_log_warns_once_when_it_begins_and_once_when_it_ends(capsys: pytest.CaptureFixture[str]) -> None:
+def test_outage_log_warns_once_when_it_begins_and_once_when_it_ends() -> None:
     log = OutageLog()
-    log.recovered()  # nothing to report while reachable
-    for _ in range(50):
-        log.failed(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
-    assert log.down and log.failures == 50
-    log.recovered()
-    log.recovered()
+    with capture_logs() as events:
+        log.recovered()  # nothing to report while reachable
+        for _ in range(50):
+            log.failed(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+        assert log.down and log.failures == 50
+        log.recovered()
+        log.recovered()
     assert not log.down and log.outages == 1
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert len(lines) == 2, lines
-    assert "database unreachable" in lines[0]
-    assert "database reachable again" in lines[1] and "failed_attempts=50" in lines[1]
+    assert [(e["log_level"], e["event"]) for e in events] == [
+        ("warning", "database unreachable; waiting for it and retrying"),
+        ("warning", "database reachable again"),
+    ]
+    assert events[1]["failed_attempts"] == 50
 
 
 async def test_ride_out_retries_while_unreachable_and_returns_the_result() -> None:
