@@ -183,7 +183,11 @@ def test_cancel_and_signal(ecl: Ecl) -> None:
 def test_definitions_commands(ecl: Ecl, tmp_path: Path) -> None:
     assert "critique-revise" in ecl.run("definitions", "list").stdout
     assert ecl.json("definitions", "list")[0]["id"] == "critique-revise"
-    assert ecl.run("definitions", "list", "--format", "quiet").stdout.split() == ["critique-revise"]
+    assert ecl.run("definitions", "list", "--format", "quiet").stdout.split() == [
+        "critique-revise",
+        "critique-revise-py",
+    ]
+    assert ecl.json("definitions", "show", "critique-revise-py")["kind"] == "code"
     shown = ecl.run("definitions", "show", "critique-revise")
     assert "revision loop" in shown.stdout
     assert ecl.json("definitions", "show", "critique-revise")["transitions"][0]["max_iterations"] == 3

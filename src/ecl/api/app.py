@@ -28,7 +28,7 @@ from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
 from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import build_definitions, build_embedded_engine, build_orchestrator
+from ecl.engines.factory import build_catalog, build_embedded_engine, build_orchestrator
 from ecl.engines.restate import RestateEngine
 from ecl.store.database import check_schema, create_engine
 from ecl.store.repositories import (
@@ -65,7 +65,7 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
     engine: EmbeddedEngine | RestateEngine
     breakers = None
     if settings.engine == "restate":  # a client: the workflows run on the Restate endpoint
-        registry = build_definitions(settings)
+        registry = build_catalog(settings)
         engine = RestateEngine(
             settings.restate.ingress_url,
             settings.restate.admin_url,

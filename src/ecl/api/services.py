@@ -17,7 +17,7 @@ from ecl.store.repositories import (
     StepExecutionRepository,
     WorkflowRepository,
 )
-from ecl.workflows import DefinitionRegistry
+from ecl.workflows import WorkflowCatalog
 
 __all__ = ["Services", "services"]
 
@@ -30,7 +30,7 @@ class Services:
     engine: EmbeddedEngine | RestateEngine
     """Embedded: this process runs the workflows. Restate: it submits them to a Restate server,
     whose ECL endpoint runs them and writes the same records."""
-    definitions: DefinitionRegistry
+    definitions: WorkflowCatalog
     workflows: WorkflowRepository
     steps: StepExecutionRepository
     llm_calls: LlmCallRepository

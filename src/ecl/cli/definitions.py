@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ecl.cli.output import check_format, echo_json, render_rows
 from ecl.cli.runtime import settings_from
-from ecl.workflows import DefinitionRegistry, RevisionLoop
+from ecl.engines.factory import build_catalog
+from ecl.workflows import CodeWorkflow, RevisionLoop, WorkflowCatalog, describe
 
 __all__ = ["register"]
 
@@ -19,10 +20,8 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (T
 FormatOpt = Annotated[str, typer.Option("--format", help="table, json or quiet.")]
 
 
-def _registry(config: Path | None) -> DefinitionRegistry:
-    settings = settings_from(config)
-    folder = Path(settings.definitions_path) if settings.definitions_path else None
-    return DefinitionRegistry.with_builtins(folder=folder)
+def _registry(config: Path | None) -> WorkflowCatalog:
+    return build_catalog(settings_from(config))
 
 
 def register(app: typer.Typer) -> None:
@@ -33,14 +32,12 @@ def register(app: typer.Typer) -> None:
     def list_(fmt: FormatOpt = "table", config: ConfigOpt = None) -> None:
         """The available definitions."""
         check_format(fmt)
-        defs = _registry(config).list()
-        rows = [{"id": d.id, "name": d.name, "steps": ", ".join(s.step_id for s in d.steps)} for d in defs]
-        render_rows(
-            rows,
-            ["id", "name", "steps"],
-            fmt,
-            json_doc=[d.model_dump(mode="json", by_alias=True) for d in defs],
-        )
+        docs = [describe(d) for d in _registry(config).list()]
+        rows = [
+            {"id": d["id"], "name": d["name"], "kind": d["kind"], "steps": ", ".join(s["step_id"] for s in d["steps"])}
+            for d in docs
+        ]
+        render_rows(rows, ["id", "name", "kind", "steps"], fmt, json_doc=docs)
 
     @group.command("show")
     def show(
@@ -50,15 +47,24 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One definition: steps, dependencies, inputs, transitions."""
         check_format(fmt)
-        defn = _registry(config).get(definition_id)
+        catalog = _registry(config)
+        defn = catalog.get(definition_id)
         if fmt == "json":
-            echo_json(defn.model_dump(mode="json", by_alias=True))
+            echo_json(describe(defn))
             return
         if fmt == "quiet":
             typer.echo(defn.id)
             return
         console = Console()
         console.print(f"[bold]{defn.id}[/bold] — {defn.name}\n{defn.description}", highlight=False)
+        if isinstance(defn, CodeWorkflow):
+            console.print(f"code-first workflow from {catalog.source_of(defn.id)}", highlight=False)
+            for field, info in defn.input_model.model_fields.items():
+                required = "required" if info.is_required() else f"default {info.default!r}"
+                kind = getattr(info.annotation, "__name__", str(info.annotation))
+                console.print(f"input {field}: {kind} ({required})", highlight=False)
+            console.print(f"steps: {', '.join(defn.steps()) or '-'}", highlight=False)
+            return
         table = Table(title="steps")
         for column in ("step", "implementation", "depends on", "input"):
             table.add_column(column)

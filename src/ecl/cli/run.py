@@ -74,6 +74,8 @@ def parse_input(
 
 
 def _final_text(result: WorkflowResult) -> str | None:
+    if result.output is not None:  # a code-first workflow's own return value
+        return result.output if isinstance(result.output, str) else json.dumps(result.output, indent=2)
     for key in ("final", "revise", "generate"):
         value = result.outputs.get(key)
         if isinstance(value, dict):

@@ -86,6 +86,9 @@ class WorkflowResult(BaseModel):
     definition_id: str
     state: WorkflowState
     outputs: dict[str, Any] = Field(default_factory=dict)
+    output: Any = None
+    """The workflow's own result: a code-first workflow's return value as JSON (``None`` for a
+    graph definition, whose result is its steps' ``outputs``)."""
     steps: list[StepMetadata] = Field(default_factory=list)
     revisions: int = 0
     tokens: TokenUsage = Field(default_factory=TokenUsage)

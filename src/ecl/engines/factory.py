@@ -22,11 +22,12 @@ from ecl.steps import PromptLibrary
 from ecl.store.database import create_engine, create_sync_engine
 from ecl.store.models import Base
 from ecl.store.repositories import ArtifactRepository
-from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, builtin_steps
+from ecl.workflows import CatalogOrchestrator, WorkflowCatalog
 
 __all__ = [
     "Runtime",
     "build_breakers",
+    "build_catalog",
     "build_embedded_engine",
     "build_orchestrator",
     "build_prices",
@@ -39,8 +40,9 @@ __all__ = [
 class Runtime:
     """What a command needs to run workflows."""
 
-    orchestrator: WorkflowOrchestrator
-    definitions: DefinitionRegistry
+    orchestrator: CatalogOrchestrator
+    definitions: WorkflowCatalog
+    """Every workflow the engine may run (graph definitions and code-first workflows)."""
     llm: LlmProvider
     breakers: BreakerBoard | None = None
     """The provider's circuit breakers (``None`` for the mock provider)."""
@@ -93,10 +95,11 @@ def build_prices(settings: Settings, provider: str | None = None) -> PriceTable:
     return table
 
 
-def build_definitions(settings: Settings) -> DefinitionRegistry:
-    """Built-in definitions plus the configured definitions folder."""
+def build_catalog(settings: Settings) -> WorkflowCatalog:
+    """Every workflow and step an entry point offers: the built-ins, then the ``ecl.workflows``
+    entry points of installed packages, then the configured definitions folder."""
     folder = Path(settings.definitions_path) if settings.definitions_path else None
-    return DefinitionRegistry.with_builtins(folder=folder)
+    return WorkflowCatalog.build(folder=folder)
 
 
 def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Runtime:
@@ -104,22 +107,20 @@ def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Ru
     prices = build_prices(settings, provider)
     breakers = build_breakers(settings)
     llm = build_provider_from(settings, provider, breakers=breakers)
-    definitions = build_definitions(settings)
+    catalog = build_catalog(settings)
     prompts_dir = Path(settings.prompts_path) if settings.prompts_path else None
     artifacts = LocalArtifactStore(
         Path(settings.artifacts.path),
         ArtifactRepository(create_engine(settings.database.url)),
         max_bytes=settings.artifacts.max_bytes,
     )
-    orchestrator = WorkflowOrchestrator(
-        definitions,
-        builtin_steps(),
+    orchestrator = catalog.orchestrator(
         llm,
         artifacts=artifacts,
-        prompts=PromptLibrary(override_dir=prompts_dir),
+        prompts=PromptLibrary(override_dir=prompts_dir, search_dirs=catalog.prompt_dirs),
         prices=prices,
     )
-    return Runtime(orchestrator=orchestrator, definitions=definitions, llm=llm, breakers=breakers)
+    return Runtime(orchestrator=orchestrator, definitions=catalog, llm=llm, breakers=breakers)
 
 
 def build_embedded_engine(

@@ -25,6 +25,7 @@ from ecl.steps.execution import StepExecution, TraceEvent
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import NullRecorder, StepRecorder
 from ecl.steps.registry import StepRegistry
+from ecl.steps.step import Step
 from ecl.steps.validation import validate_model
 
 __all__ = ["StepExecutor"]
@@ -70,6 +71,19 @@ class StepExecutor:
     ) -> StepExecution:
         """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed."""
         step = self.registry.get(step_id)
+        return await self.execute_step(step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder)
+
+    async def execute_step(
+        self,
+        step: Step[Any, Any],
+        input: dict[str, Any] | BaseModel,
+        *,
+        workflow_id: str,
+        iteration: int = 0,
+        recorder: StepRecorder | None = None,
+    ) -> StepExecution:
+        """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``."""
+        step_id = step.id
         recorder = recorder or self.recorder
         log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
         started = datetime.now(UTC)

@@ -13,17 +13,20 @@ __all__ = ["PromptLibrary"]
 
 
 class PromptLibrary:
-    """Renders ``<name>.j2`` templates; an override folder wins over the package's own."""
+    """Renders ``<name>.j2`` templates: the override folder, then ``search_dirs``, then the package's own."""
 
     def __init__(
         self,
         package: str = "ecl.workflows",
         subdir: str = "prompts",
         override_dir: Path | None = None,
+        search_dirs: list[Path] | None = None,
     ) -> None:
         loaders: list[jinja2.BaseLoader] = []
         if override_dir is not None:
             loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        # Prompt folders of user modules: after the override folder, before ECL's own.
+        loaders.extend(jinja2.FileSystemLoader(str(d)) for d in search_dirs or [])
         loaders.append(jinja2.PackageLoader(package, subdir))
         self.override_dir = override_dir
         self._env = jinja2.Environment(

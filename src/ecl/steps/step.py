@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -22,19 +22,31 @@ Out = TypeVar("Out", bound=BaseModel)
 class Step(ABC, Generic[In, Out]):
     """One unit of work of a workflow, usually one or a few LLM calls.
 
-    Subclasses set the class variables and implement :meth:`execute`. Input and output
-    are pydantic models, validated before and after every attempt; ``validate_input`` and
-    ``validate_output`` add checks that need more than field types (raise
-    :class:`~ecl.core.StepValidationError`). A step must be idempotent apart from its LLM
-    calls: a step in flight during a crash runs again.
+    Subclasses set ``id`` and implement :meth:`execute`; ``input_model`` and
+    ``output_model`` come from the type arguments (``class Generate(Step[GenerateIn,
+    GenerateOut])``), so they are not repeated. Input and output are pydantic models,
+    validated before and after every attempt; ``validate_input`` and ``validate_output`` add
+    checks that need more than field types (raise :class:`~ecl.core.StepValidationError`).
+    A step must be idempotent apart from its LLM calls: a step in flight during a crash
+    runs again. (For a plain async function, use :func:`ecl.step`.)
     """
 
-    id: ClassVar[str]
-    name: ClassVar[str]
-    input_model: ClassVar[type[BaseModel]]
-    output_model: ClassVar[type[BaseModel]]
-    max_revisions: ClassVar[int] = 3
-    retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
+    id: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    retry_policy: RetryPolicy = RetryPolicy()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Step:
+                args = get_args(base)
+                if len(args) == 2 and all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+                    # An explicit class attribute still wins (a subclass may narrow it).
+                    if "input_model" not in cls.__dict__:
+                        cls.input_model = args[0]
+                    if "output_model" not in cls.__dict__:
+                        cls.output_model = args[1]
 
     @abstractmethod
     async def execute(self, ctx: StepContext, input: In) -> StepResult[Out]:

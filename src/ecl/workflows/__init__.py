@@ -7,16 +7,32 @@
   and the :class:`DefinitionRegistry` (built-ins plus a definitions folder);
 - :class:`WorkflowOrchestrator`, which runs a definition on a
   :class:`~ecl.core.DurableContext`;
-- the built-in Critique-Revise workflow (:func:`builtin_definitions`, :func:`builtin_steps`).
+- code-first workflows (:func:`workflow`, :class:`WorkflowContext`, :class:`CodeOrchestrator`);
+- the :class:`WorkflowCatalog` every entry point builds (built-ins, user modules, entry
+  points, a definitions folder) and its :class:`CatalogOrchestrator`;
+- the built-in Critique-Revise workflow, as a graph and as code (:func:`builtin_definitions`,
+  :func:`builtin_steps`, :func:`builtin_workflows`).
 """
 
 from ecl.workflows.builtin import (
     builtin_definitions,
     builtin_step_list,
     builtin_steps,
+    builtin_workflows,
     critique_revise_definition,
     parse_critique,
 )
+from ecl.workflows.catalog import (
+    WORKFLOWS_GROUP,
+    CatalogOrchestrator,
+    DefinitionFiles,
+    Orchestrator,
+    WorkflowCatalog,
+    WorkflowEntry,
+    describe,
+)
+from ecl.workflows.code import CodeOrchestrator, CodeWorkflow, workflow
+from ecl.workflows.context import WorkflowContext
 from ecl.workflows.definition import (
     MAX_LOOP_ITERATIONS,
     Conditional,
@@ -45,23 +61,34 @@ __all__ = [
     "MAX_LOOP_ITERATIONS",
     "STATE_DRAFT",
     "STATE_REVISIONS",
+    "WORKFLOWS_GROUP",
+    "CatalogOrchestrator",
+    "CodeOrchestrator",
+    "CodeWorkflow",
     "Conditional",
+    "DefinitionFiles",
     "DefinitionRegistry",
     "Expression",
     "ExpressionError",
     "NullWorkflowRecorder",
+    "Orchestrator",
     "RevisionLoop",
     "Sequential",
     "StepDefinition",
     "Transition",
+    "WorkflowCatalog",
+    "WorkflowContext",
     "WorkflowDefinition",
+    "WorkflowEntry",
     "WorkflowOptions",
     "WorkflowOrchestrator",
     "WorkflowRecorder",
     "builtin_definitions",
     "builtin_step_list",
     "builtin_steps",
+    "builtin_workflows",
     "critique_revise_definition",
+    "describe",
     "journal_name",
     "load_definition_file",
     "load_definitions",
@@ -71,4 +98,5 @@ __all__ = [
     "promise_name",
     "unparse",
     "validate_definition",
+    "workflow",
 ]

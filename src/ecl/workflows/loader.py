@@ -119,6 +119,10 @@ class DefinitionRegistry:
         """Validate and add (replacing one with the same id)."""
         self._defs[defn.id] = validate_definition(defn, self.steps)
 
+    def remove(self, definition_id: str) -> None:
+        """Forget a definition (no error when it is unknown)."""
+        self._defs.pop(definition_id, None)
+
     def load_folder(self, folder: Path) -> list[str]:
         """Load every definition file in ``folder`` (or the one file ``folder``); returns
         their ids. Nothing is added unless every file is valid."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from ecl.api.models import DefinitionOut
 from ecl.api.services import Services, services
-from ecl.workflows import WorkflowDefinition
+from ecl.workflows import WorkflowEntry, describe
 
 __all__ = ["router"]
 
@@ -16,8 +16,8 @@ router = APIRouter(prefix="/definitions", tags=["definitions"])
 Svc = Annotated[Services, Depends(services)]
 
 
-def _out(defn: WorkflowDefinition) -> DefinitionOut:
-    data = defn.model_dump(mode="json", by_alias=True)
+def _out(defn: WorkflowEntry) -> DefinitionOut:
+    data = describe(defn)
     return DefinitionOut(
         id=defn.id,
         name=defn.name,

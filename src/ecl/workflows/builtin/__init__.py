@@ -7,6 +7,7 @@ from ecl.workflows.builtin.critique_revise import (
     builtin_definitions,
     builtin_step_list,
     builtin_steps,
+    builtin_workflows,
     critique_revise_definition,
     parse_critique,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "builtin_definitions",
     "builtin_step_list",
     "builtin_steps",
+    "builtin_workflows",
     "critique_revise_definition",
     "parse_critique",
 ]

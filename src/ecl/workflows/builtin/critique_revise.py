@@ -41,6 +41,7 @@ __all__ = [
     "builtin_definitions",
     "builtin_step_list",
     "builtin_steps",
+    "builtin_workflows",
     "critique_revise_definition",
     "parse_critique",
 ]
@@ -144,9 +145,6 @@ class GenerateStep(Step[GenerateInput, GenerateOutput]):
     """Topic → first draft."""
 
     id = "generate"
-    name = "Generate"
-    input_model = GenerateInput
-    output_model = GenerateOutput
 
     async def execute(self, ctx: StepContext, input: GenerateInput) -> StepResult[GenerateOutput]:
         """One LLM call."""
@@ -163,9 +161,6 @@ class CritiqueStep(Step[CritiqueInput, CritiqueOutput]):
     """Draft → verdict; asks for a revision when the decision is ``revise``."""
 
     id = "critique"
-    name = "Critique"
-    input_model = CritiqueInput
-    output_model = CritiqueOutput
 
     async def execute(self, ctx: StepContext, input: CritiqueInput) -> StepResult[CritiqueOutput]:
         """One LLM call, parsed as JSON."""
@@ -185,9 +180,6 @@ class ReviseStep(Step[ReviseInput, ReviseOutput]):
     """Draft + feedback → a different draft."""
 
     id = "revise"
-    name = "Revise"
-    input_model = ReviseInput
-    output_model = ReviseOutput
 
     async def execute(self, ctx: StepContext, input: ReviseInput) -> StepResult[ReviseOutput]:
         """One LLM call."""
@@ -214,9 +206,6 @@ class FinalStep(Step[FinalInput, FinalOutput]):
     """Keeps the approved text and stores it as an artifact."""
 
     id = "final"
-    name = "Final"
-    input_model = FinalInput
-    output_model = FinalOutput
 
     async def execute(self, ctx: StepContext, input: FinalInput) -> StepResult[FinalOutput]:
         """No LLM call."""
@@ -273,6 +262,13 @@ def builtin_step_list() -> list[Step[Any, Any]]:
 def builtin_steps() -> StepRegistry:
     """A registry of the built-in steps (``generate``, ``critique``, ``revise``, ``final``)."""
     return StepRegistry(builtin_step_list())
+
+
+def builtin_workflows() -> list[Any]:
+    """The built-in code-first workflows (``critique-revise-py``)."""
+    from ecl.workflows.builtin.critique_revise_py import critique_revise_py
+
+    return [critique_revise_py]
 
 
 def builtin_definitions() -> list[WorkflowDefinition]:
