@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecl.cli.options import ModulesOpt
 from ecl.cli.output import check_format, echo_json, render_rows
 from ecl.cli.runtime import settings_from
 from ecl.engines.factory import build_catalog
@@ -20,8 +21,8 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (T
 FormatOpt = Annotated[str, typer.Option("--format", help="table, json or quiet.")]
 
 
-def _registry(config: Path | None) -> WorkflowCatalog:
-    return build_catalog(settings_from(config))
+def _registry(config: Path | None, modules: list[str] | None) -> WorkflowCatalog:
+    return build_catalog(settings_from(config, modules=modules))
 
 
 def register(app: typer.Typer) -> None:
@@ -29,10 +30,10 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Workflow definitions.", no_args_is_help=True)
 
     @group.command("list")
-    def list_(fmt: FormatOpt = "table", config: ConfigOpt = None) -> None:
+    def list_(fmt: FormatOpt = "table", config: ConfigOpt = None, modules: ModulesOpt = None) -> None:
         """The available definitions."""
         check_format(fmt)
-        docs = [describe(d) for d in _registry(config).list()]
+        docs = [describe(d) for d in _registry(config, modules).list()]
         rows = [
             {"id": d["id"], "name": d["name"], "kind": d["kind"], "steps": ", ".join(s["step_id"] for s in d["steps"])}
             for d in docs
@@ -44,10 +45,11 @@ def register(app: typer.Typer) -> None:
         definition_id: Annotated[str, typer.Argument(help="Definition id.")],
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
+        modules: ModulesOpt = None,
     ) -> None:
         """One definition: steps, dependencies, inputs, transitions."""
         check_format(fmt)
-        catalog = _registry(config)
+        catalog = _registry(config, modules)
         defn = catalog.get(definition_id)
         if fmt == "json":
             echo_json(describe(defn))
@@ -88,10 +90,11 @@ def register(app: typer.Typer) -> None:
         path: Annotated[Path, typer.Argument(help="A .yaml, .yml or .toml definition file.")],
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
+        modules: ModulesOpt = None,
     ) -> None:
         """Check a definition file; errors name the offending step."""
         check_format(fmt)
-        defn = _registry(config).validate_file(path)
+        defn = _registry(config, modules).validate_file(path)
         if fmt == "json":
             echo_json({"valid": True, "id": defn.id, "steps": [s.step_id for s in defn.steps]})
         elif fmt == "quiet":

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from ecl.cli.options import LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from
 from ecl.core.errors import ConfigError
 from ecl.engines.restate.endpoint import serve_endpoint
@@ -35,13 +36,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("dev")
     def dev(
-        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        llm: LlmOpt = None,
+        modules: ModulesOpt = None,
         data_dir: Annotated[Path | None, typer.Option(help="Restate data (default: restate.data_dir).")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
     ) -> None:
         """Start Restate (data in .restate/), serve and register the ECL endpoint, until Ctrl-C."""
         check_llm_choice(llm)
-        settings = settings_from(config, engine="restate", service=True)
+        settings = settings_from(config, engine="restate", service=True, modules=modules)
         ensure_database(settings)
         host, ingress = _port(settings.restate.ingress_url, "restate.ingress_url")
         admin_host, admin = _port(settings.restate.admin_url, "restate.admin_url")

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecl.cli.options import LlmOpt, ModulesOpt
 from ecl.cli.output import check_format
 from ecl.cli.runtime import (
     EXIT_CANCELLED,
@@ -159,7 +160,8 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--id", help="Workflow id (idempotent: reuse to re-attach).")
         ] = None,
         engine: Annotated[str | None, typer.Option(help="embedded (default) or restate.")] = None,
-        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        llm: LlmOpt = None,
+        modules: ModulesOpt = None,
         detach: Annotated[bool, typer.Option("--detach", help="Submit and return; a worker runs it.")] = False,
         fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
         config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
@@ -168,7 +170,7 @@ def register(app: typer.Typer) -> None:
         check_format(fmt)
         check_llm_choice(llm)
         data = parse_input(input_json, input_file, topic, require_approval)
-        settings = settings_from(config, engine=engine)
+        settings = settings_from(config, engine=engine, modules=modules)
         if settings.engine == "restate":
             remote = asyncio.run(_run_on_restate(settings, definition, data, workflow_id, detach))
             if isinstance(remote, str):
@@ -205,14 +207,15 @@ def register(app: typer.Typer) -> None:
     @app.command("resume")
     def resume(
         workflow_id: Annotated[str, typer.Argument(help="The workflow to continue.")],
-        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        llm: LlmOpt = None,
+        modules: ModulesOpt = None,
         fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
         config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
     ) -> None:
         """Continue an interrupted workflow in the foreground (completed steps are not re-run)."""
         check_format(fmt)
         check_llm_choice(llm)
-        settings = settings_from(config)
+        settings = settings_from(config, modules=modules)
         progress = Progress(quiet=fmt != "table")
 
         async def go() -> WorkflowResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from ecl.core.errors import InputValidationError
 from ecl.engines.embedded import EmbeddedEngine
 from ecl.engines.factory import Runtime, build_definitions, build_embedded_engine, build_orchestrator
 from ecl.engines.restate.engine import RestateEngine
+from ecl.llm.registry import provider_names
 from ecl.observability import configure_logging
 from ecl.store.database import check_schema, create_engine, current_revision, sqlite_path, upgrade
 from ecl.store.repositories import (
@@ -47,13 +49,15 @@ EXIT_CANCELLED = 11
 EXIT_INTERRUPTED = 130
 """Ctrl-C: the workflow was left resumable."""
 
-_LLM_CHOICES = ("anthropic", "openai", "mock")
 
-
-def settings_from(config: Path | None, *, engine: str | None = None, service: bool = False) -> Settings:
+def settings_from(
+    config: Path | None, *, engine: str | None = None, service: bool = False, modules: list[str] | None = None
+) -> Settings:
     """Load settings once, at the edge, and configure logging from them.
 
-    ``engine`` overrides ``settings.engine``. Commands log warnings and errors only, and
+    ``engine`` overrides ``settings.engine``; ``modules`` (``--module/-m``) add to
+    ``settings.modules``, which are then importable from the current folder, as with
+    ``python -m``. Commands log warnings and errors only, and
     long-running services (``service``) log at ``info`` (request logs, recoveries), unless
     a log level was configured explicitly.
     """
@@ -68,6 +72,11 @@ def settings_from(config: Path | None, *, engine: str | None = None, service: bo
                 errors=[{"field": "engine", "message": "expected embedded or restate", "value": engine}],
             )
         settings = settings.model_copy(update={"engine": engine})
+    if modules:
+        settings = settings.model_copy(update={"modules": [*settings.modules, *modules]})
+    if settings.modules and os.getcwd() not in sys.path and "" not in sys.path:
+        # The console script's sys.path starts at its own folder; user modules live here.
+        sys.path.insert(0, os.getcwd())
     return settings
 
 
@@ -86,9 +95,10 @@ def tune_gc(threshold: int) -> None:
 
 def check_llm_choice(llm: str | None) -> str | None:
     """Validate ``--llm``."""
-    if llm is not None and llm not in _LLM_CHOICES:
+    choices = provider_names()
+    if llm is not None and llm not in choices:
         raise InputValidationError(
-            f"unknown LLM provider {llm!r}; expected one of: {', '.join(_LLM_CHOICES)}",
+            f"unknown LLM provider {llm!r}; expected one of: {', '.join(choices)}",
             errors=[{"field": "llm", "message": "unknown provider", "value": llm}],
         )
     return llm

@@ -10,6 +10,7 @@ import typer
 import uvicorn
 import yaml
 
+from ecl.cli.options import LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from, tune_gc
 
 __all__ = ["openapi_document", "register"]
@@ -33,7 +34,8 @@ def register(app: typer.Typer) -> None:
     def start(
         port: Annotated[int | None, typer.Option(help="Port (default: api.port, 3000).")] = None,
         host: Annotated[str | None, typer.Option(help="Interface (default: api.host).")] = None,
-        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        llm: LlmOpt = None,
+        modules: ModulesOpt = None,
         engine: Annotated[str | None, typer.Option(help="embedded (default) or restate.")] = None,
         api_only: Annotated[
             bool, typer.Option("--api", help="With --engine restate: serve the HTTP API as a client of Restate.")
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
         from ecl.api.app import create_app
 
         check_llm_choice(llm)
-        settings = settings_from(config, engine=engine, service=True)
+        settings = settings_from(config, engine=engine, service=True, modules=modules)
         ensure_database(settings)
         if settings.engine == "restate" and not api_only:
             import asyncio

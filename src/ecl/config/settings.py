@@ -67,6 +67,7 @@ FLAT_ENV: dict[str, str] = {
     "ECL_API_KEY": "api.api_key",
     "ECL_PROMPTS_PATH": "prompts_path",
     "ECL_DEFINITIONS_PATH": "definitions_path",
+    "ECL_MODULES": "modules",
 }
 """The plan's (Appendix B) flat variable names and the key each sets."""
 
@@ -141,7 +142,9 @@ class BreakerSettings(_Section):
 class LlmSettings(_Section):
     """The LLM provider."""
 
-    provider: Literal["anthropic", "openai", "mock"] = "anthropic"
+    provider: str = Field(default="anthropic", min_length=1)
+    """A name of the provider registry (``anthropic``, ``openai``, ``mock`` or an installed
+    ``ecl.providers`` entry point), checked when the provider is built."""
     model: str = Field(default=DEFAULT_MODEL, min_length=1)
     api_key: SecretStr | None = None
     base_url: str | None = None
@@ -249,6 +252,17 @@ class Settings(BaseSettings):
     analyzer: AnalyzerSettings = Field(default_factory=AnalyzerSettings)
     prompts_path: str | None = None
     definitions_path: str | None = None
+    modules: list[str] = Field(default_factory=list)
+    """Python modules whose workflows, steps and prompts every entry point offers
+    (``ECL_MODULES=a,b``; ``--module/-m`` adds to it)."""
+
+    @field_validator("modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        # The environment gives one comma-separated string.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

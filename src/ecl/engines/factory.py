@@ -96,10 +96,11 @@ def build_prices(settings: Settings, provider: str | None = None) -> PriceTable:
 
 
 def build_catalog(settings: Settings) -> WorkflowCatalog:
-    """Every workflow and step an entry point offers: the built-ins, then the ``ecl.workflows``
-    entry points of installed packages, then the configured definitions folder."""
+    """Every workflow and step an entry point offers: the built-ins, the configured
+    ``modules``, the ``ecl.workflows`` entry points of installed packages, then the configured
+    definitions folder (whose files may use any of those steps)."""
     folder = Path(settings.definitions_path) if settings.definitions_path else None
-    return WorkflowCatalog.build(folder=folder)
+    return WorkflowCatalog.build(modules=settings.modules, folder=folder)
 
 
 def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Runtime:

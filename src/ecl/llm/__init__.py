@@ -1,4 +1,4 @@
-"""LLM providers: the protocol, Anthropic, OpenAI-compatible, mock, retry, circuit breaker."""
+"""LLM providers: the protocol, the registry, Anthropic, OpenAI-compatible, mock, retry, circuit breaker."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from ecl.llm.provider import (
     StopReason,
     StreamEvent,
 )
+from ecl.llm.registry import PROVIDERS_GROUP, ProviderFactory, ProviderOptions, provider_names
 from ecl.llm.retry import RetryingProvider
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "PROVIDERS_GROUP",
     "RETRYABLE_KINDS",
     "AnthropicProvider",
     "BreakerBoard",
@@ -50,11 +52,14 @@ __all__ = [
     "OpenAICompatibleProvider",
     "Price",
     "PriceTable",
+    "ProviderFactory",
+    "ProviderOptions",
     "RetryingProvider",
     "StopReason",
     "StreamEvent",
     "build_provider",
     "error_for_status",
     "parse_retry_after",
+    "provider_names",
     "scripted_workflow_responder",
 ]

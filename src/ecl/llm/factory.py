@@ -1,4 +1,5 @@
-"""Builds the configured provider: retry → circuit breaker (per model) → provider.
+"""Builds the configured provider by name (from :mod:`ecl.llm.registry`): retry → circuit
+breaker (per model) → provider.
 
 The breaker sits inside the retry loop, so it counts every failed HTTP request, and a retry
 that meets an open circuit waits for it rather than spending an attempt."""
@@ -7,11 +8,10 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from ecl.core.errors import ConfigError
 from ecl.core.policy import RetryPolicy
 from ecl.llm.breaker import BreakerBoard, BreakerProvider
-from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
 from ecl.llm.provider import LlmProvider
+from ecl.llm.registry import ProviderOptions, provider_factory
 from ecl.llm.retry import RetryingProvider
 
 __all__ = ["build_provider"]
@@ -30,25 +30,20 @@ def build_provider(
     breakers: BreakerBoard | None = None,
     breaker_max_wait: float = 300.0,
 ) -> LlmProvider:
-    """A ready provider. ``mock`` needs no key: it answers Critique-Revise deterministically."""
-    inner: LlmProvider
-    if provider == "mock":
-        inner = MockLlmProvider(responder=scripted_workflow_responder, model="mock-model")
-        return inner
-    if provider == "anthropic":
-        from ecl.llm.anthropic import AnthropicProvider
-
-        inner = AnthropicProvider(api_key, model, base_url=base_url, timeout=timeout, max_tokens=max_tokens)
-    elif provider == "openai":
-        from ecl.llm.openai_compat import OpenAICompatibleProvider
-
-        inner = OpenAICompatibleProvider(api_key, model, base_url=base_url, timeout=timeout, max_tokens=max_tokens)
-    else:
-        raise ConfigError(
-            f"llm.provider = {provider!r}: expected anthropic, openai or mock",
-            key="llm.provider",
-            value=provider,
+    """A ready provider by name (see :mod:`ecl.llm.registry`). ``mock`` needs no key: it
+    answers Critique-Revise deterministically."""
+    factory, wrap = provider_factory(provider)
+    inner = factory(
+        ProviderOptions(
+            model=model,
+            api_key=SecretStr(api_key) if isinstance(api_key, str) else api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_tokens=max_tokens,
         )
+    )
+    if not wrap:
+        return inner
     if breaker:
         inner = BreakerProvider(inner, board=breakers or BreakerBoard(), max_wait=breaker_max_wait)
     return RetryingProvider(inner, retry or RetryPolicy())
