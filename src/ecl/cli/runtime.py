@@ -17,7 +17,7 @@ from rich.console import Console
 from ecl.config import Settings, load_settings, sources_of
 from ecl.core.errors import InputValidationError
 from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import Runtime, build_definitions, build_embedded_engine, build_orchestrator
+from ecl.engines.factory import Runtime, build_catalog, build_embedded_engine, build_orchestrator
 from ecl.engines.restate.engine import RestateEngine
 from ecl.llm.registry import provider_names
 from ecl.observability import configure_logging
@@ -187,7 +187,7 @@ async def open_restate(settings: Settings) -> AsyncIterator[RestateEngine]:
         settings.restate.ingress_url,
         settings.restate.admin_url,
         WorkflowRepository(db),
-        known_definitions=build_definitions(settings).get,
+        known_definitions=build_catalog(settings).get,
     )
     try:
         yield engine
