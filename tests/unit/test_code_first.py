@@ -327,7 +327,14 @@ async def test_code_first_critique_revise_matches_the_graph(critiques: list[str]
     for key in ("operations", "journal", "state", "started", "finished", "states", "calls", "requests"):
         assert code[key] == graph[key], key
     g, c = graph["result"], code["result"]
-    assert (c.state, c.outputs, c.revisions, c.tokens, c.error) == (g.state, g.outputs, g.revisions, g.tokens, g.error)
+    assert (c.state, c.outputs, c.revisions, c.tokens, c.cost_usd, c.error) == (
+        g.state,
+        g.outputs,
+        g.revisions,
+        g.tokens,
+        g.cost_usd,
+        g.error,
+    )
     assert [s.step_id for s in c.steps] == [s.step_id for s in g.steps]
     if c.state is WorkflowState.COMPLETED:
         assert c.output == g.outputs["final"]["text"]

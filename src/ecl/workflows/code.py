@@ -261,6 +261,7 @@ class CodeOrchestrator:
             steps=wctx.steps,
             revisions=wctx.revisions,
             tokens=wctx.tokens,
+            cost_usd=wctx.cost,
             error=error,
             duration_ms=(time.perf_counter() - started) * 1000,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from ecl.core.durable import DurableContext, JsonValue
@@ -52,6 +53,8 @@ class WorkflowContext:
         """Metadata of every step run, in journal order of completion."""
         self.tokens = TokenUsage()
         """Tokens used by the steps so far."""
+        self.cost = Decimal(0)
+        """What the steps' LLM calls cost so far (USD)."""
         self.revisions = 0
         """The revision count (see :meth:`record_revision`)."""
         self.machinery_error: BaseException | None = None
@@ -107,6 +110,7 @@ class WorkflowContext:
         self.steps.append(execution.metadata)
         if execution.metadata.llm_tokens_used is not None:
             self.tokens = self.tokens + execution.metadata.llm_tokens_used
+        self.cost += execution.metadata.cost_usd
         return execution.output
 
     async def record_revision(self, count: int) -> None:
