@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ecl.testing import FakeAnthropicServer, ReceivedRequest, Reply
-from tests.e2e.helpers import ECL, PASS, Ecl, is_critique
+from tests.e2e.helpers import ECL, PASS, Ecl, is_critique, kill
 
 USAGE = {
     "input_tokens": 1000,
@@ -163,3 +163,61 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
         assert transitions[0] == "circuit breaker open"
         assert transitions[-1] == "circuit breaker closed"
         assert "circuit breaker half-open" in transitions
+
+
+def test_acceptance_a_tiny_budget_stops_before_the_first_call_and_a_signal_completes_it(ecl: Ecl) -> None:
+    wid = "tiny-budget"
+    args = ("run", "critique-revise", "--topic", "X", "--llm", "mock", "--budget-usd", "0.0001", "--id", wid)
+    proc = ecl.start(*args)
+    try:
+        ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=90)
+        assert ecl.query("SELECT COUNT(*) FROM llm_calls WHERE workflow_id = ?", wid) == [(0,)]
+        signalled = ecl.run("signal", wid, "budget", "--add-usd", "2")
+        assert signalled.returncode == 0, signalled.stderr
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            kill(proc)
+    assert proc.returncode == 0, err
+    said = [line for line in err.splitlines() if "over budget" in line]
+    assert len(said) == 1 and "would cross the budget of $0.0001" in said[0], err
+    assert f"ecl signal {wid} budget --add-usd N" in said[0]
+    assert "completed" in out
+    costs = [Decimal(r[0]) for r in ecl.query("SELECT cost_usd FROM llm_calls WHERE workflow_id = ?", wid)]
+    status = ecl.json("status", wid)
+    assert Decimal(status["llm_totals"]["cost_usd"]) == sum(costs, Decimal(0)) > 0
+
+
+def test_fail_mode_fails_with_budget_exceeded(ecl: Ecl, fake: FakeAnthropicServer) -> None:
+    done = ecl.run(
+        "run", "critique-revise", "--topic", "X", "--llm", "anthropic", "--budget-usd", "0.0001", "--format", "json",
+        ECL_BUDGET__ON_EXCEEDED="fail",
+    )  # fmt: skip
+    assert done.returncode == 10, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "BudgetExceeded"
+    assert error["budget_usd"] == "0.0001" and error["spent_usd"] == "0"
+    assert error["call"]["model"] == "claude-sonnet-5-5"
+    assert fake.count() == 0  # the refused call never reached the server
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--budget-usd", "-1"), "--budget-usd = '-1': must be a number >= 0"),
+        (("--budget-usd", "ten"), "--budget-usd = 'ten': not a number"),
+        (("--budget-tokens", "many"), "budget_tokens = 'many': not a whole number"),
+    ],
+)
+def test_bad_budgets_on_the_command_line(ecl: Ecl, args: tuple[str, ...], needle: str) -> None:
+    done = ecl.run("run", "critique-revise", "--topic", "X", "--llm", "mock", *args)
+    assert done.returncode == 4, done.stderr
+    assert needle in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_bad_top_up_is_refused_with_one_line(ecl: Ecl) -> None:
+    done = ecl.run("signal", "any-id", "budget", "--add-usd", "-3")
+    assert done.returncode == 4
+    assert "add_usd = '-3': must be a number >= 0" in done.stderr
+    assert ecl.run("signal", "any-id", "budget").returncode == 4

@@ -10,6 +10,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,39 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
     finally:
         api.terminate()
         api.communicate(timeout=30)
+
+
+def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
+    driver: Driver, fake: FakeAnthropicServer, request: pytest.FixtureRequest
+) -> None:
+    fake.responder = responder([PASS])
+    wid = unique("budget", driver)
+    before = fake.count()
+    # Enough tokens for generate's worst case (input + max_tokens), not for critique's on top.
+    data = json.dumps({"topic": "Rust", "budget_tokens": 1150})
+    args = ["run", "critique-revise", "--input", data, "--id", wid, "--format", "json", "--engine", driver.engine]
+    args += ["--llm", "anthropic"] if driver.engine == "embedded" else []
+    proc = driver.start(*args)
+    try:
+        driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=90)
+        assert fake.count() - before == 1  # generate went out; the refused critique never did
+    finally:
+        kill(proc)  # SIGKILL: on the embedded engine, the process that ran the workflow
+    if driver.engine == "restate":
+        stack: RestateStack = request.getfixturevalue("stack")
+        assert stack.endpoint is not None
+        kill(stack.endpoint)  # the process that ran it on Restate
+        stack.start_endpoint()
+    signalled = driver.run("signal", wid, "budget", "--add-tokens", "5000", "--engine", driver.engine)
+    assert signalled.returncode == 0, signalled.stderr
+    if driver.engine == "embedded":
+        done = driver.run("resume", wid, "--llm", "anthropic", "--format", "json")
+    else:
+        done = driver.run(*args)  # re-attach (same id and input) and follow it to the end
+    assert done.returncode == 0, done.stderr
+    result = result_of(done)
+    assert result["state"] == "completed"
+    assert fake.count() - before == 2  # generate once, critique once: nothing repeated
+    recorded = driver.ecl.query("SELECT cost_usd FROM llm_calls WHERE workflow_id = ?", wid)
+    assert len(recorded) == 2
+    assert Decimal(result["cost_usd"]) == sum((Decimal(str(r[0])) for r in recorded), Decimal(0)) > 0

@@ -30,6 +30,7 @@ from ecl.core.errors import InputValidationError
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded import OwnerWait
+from ecl.llm.budget import parse_amount, parse_budget
 
 __all__ = ["parse_input", "print_result", "register"]
 
@@ -156,6 +157,12 @@ def register(app: typer.Typer) -> None:
         require_approval: Annotated[
             bool, typer.Option("--require-approval", help="Wait for `ecl signal ID approve`.")
         ] = False,
+        budget_usd: Annotated[
+            str | None, typer.Option("--budget-usd", help="Most the run may spend on LLM calls (USD).")
+        ] = None,
+        budget_tokens: Annotated[
+            str | None, typer.Option("--budget-tokens", help="Most LLM tokens the run may use.")
+        ] = None,
         workflow_id: Annotated[
             str | None, typer.Option("--id", help="Workflow id (idempotent: reuse to re-attach).")
         ] = None,
@@ -170,6 +177,13 @@ def register(app: typer.Typer) -> None:
         check_format(fmt)
         check_llm_choice(llm)
         data = parse_input(input_json, input_file, topic, require_approval)
+        if budget_usd is not None:
+            data["budget_usd"] = str(parse_amount(budget_usd, field="--budget-usd"))
+        if budget_tokens is not None:
+            data["budget_tokens"] = budget_tokens
+        tokens = parse_budget(data)[1]
+        if tokens is not None:
+            data["budget_tokens"] = tokens
         settings = settings_from(config, engine=engine, modules=modules)
         if settings.engine == "restate":
             remote = asyncio.run(_run_on_restate(settings, definition, data, workflow_id, detach))

@@ -145,6 +145,12 @@ class Progress:
             self._line(f"✓ {self.current} ({event.get('state')})")
         elif kind == "workflow_state" and event.get("state") == "waiting_for_revision":
             self._line("… waiting for approval (ecl signal ID approve|revise)")
+        elif kind == "workflow_state" and event.get("state") == "waiting_for_budget":
+            error = event.get("error") or {}
+            self._line(
+                f"… over budget: {error.get('message', 'the next LLM call would cross the budget')}; waiting "
+                f"(raise it: ecl signal {event.get('workflow_id')} budget --add-usd N)"
+            )
 
     def _line(self, text: str) -> None:
         if self.quiet:
@@ -153,6 +159,7 @@ class Progress:
         self.console.print(
             f"[dim]{elapsed:6.1f}s[/dim] {text} [dim]tokens={self.tokens} revisions={self.revisions}[/dim]",
             highlight=False,
+            soft_wrap=True,  # one event, one line (the terminal may still fold it)
         )
 
 

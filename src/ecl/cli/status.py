@@ -25,6 +25,8 @@ from ecl.cli.runtime import (
 )
 from ecl.core.errors import ConflictError, InputValidationError
 from ecl.core.state import WorkflowState, parse_state
+from ecl.llm.budget import parse_top_up
+from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["register"]
 
@@ -244,22 +246,43 @@ def register(app: typer.Typer) -> None:
     @app.command("signal")
     def signal(
         workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
-        decision: Annotated[str, typer.Argument(help="approve or revise.")],
+        decision: Annotated[str, typer.Argument(help="approve or revise; or budget (with --add-usd/--add-tokens).")],
         feedback: Annotated[str | None, typer.Option(help="What to change (with revise).")] = None,
         promise: Annotated[str, typer.Option(help="The durable promise to resolve.")] = "approval",
+        add_usd: Annotated[
+            str | None, typer.Option("--add-usd", help="With budget: raise the budget by this many USD.")
+        ] = None,
+        add_tokens: Annotated[
+            str | None, typer.Option("--add-tokens", help="With budget: raise the token budget by this many.")
+        ] = None,
         engine: EngineOpt = None,
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
     ) -> None:
-        """Answer a workflow waiting for approval: approve, or revise with feedback."""
+        """Answer a workflow waiting for approval (approve, or revise with feedback), or top up
+        the budget of one waiting for budget: ``ecl signal ID budget --add-usd 2``."""
         check_format(fmt)
-        if decision not in ("approve", "revise"):
+        if decision not in ("approve", "revise", "budget"):
             raise InputValidationError(
-                f"unknown decision {decision!r}; expected approve or revise",
-                errors=[{"field": "decision", "message": "expected approve or revise", "value": decision}],
+                f"unknown decision {decision!r}; expected approve, revise or budget",
+                errors=[{"field": "decision", "message": "expected approve, revise or budget", "value": decision}],
             )
+        payload: dict[str, Any] = {"decision": decision, "feedback": feedback}
+        if decision == "budget":
+            top_up: dict[str, Any] = {}
+            if add_usd is not None:
+                top_up["add_usd"] = add_usd
+            if add_tokens is not None:
+                top_up["add_tokens"] = add_tokens
+            if not top_up:
+                raise InputValidationError(
+                    "signal budget needs --add-usd N and/or --add-tokens N",
+                    errors=[{"field": "add_usd", "message": "required with budget"}],
+                )
+            usd, tokens = parse_top_up(top_up)
+            payload = {"add_usd": str(usd), "add_tokens": tokens}
+            promise = BUDGET_PROMISE
         settings = settings_from(config, engine=engine)
-        payload = {"decision": decision, "feedback": feedback}
 
         async def go() -> None:
             if settings.engine == "restate":

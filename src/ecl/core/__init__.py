@@ -5,6 +5,7 @@
 
 from ecl.core.durable import DurableContext, Engine, JsonValue
 from ecl.core.errors import (
+    BudgetExceeded,
     ConfigError,
     ConflictError,
     DatabaseError,
@@ -48,6 +49,7 @@ from ecl.core.results import (
 from ecl.core.state import WorkflowState, check_transition, parse_state
 
 __all__ = [
+    "BudgetExceeded",
     "ConfigError",
     "ConflictError",
     "DatabaseError",

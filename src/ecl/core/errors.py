@@ -20,7 +20,8 @@ journaled, sent over HTTP and raised again on the other side.
     │   ├── StepValidationError      a step's input or output failed validation
     │   ├── StepIoError              file / network trouble inside a step
     │   ├── StepTimeoutError         the step exceeded its time limit
-    │   └── MaxRevisionsExceeded     a revision loop hit its bound (attempts)
+    │   ├── MaxRevisionsExceeded     a revision loop hit its bound (attempts)
+    │   └── BudgetExceeded           an LLM call would cross the workflow's budget (budget, spent, call)
     └── RuntimeFailure               the machinery failed
         ├── DatabaseError            the database is unreachable, locked, not migrated
         ├── NonDeterminismError      replayed code diverged from its journal
@@ -38,6 +39,7 @@ import inspect
 from typing import Any, ClassVar, Literal
 
 __all__ = [
+    "BudgetExceeded",
     "ConfigError",
     "ConflictError",
     "DatabaseError",
@@ -310,6 +312,33 @@ class MaxRevisionsExceeded(StepError):
     def __init__(self, message: str, *, attempts: int, step_id: str | None = None) -> None:
         super().__init__(message, step_id=step_id, retryable=False)
         self.attempts = attempts
+
+
+class BudgetExceeded(StepError):
+    """An LLM call was not sent: its worst case (input tokens + ``max_tokens``) would cross the
+    workflow's budget. Amounts are USD as decimal strings (exact); ``call`` describes the
+    refused call (model, estimated input tokens, max_tokens, worst-case cost and tokens)."""
+
+    fields = ("step_id", "retryable", "budget_usd", "budget_tokens", "spent_usd", "spent_tokens", "call")
+    code = "BUDGET_EXCEEDED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget_usd: str | None = None,
+        budget_tokens: int | None = None,
+        spent_usd: str = "0",
+        spent_tokens: int = 0,
+        call: dict[str, Any] | None = None,
+        step_id: str | None = None,
+    ) -> None:
+        super().__init__(message, step_id=step_id, retryable=False)
+        self.budget_usd = budget_usd
+        self.budget_tokens = budget_tokens
+        self.spent_usd = spent_usd
+        self.spent_tokens = spent_tokens
+        self.call = call or {}
 
 
 # ---------------------------------------------------------------- runtime failures

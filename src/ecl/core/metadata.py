@@ -45,6 +45,8 @@ class StepMetadata(BaseModel):
     llm_calls: int = 0
     cost_usd: Decimal = Decimal(0)
     """What every LLM call of the step cost (all attempts, failed ones included), exactly."""
+    spent_tokens: int = 0
+    """Every token of every attempt's LLM calls (what a token budget counts)."""
 
     @property
     def duration_ms(self) -> float | None:

@@ -15,6 +15,8 @@ class WorkflowState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     WAITING_FOR_REVISION = "waiting_for_revision"
+    WAITING_FOR_BUDGET = "waiting_for_budget"
+    """An LLM call would cross the budget: waiting for ``ecl signal ID budget --add-usd N``."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -44,10 +46,19 @@ _ALLOWED: dict[WorkflowState, frozenset[WorkflowState]] = {
         {
             WorkflowState.RUNNING,
             WorkflowState.WAITING_FOR_REVISION,
+            WorkflowState.WAITING_FOR_BUDGET,
             WorkflowState.COMPLETED,
             WorkflowState.FAILED,
             WorkflowState.CANCELLED,
             WorkflowState.PENDING,
+        }
+    ),
+    WorkflowState.WAITING_FOR_BUDGET: frozenset(
+        {
+            WorkflowState.RUNNING,
+            WorkflowState.WAITING_FOR_BUDGET,
+            WorkflowState.FAILED,
+            WorkflowState.CANCELLED,
         }
     ),
     WorkflowState.WAITING_FOR_REVISION: frozenset(

@@ -17,6 +17,7 @@ from ecl.config import Settings
 from ecl.core.policy import RetryPolicy
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
 from ecl.llm import BreakerBoard, LlmProvider, build_provider
+from ecl.llm.budget import BudgetPolicy
 from ecl.llm.prices import PriceTable
 from ecl.steps import PromptLibrary
 from ecl.store.database import create_engine, create_sync_engine
@@ -120,6 +121,9 @@ def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Ru
         artifacts=artifacts,
         prompts=PromptLibrary(override_dir=prompts_dir, search_dirs=catalog.prompt_dirs),
         prices=prices,
+        budget=BudgetPolicy(
+            usd=settings.budget.usd, tokens=settings.budget.tokens, on_exceeded=settings.budget.on_exceeded
+        ),
     )
     return Runtime(orchestrator=orchestrator, definitions=catalog, llm=llm, breakers=breakers)
 

@@ -14,7 +14,8 @@ from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
 from ecl.core.metadata import TokenUsage
 from ecl.core.records import LlmCall
-from ecl.llm.prices import PriceTable
+from ecl.llm.budget import BudgetGuard
+from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
 from ecl.observability import metrics
 from ecl.steps.prompts import PromptLibrary
@@ -34,6 +35,7 @@ class RecordingLlm:
         workflow_id: str,
         execution_id: str,
         prices: PriceTable | None = None,
+        budget: BudgetGuard | None = None,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -42,23 +44,34 @@ class RecordingLlm:
         self._workflow_id = workflow_id
         self._execution_id = execution_id
         self._prices = prices
+        self._budget = budget
         self.usage = TokenUsage()
         self.calls = 0
         self.cost = Decimal(0)
         """What this attempt's calls cost (USD, exact)."""
 
-    def _cost(self, model: str, usage: TokenUsage) -> Decimal:
+    def _price(self, model: str) -> Price | None:
         if self._prices is None:
-            return Decimal(0)
+            return None
         # A provider may answer with a dated id of the requested model: try both.
-        price = self._prices.find(self.inner.name, model) or self._prices.find(self.inner.name, self.model)
+        return self._prices.find(self.inner.name, model) or self._prices.find(self.inner.name, self.model)
+
+    def _cost(self, model: str, usage: TokenUsage) -> Decimal:
+        price = self._price(model)
         return Decimal(0) if price is None else price.cost(usage)
+
+    def _check_budget(self, request: CompletionRequest) -> None:
+        if self._budget is not None:
+            model = request.model or self.model
+            self._budget.check(request, model, self._price(model))
 
     async def _record(self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None) -> None:
         self.calls += 1
         self.usage = self.usage + usage
         cost = self._cost(model, usage)
         self.cost += cost
+        if self._budget is not None:
+            self._budget.add(cost, usage.total)
         metrics.llm_call(
             self.inner.name,
             model,
@@ -88,7 +101,8 @@ class RecordingLlm:
         )
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        """Call the provider and record the call."""
+        """Call the provider and record the call (not sent if it could cross the budget)."""
+        self._check_budget(request)
         started = time.perf_counter()
         try:
             response = await self.inner.complete(request)
@@ -105,6 +119,7 @@ class RecordingLlm:
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream from the provider and record the call when it ends."""
+        self._check_budget(request)
         started = time.perf_counter()
         try:
             async for event in self.inner.stream(request):

@@ -13,10 +13,11 @@ import structlog
 from pydantic import BaseModel
 
 from ecl.artifacts.store import ArtifactStore
-from ecl.core.errors import EclError, StepError, StepValidationError
+from ecl.core.errors import BudgetExceeded, EclError, StepError, StepValidationError
 from ecl.core.metadata import StepMetadata
 from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
+from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability import metrics
@@ -68,8 +69,10 @@ class StepExecutor:
         workflow_id: str,
         iteration: int = 0,
         recorder: StepRecorder | None = None,
+        budget: BudgetGuard | None = None,
     ) -> StepExecution:
-        """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed."""
+        """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed
+        (:class:`~ecl.core.BudgetExceeded`, never retried, when ``budget`` refused a call)."""
         step = self.registry.get(step_id)
         return await self.execute_step(step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder)
 
@@ -102,6 +105,7 @@ class StepExecutor:
         policy = step.retry_policy
         attempt = 0
         spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
+        spent_tokens = 0
         while True:
             attempt += 1
             execution_id = await recorder.step_started(
@@ -109,7 +113,12 @@ class StepExecutor:
             )
             attempt_started = time.monotonic()
             llm = RecordingLlm(
-                self.llm, recorder, workflow_id=workflow_id, execution_id=execution_id, prices=self.prices
+                self.llm,
+                recorder,
+                workflow_id=workflow_id,
+                execution_id=execution_id,
+                prices=self.prices,
+                budget=budget,
             )
             ctx = StepContext(
                 llm=llm,
@@ -124,27 +133,36 @@ class StepExecutor:
             log.info("step attempt", attempt=attempt)
             try:
                 output, feedback = await self._attempt(step, ctx, model)
-            except StepError as err:
+            except StepError as caught:
                 spent += llm.cost
-                err.step_id = err.step_id or step_id
-                kind = "validation_failed" if isinstance(err, StepValidationError) else "attempt_failed"
-                traces.append(TraceEvent(kind=kind, attempt=attempt, detail=err.to_dict()))
+                spent_tokens += llm.usage.total
+                # A budget refusal stands even if the step's code caught it: never retried.
+                failure = budget.refusal if budget is not None and budget.refusal is not None else caught
+                failure.step_id = failure.step_id or step_id
+                kind = "validation_failed" if isinstance(failure, StepValidationError) else "attempt_failed"
+                traces.append(TraceEvent(kind=kind, attempt=attempt, detail=failure.to_dict()))
                 await recorder.step_finished(
-                    execution_id, StepFinished("failed", error=err.to_dict(), tokens=llm.usage)
+                    execution_id, StepFinished("failed", error=failure.to_dict(), tokens=llm.usage)
                 )
                 metrics.step_finished(step_id, "failed", time.monotonic() - attempt_started)
-                if err.retryable and attempt < policy.max_attempts:
+                if failure.retryable and attempt < policy.max_attempts:
                     wait = policy.delay(attempt)
-                    log.warning("step attempt failed; retrying", error=err.message, wait_s=wait)
+                    log.warning("step attempt failed; retrying", error=failure.message, wait_s=wait)
                     traces.append(TraceEvent(kind="retry", attempt=attempt, detail={"wait_s": wait}))
                     await self._sleep(wait)
                     continue
-                log.error("step failed", error=err.message, attempts=attempt)
+                # Over budget is the workflow's business (fail or wait), not an error of the step.
+                (log.info if isinstance(failure, BudgetExceeded) else log.error)(
+                    "step failed", error=failure.message, attempts=attempt
+                )
                 if attempt > 1:
-                    err.message = f"{err.message} (after {attempt} attempts)"
-                    err.args = (err.message,)
-                raise
+                    failure.message = f"{failure.message} (after {attempt} attempts)"
+                    failure.args = (failure.message,)
+                if failure is caught:
+                    raise
+                raise failure from None
             spent += llm.cost
+            spent_tokens += llm.usage.total
             data = output.model_dump(mode="json")
             await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
             metrics.step_finished(step_id, "completed", time.monotonic() - attempt_started)
@@ -162,6 +180,7 @@ class StepExecutor:
                     llm_tokens_used=llm.usage,
                     llm_calls=llm.calls,
                     cost_usd=spent,
+                    spent_tokens=spent_tokens,
                 ),
                 traces=traces,
             )

@@ -48,9 +48,11 @@ from ecl.workflows.expression import Expression, ExpressionError, parse_expressi
 from ecl.workflows.loader import DefinitionRegistry, load_definition_file, load_definitions, parse_definition
 from ecl.workflows.orchestrator import (
     APPROVAL_PROMISE,
+    BUDGET_PROMISE,
     STATE_DRAFT,
     STATE_REVISIONS,
     WorkflowOrchestrator,
+    budget_journal_name,
     journal_name,
     promise_name,
 )
@@ -58,6 +60,7 @@ from ecl.workflows.recorder import NullWorkflowRecorder, WorkflowRecorder
 
 __all__ = [
     "APPROVAL_PROMISE",
+    "BUDGET_PROMISE",
     "MAX_LOOP_ITERATIONS",
     "STATE_DRAFT",
     "STATE_REVISIONS",
@@ -83,6 +86,7 @@ __all__ = [
     "WorkflowOptions",
     "WorkflowOrchestrator",
     "WorkflowRecorder",
+    "budget_journal_name",
     "builtin_definitions",
     "builtin_step_list",
     "builtin_steps",

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -135,6 +136,10 @@ class WorkflowOptions(_Model):
     """Wait for human approval once every step has run (``input.require_approval``
     overrides). A human ``revise`` goes through the revision loop; without one, only
     ``approve`` can be carried out."""
+    budget_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Spending limit of each run in USD (``input.budget_usd`` overrides; default: ``budget.usd``)."""
+    budget_tokens: int | None = Field(default=None, ge=0)
+    """Token limit of each run (``input.budget_tokens`` overrides; default: ``budget.tokens``)."""
 
 
 class WorkflowDefinition(_Model):

@@ -24,6 +24,8 @@ from ecl.api.models import (
 from ecl.api.services import Services, services
 from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.state import parse_state
+from ecl.llm.budget import parse_budget, parse_top_up
+from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["router"]
 
@@ -46,6 +48,7 @@ async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
     definition's input model is a 400 naming the field."""
     existed = body.workflow_id is not None and await svc.workflows.find(body.workflow_id) is not None
     # The engine checks the definition, the input and a resubmission (the rules are theirs).
+    parse_budget(body.input)
     workflow_id = await svc.engine.submit(body.definition_id, body.input, body.workflow_id)
     if existed:
         response.status_code = 200
@@ -161,6 +164,8 @@ async def signal(workflow_id: str, body: SignalIn, svc: Svc) -> WorkflowOut:
                 errors=[{"field": "decision", "message": "required without payload"}],
             )
         payload = {"decision": body.decision, "feedback": body.feedback}
+    if body.name.split("#", 1)[0] == BUDGET_PROMISE:
+        parse_top_up(payload)  # a bad top-up is the caller's 422, not the workflow's failure
     await svc.engine.signal(workflow_id, body.name, payload)
     return _out(await svc.workflows.get(workflow_id))
 

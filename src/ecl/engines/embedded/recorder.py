@@ -117,4 +117,10 @@ class WriterRecorder:
             stmt = self._sql.set_state_and_revisions
             params["b_revisions"] = change.revision_count
         self._writer.post(FencedUpdate(stmt, params, wid, self._owner))
-        self._emit("workflow_state", workflow_id=wid, state=state.value, revision_count=change.revision_count)
+        self._emit(
+            "workflow_state",
+            workflow_id=wid,
+            state=state.value,
+            revision_count=change.revision_count,
+            error=change.error,
+        )
