@@ -136,7 +136,7 @@ def test_input_model_derived_from_references_conditions_and_literals() -> None:
     model = validate_definition(defn, StepRegistry([_Count()])).input_model
     assert model.__name__ == "DemoV2Input"
     fields = model.model_fields
-    assert set(fields) == {"n", "label", "meta", "mode", "require_approval"}
+    assert set(fields) == {"n", "label", "meta", "mode", "require_approval", "budget_usd", "budget_tokens"}
     assert fields["n"].is_required() and not fields["label"].is_required()
     validate_input("demo.v2", model, {"n": 2, "meta": {"name": "m"}, "mode": "full"})
     with pytest.raises(InputValidationError, match=r"input\.n: Input should be greater than or equal to 1"):
@@ -146,4 +146,4 @@ def test_input_model_derived_from_references_conditions_and_literals() -> None:
     validated = DefinitionRegistry.with_builtins().get("critique-revise")
     assert fresh == validated and fresh.model_dump() == validated.model_dump()
     # Before validation the types are unknown, but the field names are not.
-    assert set(fresh.input_model.model_fields) == {"topic", "require_approval"}
+    assert set(fresh.input_model.model_fields) == {"topic", "require_approval", "budget_usd", "budget_tokens"}

@@ -74,7 +74,9 @@ class StepExecutor:
         """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed
         (:class:`~ecl.core.BudgetExceeded`, never retried, when ``budget`` refused a call)."""
         step = self.registry.get(step_id)
-        return await self.execute_step(step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder)
+        return await self.execute_step(
+            step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder, budget=budget
+        )
 
     async def execute_step(
         self,
@@ -84,6 +86,7 @@ class StepExecutor:
         workflow_id: str,
         iteration: int = 0,
         recorder: StepRecorder | None = None,
+        budget: BudgetGuard | None = None,
     ) -> StepExecution:
         """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``."""
         step_id = step.id

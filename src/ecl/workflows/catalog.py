@@ -35,6 +35,7 @@ from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
 from ecl.core.errors import ConfigError, NotFoundError
 from ecl.core.results import WorkflowResult
+from ecl.llm.budget import BudgetPolicy
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.steps.function import StepFunction
@@ -312,9 +313,10 @@ class WorkflowCatalog:
         artifacts: ArtifactStore | None = None,
         prompts: PromptLibrary | None = None,
         prices: PriceTable | None = None,
+        budget: BudgetPolicy | None = None,
     ) -> CatalogOrchestrator:
         """What the engines run: dispatches each run to the graph or the code orchestrator."""
-        return CatalogOrchestrator(self, llm, artifacts=artifacts, prompts=prompts, prices=prices)
+        return CatalogOrchestrator(self, llm, artifacts=artifacts, prompts=prompts, prices=prices, budget=budget)
 
 
 class CatalogOrchestrator:
@@ -328,11 +330,18 @@ class CatalogOrchestrator:
         artifacts: ArtifactStore | None = None,
         prompts: PromptLibrary | None = None,
         prices: PriceTable | None = None,
+        budget: BudgetPolicy | None = None,
     ) -> None:
         self.catalog = catalog
         self.llm = llm
         self.graph = WorkflowOrchestrator(
-            catalog.definitions, catalog.steps, llm, artifacts=artifacts, prompts=prompts, prices=prices
+            catalog.definitions,
+            catalog.steps,
+            llm,
+            artifacts=artifacts,
+            prompts=prompts,
+            prices=prices,
+            budget=budget,
         )
         self.code = CodeOrchestrator(catalog.code, self.graph.executor)
 

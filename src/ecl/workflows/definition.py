@@ -242,8 +242,9 @@ def derive_input_model(defn: WorkflowDefinition, steps: StepRegistry | None) -> 
     and default of that step's input field (the strictest when several steps take it: a
     required one wins); any other use (a condition, a deeper path, inside a literal) makes
     an optional field of any type. ``require_approval`` (read by the orchestrator) is an
-    optional boolean. Unknown fields are refused, so a misspelt one is named at submission
-    instead of failing the run later.
+    optional boolean; ``budget_usd`` and ``budget_tokens`` (the run's budget) are optional.
+    Unknown fields are refused, so a misspelt one is named at submission instead of failing
+    the run later.
     """
     found: dict[str, tuple[Any, FieldInfo]] = {}
 
@@ -275,6 +276,9 @@ def derive_input_model(defn: WorkflowDefinition, steps: StepRegistry | None) -> 
             anything(t.draft[1:])
     if "require_approval" not in found:
         found["require_approval"] = (bool | None, FieldInfo(default=None))
+    # Read by the orchestrator too (ecl.llm.budget.parse_budget checks them, naming the value).
+    for budget in ("budget_usd", "budget_tokens"):
+        found.setdefault(budget, (Any, FieldInfo(default=None)))
     name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", defn.id)) + "Input"
     fields: dict[str, Any] = dict(found)
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
