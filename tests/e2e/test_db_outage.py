@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -189,6 +190,13 @@ def test_twenty_workflows_ride_through_a_15_s_database_outage(tmp_path: Path, pg
                     steps = [(s["step_id"], s["state"]) for s in api.get(f"/workflows/{wid}/steps").json()]
                     flow = ["generate", "critique", *(["revise", "critique"] if revised else []), "final"]
                     assert steps == [(step, "completed") for step in flow], (marker, steps)
+                # The lease (3 s in these tests) ran out during the outage; the server renewed
+                # it when the database came back: one live worker, the only owner there was.
+                with psycopg.connect(direct) as conn:
+                    workers = list(conn.execute("SELECT expires_at > now() FROM workers"))
+                    owners = list(conn.execute("SELECT DISTINCT owner FROM workflows"))
+                assert workers == [(True,)]
+                assert owners == [(None,)]
         finally:
             script.gate.set()
             if server.poll() is None:
@@ -203,5 +211,5 @@ def test_twenty_workflows_ride_through_a_15_s_database_outage(tmp_path: Path, pg
     recovered = [line for line in logs.splitlines() if "database reachable again" in line]
     assert len(began) == 1, logs
     assert len(recovered) == 1, logs
-    assert len(logs.splitlines()) < 20, logs
+    assert len(logs.splitlines()) <= 10, logs
     assert "Traceback" not in logs, logs
