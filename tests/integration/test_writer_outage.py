@@ -148,3 +148,5 @@ async def test_closing_during_an_outage_fails_what_waits_instead_of_hanging(dire
     await asyncio.wait_for(asyncio.to_thread(writer.close), 60)
     with pytest.raises(DatabaseError):
         await asyncio.wait_for(waiting, 60)
+    assert writer._thread is not None
+    assert not writer._thread.is_alive()  # it ended; close() did not give up waiting for it

@@ -320,8 +320,8 @@ class DatabaseWriter:
                 if first is None:
                     return
                 batch, stop = self._take([first])
-                conn = self._commit_riding_out(conn, batch)
-                if stop:
+                conn, stopped = self._commit_riding_out(conn, batch)
+                if stop or stopped:
                     return
         finally:
             if conn is not None:
@@ -342,9 +342,10 @@ class DatabaseWriter:
             batch.append(nxt)
         return batch, False
 
-    def _commit_riding_out(self, conn: Connection | None, batch: list[_Item]) -> Connection | None:
+    def _commit_riding_out(self, conn: Connection | None, batch: list[_Item]) -> tuple[Connection | None, bool]:
         """Thread mode: commit ``batch``, waiting out an unreachable database; returns the
-        connection to use next (``None`` after it broke)."""
+        connection to use next (``None`` after it broke) and whether the stop marker was
+        taken from the queue meanwhile."""
         delays = self._backoff.delays()
         unsure: _Unsure | None = None
         stop = False
@@ -357,9 +358,7 @@ class DatabaseWriter:
                     unsure = None
                 if batch:
                     self._run_batch(conn, batch)
-                if stop:
-                    self._queue.put(None)  # seen while waiting: hand it back to _main
-                return conn
+                return conn, stop
             except _Broken as broken:
                 exc: BaseException = broken.cause
                 batch = broken.pending
@@ -368,15 +367,14 @@ class DatabaseWriter:
                 if not unreachable(exc_):  # e.g. refused credentials: these writes fail
                     self._fail_all(batch, unsure, exc_, drain=False)
                     _discard(conn)
-                    return None
+                    return None, stop
                 exc = exc_
             _discard(conn)
             conn = None
             self.outage.failed(exc)
             batch = self._fail_impatient(batch, unsure, exc)
             if self._closed or self._wake.is_set():
-                self._fail_all(batch, unsure, exc)
-                return None
+                return None, self._fail_all(batch, unsure, exc) or stop
             if self._wake.wait(next(delays)):
                 continue  # closing: one last attempt, then give up
             if not stop:
@@ -418,21 +416,26 @@ class DatabaseWriter:
         self._settle(failing)
         return [item for item in batch if item.ride_out or id(item) in maybe_done]
 
-    def _fail_all(self, batch: list[_Item], unsure: _Unsure | None, exc: BaseException, *, drain: bool = True) -> None:
+    def _fail_all(self, batch: list[_Item], unsure: _Unsure | None, exc: BaseException, *, drain: bool = True) -> bool:
         """Fail what is left: when closing while the database is away (and then whatever
-        is still queued, ``drain``), or on an error that waiting cannot cure."""
+        is still queued, ``drain``), or on an error that waiting cannot cure. Returns
+        whether the stop marker was among what it drained."""
         items = batch + [i for i in (unsure.items if unsure else []) if all(i is not b for b in batch)]
         for item in items:
             item.error = _unavailable(exc) if unreachable(exc) else exc
         self._settle(items)
+        stop = False
         while drain:
             try:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if nxt is not None:
+                break
+            if nxt is None:
+                stop = True
+            else:
                 nxt.error = _unavailable(exc)
                 self._settle([nxt])
+        return stop
 
     def _commit(self, conn: Connection) -> None:
         conn.commit()
