@@ -158,12 +158,14 @@ def test_twenty_workflows_ride_through_a_15_s_database_outage(tmp_path: Path, pg
                 submitting = api.post("/workflows", json=body)
                 assert submitting.status_code == 503, submitting.text
                 assert submitting.json()["error"]["code"] == "DATABASE_ERROR"
+                assert api.get("/health/ready").status_code == 503
                 # The outage is the scenario's fixed length, not a synchronisation.
                 time.sleep(max(0.0, down_at + OUTAGE_SECONDS - time.monotonic()))
                 assert server.poll() is None
                 proxy.start()
 
                 ended = _wait_all_ended(api, ids)
+                assert api.get("/health/ready").status_code == 200
                 assert server.poll() is None, "the server must ride through, not restart"
                 assert {wid: r["state"] for wid, r in ended.items()} == dict.fromkeys(ids, "completed")
                 for i, wid in enumerate(ids):
