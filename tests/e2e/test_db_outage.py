@@ -8,6 +8,7 @@ the fake Anthropic server through the real SDK; each request names its workflow
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -73,6 +74,30 @@ class Script:
                 raise TimeoutError(f"{what}: {getattr(self, what)} of {count}")
 
 
+class Follower(threading.Thread):
+    """Reads ``GET /workflows/{id}/events`` to its end."""
+
+    def __init__(self, url: str, workflow_id: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.workflow_id = workflow_id
+        self.events: list[tuple[str, Any]] = []
+        self.first = threading.Event()
+
+    def run(self) -> None:
+        with (
+            httpx.Client(base_url=self.url, headers={"x-api-key": KEY}, timeout=120) as client,
+            client.stream("GET", f"/workflows/{self.workflow_id}/events", params={"interval": 0.2}) as stream,
+        ):
+            name = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    self.events.append((name, json.loads(line.removeprefix("data: "))))
+                    self.first.set()
+
+
 @pytest.fixture
 def proxy() -> Iterator[TcpProxy]:
     with TcpProxy(PG_HOST, int(PG_PORT)) as running:
@@ -121,6 +146,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# A server start costs 20-45 s on a loaded 2-core machine; the outage 15 s; the rest waits.
+@pytest.mark.timeout(900)
 def test_twenty_workflows_ride_through_a_15_s_database_outage(tmp_path: Path, pg_url: str, proxy: TcpProxy) -> None:
     direct = fresh_pg(pg_url)
     script = Script()
@@ -143,6 +170,10 @@ def test_twenty_workflows_ride_through_a_15_s_database_outage(tmp_path: Path, pg
                     ids.append(created.json()["id"])
                 # Every workflow has journaled its generate step and waits for its critique.
                 script.wait("held", WORKFLOWS)
+                # A client follows one workflow's events across the outage.
+                follower = Follower(url, ids[0])
+                follower.start()
+                follower.first.wait(60)
 
                 proxy.stop()
                 down_at = time.monotonic()
@@ -166,6 +197,10 @@ def test_twenty_workflows_ride_through_a_15_s_database_outage(tmp_path: Path, pg
 
                 ended = _wait_all_ended(api, ids)
                 assert api.get("/health/ready").status_code == 200
+                follower.join(60)
+                assert follower.events, "the event stream said nothing"
+                assert follower.events[-1][0] == "end"
+                assert follower.events[-1][1]["state"] == "completed"
                 assert server.poll() is None, "the server must ride through, not restart"
                 assert {wid: r["state"] for wid, r in ended.items()} == dict.fromkeys(ids, "completed")
                 for i, wid in enumerate(ids):

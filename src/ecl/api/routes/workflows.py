@@ -26,6 +26,7 @@ from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.state import parse_state
 from ecl.llm.budget import parse_budget, parse_top_up
 from ecl.workflows import BUDGET_PROMISE
+from ecl.store.outage import ride_out
 
 __all__ = ["router"]
 
@@ -186,12 +187,18 @@ async def events(
     async def stream() -> AsyncIterator[bytes]:
         seen: dict[str, str] = {}
         last_state = ""
+
+        async def read() -> tuple[Any, list[Any]]:
+            return await svc.workflows.get(workflow_id), await svc.steps.list_for(workflow_id)
+
         while True:
             try:
-                workflow = await svc.workflows.get(workflow_id)
+                # The headers are sent: a database outage cannot be a 503 any more, so the
+                # stream waits for the database (as the workflow does) instead of breaking.
+                workflow, steps = await ride_out(read)
             except NotFoundError:
                 return
-            for step in await svc.steps.list_for(workflow_id):
+            for step in steps:
                 if seen.get(step.id) != step.state:
                     seen[step.id] = step.state
                     yield _sse("step", step.model_dump(mode="json", exclude={"input"}))
