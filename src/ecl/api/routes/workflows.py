@@ -25,8 +25,8 @@ from ecl.api.services import Services, services
 from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.state import parse_state
 from ecl.llm.budget import parse_budget, parse_top_up
-from ecl.workflows import BUDGET_PROMISE
 from ecl.store.outage import ride_out
+from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["router"]
 
