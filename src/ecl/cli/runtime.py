@@ -141,8 +141,11 @@ class Progress:
             extra += f" attempt {attempt}" if attempt > 1 else ""
             self._line(f"→ {self.current}{extra}")
         elif kind == "step_finished":
-            self.steps += 1
-            self._line(f"✓ {self.current} ({event.get('state')})")
+            state = str(event.get("state"))
+            # Only a completed attempt earns the check mark; a failed one is crossed out.
+            mark = "✓" if state == "completed" else "✗"
+            self.steps += state == "completed"
+            self._line(f"{mark} {event.get('step_id') or self.current} ({state})")
         elif kind == "workflow_state" and event.get("state") == "waiting_for_revision":
             self._line("… waiting for approval (ecl signal ID approve|revise)")
         elif kind == "workflow_state" and event.get("state") == "waiting_for_budget":

@@ -44,6 +44,9 @@ class WriterRecorder:
         self._owner = owner
         self._sql = sql
         self._listener = listener
+        # Which step each running attempt belongs to, so its end is shown under its own name
+        # when sibling steps run concurrently.
+        self._started: dict[str, str] = {}
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._listener is not None:
@@ -71,6 +74,8 @@ class WriterRecorder:
                 },
             )
         )
+        if self._listener is not None:
+            self._started[execution_id] = step.step_id
         self._emit(
             "step_started",
             workflow_id=step.workflow_id,
@@ -91,7 +96,13 @@ class WriterRecorder:
             "b_tokens": result.total_tokens,
         }
         self._writer.post(FencedUpdate(self._sql.step_finished, params))
-        self._emit("step_finished", execution_id=execution_id, state=result.state, tokens=result.total_tokens)
+        self._emit(
+            "step_finished",
+            execution_id=execution_id,
+            step_id=self._started.pop(execution_id, None),
+            state=result.state,
+            tokens=result.total_tokens,
+        )
 
     async def llm_call(self, call: LlmCall) -> None:
         """Queue one llm_calls row."""
