@@ -301,6 +301,43 @@ def test_symlinked_artifact_is_404(api: httpx.Client, ecl: Ecl) -> None:
     assert "outside" not in response.text
 
 
+def _completed_artifact(api: httpx.Client, ecl: Ecl, topic: str) -> tuple[str, dict[str, Any], Path]:
+    body = {"definition_id": "critique-revise", "input": {"topic": topic}}
+    wid = api.post("/workflows", json=body).json()["id"]
+    wait_state(api, wid, {"completed"})
+    art = api.get(f"/workflows/{wid}/artifacts").json()[0]
+    return wid, art, ecl.tmp / "artifacts" / wid / "final" / art["id"]
+
+
+def test_hardlinked_artifact_is_404(api: httpx.Client, ecl: Ecl) -> None:
+    wid, art, path = _completed_artifact(api, ecl, "hardlink")
+    # Same bytes as the artifact, so only the extra link gives it away.
+    planted = ecl.tmp / "planted.txt"
+    planted.write_bytes(path.read_bytes())
+    path.unlink()
+    os.link(planted, path)
+    response = api.get(f"/workflows/{wid}/artifacts/{art['id']}")
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "ARTIFACT_NOT_FOUND"
+
+
+@pytest.mark.parametrize("change", ["same size", "shorter", "longer"])
+def test_a_changed_artifact_is_refused_before_the_response_starts(api: httpx.Client, ecl: Ecl, change: str) -> None:
+    wid, art, path = _completed_artifact(api, ecl, f"changed {change}")
+    content = path.read_bytes()
+    changed = {
+        "same size": bytes(255 - b for b in content),
+        "shorter": content[: len(content) // 2],
+        "longer": content + b"appended",
+    }[change]
+    path.write_bytes(changed)
+    response = api.get(f"/workflows/{wid}/artifacts/{art['id']}")
+    assert response.status_code == 500, response.text
+    error = response.json()["error"]
+    assert error["code"] == "ARTIFACT_CORRUPTED"
+    assert error["details"] == {"id": art["id"]}
+
+
 def test_production_refuses_to_start_without_a_key(ecl: Ecl) -> None:
     done = ecl.run("server", "start", "--port", str(free_port()), ECL_ENV="production")
     assert done.returncode == 5

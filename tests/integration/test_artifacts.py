@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecl.artifacts import LocalArtifactStore
 from ecl.core import NotFoundError, StepIoError
+from ecl.core.errors import ArtifactCorrupted
 from ecl.store import ArtifactRepository, WorkflowRepository, create_engine, upgrade
 
 
@@ -93,3 +94,46 @@ async def test_content_missing_on_disk_is_not_found(store: LocalArtifactStore) -
     (store.base / "wf-1" / "final" / art.id).unlink()
     with pytest.raises(NotFoundError):
         await store.retrieve("wf-1", art.id)
+
+
+async def test_a_hard_link_planted_in_the_folder_is_not_found(store: LocalArtifactStore, tmp_path: Path) -> None:
+    art = await store.store("wf-1", "final", "final.md", b"inside", "text/plain")
+    planted = tmp_path / "planted.txt"
+    planted.write_bytes(b"inside")  # the recorded size and sha256: only the link is wrong
+    path = store.base / "wf-1" / "final" / art.id
+    path.unlink()
+    os.link(planted, path)
+    with pytest.raises(NotFoundError):
+        await store.retrieve("wf-1", art.id)
+
+
+@pytest.mark.parametrize("changed", [b"INSIDE", b"in", b"inside and more"])
+async def test_content_that_differs_from_its_record_is_never_served(
+    store: LocalArtifactStore, changed: bytes
+) -> None:
+    art = await store.store("wf-1", "final", "final.md", b"inside", "text/plain")
+    (store.base / "wf-1" / "final" / art.id).write_bytes(changed)
+    chunks = store.open("wf-1", art.id)
+    with pytest.raises(ArtifactCorrupted) as caught:
+        await anext(chunks)  # refused before the first byte
+    assert caught.value.artifact_id == art.id
+    with pytest.raises(ArtifactCorrupted):
+        await store.retrieve("wf-1", art.id)
+
+
+async def test_a_file_changed_while_it_is_read_fails_instead_of_serving_other_bytes(
+    store: LocalArtifactStore,
+) -> None:
+    content = os.urandom(256 * 1024)
+    art = await store.store("wf-1", "final", "big.bin", content, "application/octet-stream")
+    path = store.base / "wf-1" / "final" / art.id
+    received = b""
+    with pytest.raises(ArtifactCorrupted):
+        async for chunk in store.open("wf-1", art.id, chunk_size=65536):
+            if not received:
+                with path.open("r+b") as handle:  # rewritten in place, behind the reader's back
+                    handle.seek(200 * 1024)
+                    handle.write(b"x" * 1024)
+            received += chunk
+    assert len(received) <= len(content)
+

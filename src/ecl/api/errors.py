@@ -12,6 +12,7 @@
 | ILLEGAL_TRANSITION | 409 | a state change the state machine forbids |
 | PAYLOAD_TOO_LARGE | 413 | over the configured size |
 | DATABASE_ERROR, ENGINE_ERROR | 503 | a dependency is down |
+| ARTIFACT_CORRUPTED | 500 | a stored artifact no longer matches its recorded size or sha256 |
 | INTERNAL_ERROR | 500 | anything else (no stack trace is ever returned) |
 
 Database failures are translated here, at the boundary: a database that cannot be reached
@@ -36,6 +37,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecl.core.errors import (
+    ArtifactCorrupted,
     ConflictError,
     DatabaseError,
     EclError,
@@ -107,6 +109,9 @@ def _for_ecl(err: EclError) -> JSONResponse:
         return _respond(400, err.code, err.message)
     if isinstance(err, DatabaseError | EngineError):
         return _respond(503, err.code, err.message)
+    if isinstance(err, ArtifactCorrupted):
+        _log.error("artifact corrupted", error=err.message)
+        return _respond(500, err.code, err.message, {"id": err.artifact_id})
     _log.error("request failed", error=err.message, type=type(err).__name__)
     return _respond(500, "INTERNAL_ERROR", "internal error")
 

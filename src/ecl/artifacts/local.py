@@ -4,22 +4,26 @@ Content is written to a temporary file in the target folder, flushed and renamed
 place, so a reader never sees half an artifact. Metadata goes to the ``artifacts`` table.
 Ids that come from outside are checked against a strict pattern and the resolved path
 must stay inside the base folder, so ``../``, encoded dots, absolute paths, backslashes,
-NUL bytes and symlinks that point elsewhere all read as "not found".
+NUL bytes, symlinks and extra hard links all read as "not found". Content is served only
+when its size and sha256 match the record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from ecl.artifacts.store import Artifact
-from ecl.core.errors import NotFoundError, StepIoError
+from ecl.core.errors import ArtifactCorrupted, NotFoundError, StepIoError
 from ecl.store.outage import ride_out
 from ecl.store.repositories import ArtifactRecord, ArtifactRepository
 
@@ -118,18 +122,68 @@ class LocalArtifactStore:
 
     async def retrieve(self, workflow_id: str, artifact_id: str) -> bytes:
         """The whole content."""
-        return b"".join([chunk async for chunk in self.open(workflow_id, artifact_id)])
+        async with contextlib.aclosing(self.open(workflow_id, artifact_id)) as chunks:
+            return b"".join([chunk async for chunk in chunks])
 
     async def open(self, workflow_id: str, artifact_id: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
-        """The content in chunks; the file is opened without following a symlink."""
-        path = self._readable(await self._record(workflow_id, artifact_id))
+        """The content in chunks, exactly as stored: its size and sha256 are checked first.
+
+        The file is opened once, without following a symlink, and refused when it has other
+        hard links (a link planted in the folder could expose any file of the same disk);
+        a file whose size or sha256 differs from its record raises
+        :class:`~ecl.core.errors.ArtifactCorrupted` before the first chunk. A file changed
+        while it is read raises the same error at the point the change is seen, never
+        more bytes than the record's size are given, so a response never lies about its length.
+        """
+        record = await self._record(workflow_id, artifact_id)
+        path = self._readable(record)
+        handle = await asyncio.to_thread(self._open_checked, path, record)
+        try:
+            digest = hashlib.sha256()
+            remaining = record.size
+            while remaining > 0:
+                chunk = await asyncio.to_thread(handle.read, min(chunk_size, remaining))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+                yield chunk
+            if remaining or (record.sha256 is not None and digest.hexdigest() != record.sha256):
+                raise self._corrupted(record, "the file changed while it was read")
+        finally:
+            handle.close()
+
+    def _corrupted(self, record: ArtifactRecord, reason: str) -> ArtifactCorrupted:
+        return ArtifactCorrupted(
+            f"artifact {record.id} of workflow {record.workflow_id} is corrupted: {reason}",
+            artifact_id=record.id,
+            reason=reason,
+        )
+
+    def _open_checked(self, path: Path, record: ArtifactRecord) -> BinaryIO:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
-            raise self._not_found(artifact_id) from None
-        with os.fdopen(fd, "rb") as handle:
-            while chunk := await asyncio.to_thread(handle.read, chunk_size):
-                yield chunk
+            raise self._not_found(record.id) from None
+        handle = os.fdopen(fd, "rb")
+        try:
+            info = os.fstat(fd)
+            # The store writes every artifact by rename, so a second link was made by someone else.
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                raise self._not_found(record.id)
+            if info.st_size != record.size:
+                raise self._corrupted(record, f"{info.st_size} bytes on disk, {record.size} recorded")
+            if record.sha256 is not None:
+                digest = hashlib.sha256()
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+                if digest.hexdigest() != record.sha256:
+                    raise self._corrupted(record, "its sha256 differs from the recorded one")
+                handle.seek(0)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     async def delete(self, workflow_id: str, artifact_id: str) -> bool:
         """Remove content and metadata."""

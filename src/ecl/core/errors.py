@@ -27,6 +27,7 @@ journaled, sent over HTTP and raised again on the other side.
         ├── NonDeterminismError      replayed code diverged from its journal
         ├── JournalLimitError        a step result too large to journal
         ├── LeaseError               another process owns the workflow
+        ├── ArtifactCorrupted        stored content no longer matches its size or sha256
         └── EngineError              the durable engine (embedded or Restate) failed
 
 Control-flow signals of the engines (:class:`EngineSignal`) derive from ``BaseException``
@@ -39,6 +40,7 @@ import inspect
 from typing import Any, ClassVar, Literal
 
 __all__ = [
+    "ArtifactCorrupted",
     "BudgetExceeded",
     "ConfigError",
     "ConflictError",
@@ -406,6 +408,18 @@ class LeaseError(RuntimeFailure):
         super().__init__(message)
         self.workflow_id = workflow_id
         self.owner = owner
+
+
+class ArtifactCorrupted(RuntimeFailure):
+    """An artifact's content differs from what was stored (size or sha256): never served."""
+
+    fields = ("artifact_id", "reason")
+    code = "ARTIFACT_CORRUPTED"
+
+    def __init__(self, message: str, *, artifact_id: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.artifact_id = artifact_id
+        self.reason = reason
 
 
 class EngineError(RuntimeFailure):

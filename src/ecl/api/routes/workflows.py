@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -127,13 +128,21 @@ async def download_artifact(workflow_id: str, artifact_id: str, svc: Svc) -> Str
     """The artifact's content, streamed, with its content type."""
     meta = await svc.store.get(workflow_id, artifact_id)
     chunks = svc.store.open(workflow_id, artifact_id)
-    first = await anext(chunks, b"")  # fail with 404 before the response starts
+    try:
+        # The store checks size and sha256 before the first chunk: a missing or corrupted
+        # file fails with 404/500 before the response (and its content-length) starts.
+        first = await anext(chunks, b"")
+    except BaseException:
+        await chunks.aclose()
+        raise
 
     async def body() -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        async for chunk in chunks:
-            yield chunk
+        # Closing the chunks closes the file now, also when the client goes away mid-stream.
+        async with contextlib.aclosing(chunks):
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
 
     safe_name = "".join(c for c in meta.name if c.isalnum() or c in "._-") or "artifact"
     return StreamingResponse(
