@@ -1,8 +1,12 @@
 """Retrying provider: exponential backoff that honours ``retry-after``.
 
 Retries rate limits (429), overload (529), 5xx, timeouts and dropped connections; never
-bad requests or auth failures (400, 401, 403, 404). The SDKs' own retries are off, so the
-number of HTTP requests per ``complete`` call is at most ``policy.max_attempts``.
+bad requests or auth failures (400, 401, 403, 404). The SDKs' own retries are off, and this
+is the one retry budget of an LLM call (steps never retry an ``LlmError``:
+:mod:`ecl.core.policy`), so the number of HTTP requests per ``complete`` call is at most
+``policy.max_attempts`` (``llm.retry.max_attempts``), whatever the step's retry policy. A
+wait is never shorter than the server's ``retry-after``; a server asking for more than
+:data:`MAX_RETRY_AFTER` seconds gets no retry and the error says so.
 """
 
 from __future__ import annotations
@@ -50,6 +54,18 @@ class RetryingProvider:
             wait = max(wait, err.retry_after)
         return wait
 
+    def _give_up(self, err: LlmError, attempt: int) -> None:
+        """Say in the error's message how many requests were sent and why no more will be."""
+        err.attempts = attempt
+        if not err.retryable:
+            return
+        if err.retry_after is not None and err.retry_after > MAX_RETRY_AFTER and attempt < self.policy.max_attempts:
+            why = f"the server asked to wait {err.retry_after:g} s, more than the {MAX_RETRY_AFTER:g} s ECL waits"
+        else:
+            why = f"llm.retry.max_attempts={self.policy.max_attempts}"
+        err.message = f"{err.message} (gave up after {attempt} request{'s' if attempt > 1 else ''}: {why})"
+        err.args = (err.message,)
+
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         """Call the inner provider, retrying retryable failures."""
         attempt = 0
@@ -58,10 +74,11 @@ class RetryingProvider:
             try:
                 return await self.inner.complete(request)
             except LlmError as err:
-                err.attempts = attempt
                 wait = self._wait(err, attempt)
                 if wait is None:
+                    self._give_up(err, attempt)
                     raise
+                err.attempts = attempt
                 _log.warning(
                     "llm call failed; retrying",
                     kind=err.kind,
@@ -83,10 +100,14 @@ class RetryingProvider:
                     yield event
                 return
             except LlmError as err:
-                err.attempts = attempt
-                wait = None if started else self._wait(err, attempt)
-                if wait is None:
+                if started:  # text already went out: another request would repeat it
+                    err.attempts = attempt
                     raise
+                wait = self._wait(err, attempt)
+                if wait is None:
+                    self._give_up(err, attempt)
+                    raise
+                err.attempts = attempt
                 await self._sleep(wait)
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.errors import BudgetExceeded, EclError, StepError, StepValidationError
 from ecl.core.metadata import StepMetadata
+from ecl.core.policy import step_may_retry
 from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
 from ecl.llm.budget import BudgetGuard
@@ -37,9 +38,11 @@ _log = structlog.get_logger("ecl.steps")
 class StepExecutor:
     """Executes registered steps with validation, retries, recording and tracing.
 
-    Attempts are bounded by the step's :class:`~ecl.core.RetryPolicy`; each attempt's LLM
-    calls are bounded by the provider's own retry policy, so one step makes at most
-    ``step.retry_policy.max_attempts * llm.retry.max_attempts`` LLM requests.
+    Attempts are bounded by the step's :class:`~ecl.core.RetryPolicy`. An LLM failure is
+    never retried here: the provider's own policy (``llm.retry``) is the one budget of an
+    LLM request, so an :class:`~ecl.core.LlmError` that reaches the step fails it at once
+    (see :mod:`ecl.core.policy`). Another attempt is made for the step's own retryable
+    failures, such as an output that fails validation.
     """
 
     def __init__(
@@ -148,7 +151,7 @@ class StepExecutor:
                     execution_id, StepFinished("failed", error=failure.to_dict(), tokens=llm.usage)
                 )
                 metrics.step_finished(step_id, "failed", time.monotonic() - attempt_started)
-                if failure.retryable and attempt < policy.max_attempts:
+                if step_may_retry(failure) and attempt < policy.max_attempts:
                     wait = policy.delay(attempt)
                     log.warning("step attempt failed; retrying", error=failure.message, wait_s=wait)
                     traces.append(TraceEvent(kind="retry", attempt=attempt, detail={"wait_s": wait}))

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ecl.core.errors import EclError, JournalLimitError, NonDeterminismError, StepError, error_from_dict
-from ecl.core.policy import RetryPolicy
+from ecl.core.policy import RetryPolicy, step_may_retry
 
 __all__ = ["InMemoryDurableContext"]
 
@@ -220,7 +220,7 @@ class InMemoryDurableContext:
             try:
                 value = await fn()
             except StepError as err:
-                if err.retryable and attempt < policy.max_attempts:
+                if step_may_retry(err) and attempt < policy.max_attempts:
                     await self._sleep(policy.delay(attempt))
                     continue
                 journal[name] = ("error", err.to_dict())

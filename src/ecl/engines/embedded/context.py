@@ -29,7 +29,7 @@ from ecl.core.errors import (
     WorkflowCancelled,
     error_from_dict,
 )
-from ecl.core.policy import RetryPolicy
+from ecl.core.policy import RetryPolicy, step_may_retry
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded.writer import DatabaseWriter, FencedInsert, LeaseLost
 
@@ -176,7 +176,7 @@ class EmbeddedDurableContext:
             try:
                 value = await fn()
             except StepError as err:
-                if err.retryable and attempt < policy.max_attempts:
+                if step_may_retry(err) and attempt < policy.max_attempts:
                     await asyncio.sleep(policy.delay(attempt))
                     continue
                 await self._append(seq, "run", name, "error", err.to_dict())

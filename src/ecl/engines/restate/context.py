@@ -7,7 +7,8 @@ How ECL's semantics map onto Restate's:
   unexpected failure (a database hiccup, a bug) fails the *attempt* and Restate retries the
   invocation from its journal (at-least-once), while a :class:`~ecl.core.StepError` is final.
   With a policy, its attempts and backoff become :class:`restate.RunOptions`; a retryable
-  ``StepError`` is retried by Restate, a non-retryable one is final at once.
+  ``StepError`` is retried by Restate, a non-retryable one (and any ``LlmError``, whose
+  retries belong to the LLM layer: :mod:`ecl.core.policy`) is final at once.
 * A final ``StepError`` (or any :class:`~ecl.core.UserError`) crosses Restate as a
   ``TerminalError`` carrying the error's JSON, journaled, so a replay raises the same
   :class:`~ecl.core.EclError` again, with its type and fields.
@@ -30,7 +31,7 @@ from restate import RunOptions, TerminalError
 
 from ecl.core.durable import JsonValue
 from ecl.core.errors import EclError, RuntimeFailure, StepError, WorkflowCancelled, error_from_dict
-from ecl.core.policy import RetryPolicy
+from ecl.core.policy import RetryPolicy, step_may_retry
 
 __all__ = ["CANCELLED_STATUS", "RestateDurableContext", "from_terminal", "is_cancellation", "to_terminal"]
 
@@ -133,7 +134,7 @@ class RestateDurableContext:
             try:
                 return await fn()
             except StepError as err:
-                if retrying and err.retryable:
+                if retrying and step_may_retry(err):
                     raise _RetryableFailure(err) from err
                 raise to_terminal(err) from err
             except RuntimeFailure:
