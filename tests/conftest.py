@@ -9,6 +9,7 @@ import pytest
 
 from ecl.testing import FakeAnthropicServer
 from tests.db_fixtures import any_url, pg_url, server_url
+from tests.e2e.helpers import reap, spawned
 
 __all__ = ["any_url", "pg_url", "server_url"]
 
@@ -20,6 +21,23 @@ def _block_real_llm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9")
     for var in ("ANTHROPIC_API_KEY", "ECL_CLAUDE_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_leftover_processes() -> Iterator[None]:
+    """At the end, stop whatever a module's fixtures left running."""
+    yield
+    reap()
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes() -> Iterator[None]:
+    """Stop (and reap, closing their pipes) the processes a test started and left running,
+    also when it failed half-way: a server left on its port, or pipes closed only by the
+    garbage collector during some later test (a ResourceWarning, an error there)."""
+    mark = spawned()
+    yield
+    reap(mark)
 
 
 @pytest.fixture

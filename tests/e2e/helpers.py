@@ -1,4 +1,10 @@
-"""Driving the real ``ecl`` executable against a fake Anthropic server."""
+"""Driving the real ``ecl`` executable against a fake Anthropic server.
+
+Every process started here is registered, so a test that fails half-way still has it
+stopped (and its pipes closed) by the ``_reap_processes`` fixture in ``tests/conftest.py``.
+Waits for a server to come up are generous (:data:`START_TIMEOUT`; the suite must pass on
+a machine busy with other work) and stop as soon as the process dies.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ecl.testing import ReceivedRequest
 
 ECL = str(Path(sys.executable).with_name("ecl"))
+
+START_TIMEOUT = float(os.environ.get("ECL_TEST_START_TIMEOUT", "300"))
+"""Seconds a spawned server may take to come up. Long, because a busy machine can make a
+start that takes 2 s alone take a minute; a process that dies ends the wait at once."""
+
+_spawned: list[subprocess.Popen[str]] = []
 
 PASS = json.dumps({"critique": "good", "decision": "pass", "feedback": None})
 REVISE = json.dumps({"critique": "thin", "decision": "revise", "feedback": "add an example"})
@@ -96,7 +110,7 @@ class Ecl:
         )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [ECL, *args],
             env=self.env(**env),
             cwd=self.tmp,
@@ -104,6 +118,8 @@ class Ecl:
             stderr=subprocess.PIPE,
             text=True,
         )
+        _spawned.append(proc)
+        return proc
 
     def json(self, *args: str, **env: str) -> Any:
         done = self.run(*args, "--format", "json", **env)
@@ -131,4 +147,74 @@ class Ecl:
 def kill(proc: subprocess.Popen[str]) -> None:
     """SIGKILL and reap."""
     proc.kill()
-    proc.communicate(timeout=10)
+    proc.communicate(timeout=60)
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """SIGTERM, then SIGKILL if it does not end in ``timeout`` s; reaped, pipes closed. Its stderr."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _out, err = proc.communicate(timeout=60)
+    except ValueError:  # its pipes were already read to the end and closed
+        proc.wait(timeout)
+        err = ""
+    return err or ""
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    proc: subprocess.Popen[str],
+    what: str,
+    timeout: float = START_TIMEOUT,
+) -> None:
+    """Wait until ``ready()`` while ``proc`` lives. If it exits, or the deadline passes, the
+    process is stopped and the error carries its stderr (nothing is left running)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what}: the process exited with {proc.returncode}: {stop(proc)[-4000:]}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not ready after {timeout:g} s")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.5)
+    except BaseException:
+        err = stop(proc)
+        if err:
+            print(f"stderr of the stopped process:\n{err[-4000:]}", file=sys.stderr)
+        raise
+
+
+def answers(url: str) -> Callable[[], bool]:
+    """A readiness probe: ``url`` answers 200."""
+
+    def probe() -> bool:
+        try:
+            return httpx.get(url, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return probe
+
+
+def reap(since: int = 0) -> list[subprocess.Popen[str]]:
+    """Stop every process started after the first ``since``; returns those that were still running."""
+    running: list[subprocess.Popen[str]] = []
+    while len(_spawned) > since:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            running.append(proc)
+        stop(proc, timeout=30)
+    return running
+
+
+def spawned() -> int:
+    """How many processes have been started (a mark for :func:`reap`)."""
+    return len(_spawned)

@@ -17,7 +17,7 @@ import pytest
 import schemathesis
 
 from ecl.testing import FakeAnthropicServer
-from tests.e2e.helpers import PASS, Ecl, is_critique, is_generate, kill, responder
+from tests.e2e.helpers import PASS, Ecl, answers, is_critique, is_generate, kill, responder, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,23 +40,12 @@ class Server:
 
     def start(self) -> Server:
         self.proc = self.ecl.start("server", "start", "--port", str(self.port), **self.env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.communicate()[1])
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise TimeoutError("server did not start")
+        wait_until(answers(f"{self.url}/health/live"), self.proc, "ecl server start")
+        return self
 
     def stop(self) -> str:
         """Stop the server; its stderr (the logs)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            return self.proc.communicate(timeout=30)[1]
-        return ""
+        return stop(self.proc) if self.proc is not None else ""
 
     def client(self, key: str | None = KEY) -> httpx.Client:
         headers = {"x-api-key": key} if key else {}
@@ -78,9 +67,11 @@ def ecl(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicServer) -> 
 @pytest.fixture(scope="module")
 def server(ecl: Ecl) -> Iterator[Server]:
     assert ecl.run("migrate").returncode == 0
-    srv = Server(ecl, ECL_API_KEY=KEY, ECL_LLM_PROVIDER="anthropic").start()
-    yield srv
-    srv.stop()
+    srv = Server(ecl, ECL_API_KEY=KEY, ECL_LLM_PROVIDER="anthropic")
+    try:
+        yield srv.start()
+    finally:
+        srv.stop()
 
 
 @pytest.fixture

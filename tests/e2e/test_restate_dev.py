@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ecl.engines.restate.server import free_port
-from tests.e2e.helpers import Ecl
+from tests.e2e.helpers import Ecl, wait_until
 
 pytestmark = [pytest.mark.restate, pytest.mark.e2e]
 
@@ -31,19 +31,16 @@ def _admin_query(admin: str, sql: str) -> list[dict[str, object]]:
 
 def _start_dev(ecl: Ecl, env: dict[str, str], admin: str, endpoint_port: int) -> subprocess.Popen[str]:
     proc = ecl.start("dev", "--llm", "mock", **env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"ecl dev exited: {proc.communicate()[1]}")
+
+    def registered() -> bool:
         try:
-            deployments = httpx.get(f"{admin}/deployments", timeout=2).json()["deployments"]
+            deployments = httpx.get(f"{admin}/deployments", timeout=5).json()["deployments"]
         except httpx.HTTPError:
-            deployments = []
-        if any(f":{endpoint_port}" in d["uri"] for d in deployments):
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("ecl dev did not register its endpoint")
+            return False
+        return any(f":{endpoint_port}" in d["uri"] for d in deployments)
+
+    wait_until(registered, proc, "ecl dev's endpoint registration")
+    return proc
 
 
 def _stop_dev(proc: subprocess.Popen[str]) -> str:

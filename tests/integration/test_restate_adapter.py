@@ -43,6 +43,7 @@ from ecl.store.database import create_engine, upgrade
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
 from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, WorkflowRecorder, builtin_steps
+from tests.e2e.helpers import START_TIMEOUT
 
 pytestmark = pytest.mark.restate
 
@@ -158,7 +159,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         data_dir=tmp / "restate",
         partitions=4,
         env={"RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT": "1s"},
-    ).start()
+    )
+    try:
+        server.start(timeout=START_TIMEOUT)
+    except BaseException:
+        server.stop()
+        raise
     llm = MockLlmProvider(responder=scripted_workflow_responder)
     flows = Flows(WorkflowOrchestrator(DefinitionRegistry.with_builtins(), builtin_steps(), llm))
     recorders: list[SqlRecorder] = []

@@ -14,6 +14,7 @@ import yaml
 
 from ecl.core.errors import EngineError
 from ecl.engines.restate.server import RestateServer, find_server_binary
+from tests.e2e.helpers import START_TIMEOUT
 
 pytestmark = pytest.mark.restate
 
@@ -49,17 +50,18 @@ def test_docker_compose_runs_the_same_version() -> None:
 
 
 def test_restart_and_crash_keep_the_data(tmp_path: Path) -> None:
-    server = RestateServer(data_dir=tmp_path / "data", partitions=2).start()
+    server = RestateServer(data_dir=tmp_path / "data", partitions=2)
     try:
+        server.start(timeout=START_TIMEOUT)
         assert httpx.get(f"{server.admin_url}/version", timeout=10).json()["version"] == pinned_version()
         node_data = server.data_dir / server.node_name
         assert node_data.is_dir()  # the data lives in the folder given, nowhere else
         assert server.healthy()
         server.stop()
         assert not server.running and not server.healthy()
-        server.start()
+        server.start(timeout=START_TIMEOUT)
         server.kill()  # as a crash would
-        server.start()
+        server.start(timeout=START_TIMEOUT)
         assert server.healthy()
         assert "restate" in server.log_path.read_text()
     finally:

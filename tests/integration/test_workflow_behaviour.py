@@ -19,7 +19,20 @@ import pytest
 
 from ecl.engines.restate.server import RestateServer, free_port
 from ecl.testing import FakeAnthropicServer
-from tests.e2e.helpers import PASS, REVISE, Ecl, is_critique, is_generate, is_revise, kill, responder
+from tests.e2e.helpers import (
+    PASS,
+    REVISE,
+    START_TIMEOUT,
+    Ecl,
+    answers,
+    is_critique,
+    is_generate,
+    is_revise,
+    kill,
+    responder,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.restate
 
@@ -42,21 +55,17 @@ class RestateStack:
 
     def start_endpoint(self) -> None:
         self.endpoint = self.ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **self.env())
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.endpoint.poll() is not None:
-                raise RuntimeError(self.endpoint.communicate()[1])
+
+        def registered() -> bool:
             deployments = httpx.get(f"{self.server.admin_url}/deployments", timeout=5).json()
             uris = [d.get("uri", "") for d in deployments.get("deployments", [])]
-            if any(str(self.endpoint_port) in uri for uri in uris):
-                return
-            time.sleep(0.2)
-        raise TimeoutError("endpoint did not register")
+            return any(str(self.endpoint_port) in uri for uri in uris)
+
+        wait_until(registered, self.endpoint, "the ECL endpoint's registration")
 
     def stop_endpoint(self) -> None:
-        if self.endpoint is not None and self.endpoint.poll() is None:
-            self.endpoint.terminate()
-            self.endpoint.communicate(timeout=30)
+        if self.endpoint is not None:
+            stop(self.endpoint)
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +84,13 @@ def base(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicServer) ->
 @pytest.fixture(scope="module")
 def stack(base: Ecl) -> Iterator[RestateStack]:
     stack = RestateStack(base)
-    stack.server.start()
-    stack.start_endpoint()
-    yield stack
-    stack.stop_endpoint()
-    stack.server.stop()
+    try:
+        stack.server.start(timeout=START_TIMEOUT)
+        stack.start_endpoint()
+        yield stack
+    finally:
+        stack.stop_endpoint()
+        stack.server.stop()
 
 
 class Driver:
@@ -255,7 +266,7 @@ def test_restate_server_restart_while_waiting_on_a_promise(
     base.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
     calls = fake.count()
     stack.server.stop()
-    stack.server.start()
+    stack.server.start(timeout=START_TIMEOUT)
     assert base.run("signal", wid, "approve", "--engine", "restate", **stack.env()).returncode == 0
     done = base.run(
         "run", "critique-revise", "--topic", "Rust", "--id", wid, "--engine", "restate", "--require-approval",
@@ -291,16 +302,7 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
     api = base.start("server", "start", "--engine", "restate", "--api", "--port", str(port), **stack.env())
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert api.poll() is None, api.communicate()[1]
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the API did not become ready"
-            time.sleep(0.2)
+        wait_until(answers(f"{url}/health/ready"), api, "the API on Restate")
         with httpx.Client(base_url=url, timeout=30) as client:
             ready = client.get("/health/ready").json()
             assert ready["checks"] == {"database": "ok", "engine": "ok"}
@@ -324,8 +326,7 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
             assert client.delete(f"/workflows/{other}").json()["state"] == "cancelled"
             assert client.get("/workflows/nope").json()["error"]["code"] == "WORKFLOW_NOT_FOUND"
     finally:
-        api.terminate()
-        api.communicate(timeout=30)
+        stop(api)
 
 
 def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(

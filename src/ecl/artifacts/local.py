@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -125,7 +125,7 @@ class LocalArtifactStore:
         async with contextlib.aclosing(self.open(workflow_id, artifact_id)) as chunks:
             return b"".join([chunk async for chunk in chunks])
 
-    async def open(self, workflow_id: str, artifact_id: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+    async def open(self, workflow_id: str, artifact_id: str, chunk_size: int = 65536) -> AsyncGenerator[bytes, None]:
         """The content in chunks, exactly as stored: its size and sha256 are checked first.
 
         The file is opened once, without following a symlink, and refused when it has other
