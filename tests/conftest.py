@@ -23,6 +23,19 @@ def _block_real_llm(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
 
 
+SUBPROCESS_TEST_TIMEOUT = 900
+"""Seconds a test that starts servers may run (pyproject's ``timeout`` is for the rest): on a
+machine busy with other work one ``ecl server start`` alone has taken 50 s."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give tests that drive subprocesses (e2e, Restate) a long timeout unless they set one."""
+    for item in items:
+        slow = item.get_closest_marker("e2e") or item.get_closest_marker("restate")
+        if slow and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SUBPROCESS_TEST_TIMEOUT))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _reap_leftover_processes() -> Iterator[None]:
     """At the end, stop whatever a module's fixtures left running."""

@@ -130,7 +130,7 @@ class Ecl:
         with sqlite3.connect(self.db) as conn:
             return list(conn.execute(sql, params))
 
-    def wait_for(self, sql: str, *params: Any, timeout: float = 30) -> list[tuple[Any, ...]]:
+    def wait_for(self, sql: str, *params: Any, timeout: float = START_TIMEOUT) -> list[tuple[Any, ...]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.db.exists():

@@ -17,7 +17,18 @@ import pytest
 import schemathesis
 
 from ecl.testing import FakeAnthropicServer
-from tests.e2e.helpers import PASS, Ecl, answers, is_critique, is_generate, kill, responder, stop, wait_until
+from tests.e2e.helpers import (
+    PASS,
+    START_TIMEOUT,
+    Ecl,
+    answers,
+    is_critique,
+    is_generate,
+    kill,
+    responder,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +60,7 @@ class Server:
 
     def client(self, key: str | None = KEY) -> httpx.Client:
         headers = {"x-api-key": key} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +91,7 @@ def api(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
-def wait_state(api: httpx.Client, workflow_id: str, states: set[str], timeout: float = 30) -> dict[str, Any]:
+def wait_state(api: httpx.Client, workflow_id: str, states: set[str], timeout: float = START_TIMEOUT) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, Any] = api.get(f"/workflows/{workflow_id}").json()
@@ -358,7 +369,7 @@ def test_stop_mid_workflow_and_restart_resumes(tmp_path: Path, stop: str) -> Non
         with first.client(None) as client:
             body = {"definition_id": "critique-revise", "input": {"topic": "k"}}
             wid = client.post("/workflows", json=body).json()["id"]
-            hold.wait_arrived(30)
+            hold.wait_arrived(START_TIMEOUT)
         if stop == "kill -9":
             kill(first.proc)
             hold.release()
@@ -366,14 +377,14 @@ def test_stop_mid_workflow_and_restart_resumes(tmp_path: Path, stop: str) -> Non
             first.proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             hold.release()
-            _out, err = first.proc.communicate(timeout=60)
+            _out, err = first.proc.communicate(timeout=START_TIMEOUT)
             assert first.proc.returncode == 0, err
             assert "Traceback" not in err
             assert ecl.query("SELECT owner FROM workflows WHERE id = ?", wid) == [(None,)]  # lease released
         second = Server(ecl, ECL_LLM_PROVIDER="anthropic").start()
         try:
             with second.client(None) as client:
-                done = wait_state(client, wid, {"completed"}, timeout=60)
+                done = wait_state(client, wid, {"completed"})
             assert done["output"]["outputs"]["final"]["text"] == "draft 0"
             assert fake.count(is_generate) == 1
         finally:
