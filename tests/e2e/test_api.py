@@ -7,8 +7,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import schemathesis
 
 from ecl.testing import FakeAnthropicServer
+from tests.db_fixtures import fresh_pg
 from tests.e2e.helpers import (
     PASS,
     START_TIMEOUT,
@@ -338,6 +341,32 @@ def test_a_changed_artifact_is_refused_before_the_response_starts(api: httpx.Cli
     error = response.json()["error"]
     assert error["code"] == "ARTIFACT_CORRUPTED"
     assert error["details"] == {"id": art["id"]}
+
+
+@pytest.mark.postgres
+def test_concurrent_identical_submissions_on_postgres_create_once(tmp_path: Path, pg_url: str, fake: Any) -> None:
+    url = fresh_pg(pg_url)
+    ecl = Ecl(tmp_path, fake.url)
+    assert ecl.run("migrate", ECL_DATABASE_URL=url).returncode == 0
+    server = Server(ecl, ECL_DATABASE_URL=url, ECL_LLM_PROVIDER="anthropic")
+    try:
+        server.start()
+        body = {"definition_id": "critique-revise", "input": {"topic": "race"}, "workflow_id": "race-1"}
+        start = threading.Barrier(50)
+
+        def submit(_: int) -> tuple[int, str]:
+            with server.client(None) as client:
+                start.wait()  # all 50 at once
+                response = client.post("/workflows", json=body)
+                return response.status_code, response.json().get("id", response.text)
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            answers_ = list(pool.map(submit, range(50)))
+    finally:
+        server.stop()
+    statuses = sorted(status for status, _id in answers_)
+    assert statuses == [200] * 49 + [201], statuses
+    assert {wid for _status, wid in answers_} == {"race-1"}
 
 
 def test_production_refuses_to_start_without_a_key(ecl: Ecl) -> None:

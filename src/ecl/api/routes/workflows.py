@@ -48,11 +48,12 @@ async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
     """Start a workflow. With ``workflow_id``, the same id and body return the existing workflow
     (200); the same id with a different body is a 409. An input that does not satisfy the
     definition's input model is a 400 naming the field."""
-    existed = body.workflow_id is not None and await svc.workflows.find(body.workflow_id) is not None
-    # The engine checks the definition, the input and a resubmission (the rules are theirs).
+    # The engine checks the definition, the input and a resubmission (the rules are theirs),
+    # and says whether this request created the workflow: of concurrent identical
+    # submissions exactly one gets 201.
     parse_budget(body.input)
-    workflow_id = await svc.engine.submit(body.definition_id, body.input, body.workflow_id)
-    if existed:
+    workflow_id, created = await svc.engine.admit(body.definition_id, body.input, body.workflow_id)
+    if not created:
         response.status_code = 200
     return _out(await svc.workflows.get(workflow_id))
 

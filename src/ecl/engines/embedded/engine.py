@@ -246,7 +246,20 @@ class EmbeddedEngine:
         *,
         start: bool = True,
     ) -> str:
-        """Record a workflow and (by default) start running it in this process.
+        """Record a workflow and (by default) start running it in this process (see :meth:`admit`)."""
+        wid, _created = await self.admit(definition_id, input, workflow_id, start=start)
+        return wid
+
+    async def admit(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+        *,
+        start: bool = True,
+    ) -> tuple[str, bool]:
+        """Like :meth:`submit`; also says whether this call created the workflow (of many
+        concurrent identical submissions exactly one did: the API answers it 201, the rest 200).
 
         The input is checked against the definition's input model first (with
         ``known_definitions``). Idempotent on ``workflow_id``: the same id with the same
@@ -305,7 +318,7 @@ class EmbeddedEngine:
             created = await self.writer.call(existing, ride_out=False)
         if created and start:
             self._spawn(wid, fresh=(definition_id, dict(input)))
-        return wid
+        return wid, created
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve the durable promise ``name``; the waiting run picks it up."""

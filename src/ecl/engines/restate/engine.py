@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 
 from ecl.core.durable import JsonValue
 from ecl.core.errors import EngineError, NonDeterminismError
@@ -126,11 +127,29 @@ class RestateEngine:
         The input is checked against the definition's input model first (with
         ``known_definitions``), as on the embedded engine.
         """
+        wid, _created = await self.admit(definition_id, input, workflow_id)
+        return wid
+
+    async def admit(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """Like :meth:`submit`; also says whether this call created the workflow (of many
+        concurrent identical submissions exactly one did: the API answers it 201, the rest 200)."""
         if self._known is not None:
             validate_input(definition_id, self._known(definition_id).input_model, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
+        created = False
         existing = await self.workflows.find(wid)
+        if existing is None:
+            try:
+                await self.workflows.create(wid, definition_id, input, input_hash=digest)
+                created = True
+            except IntegrityError:  # a concurrent submission of the same id created it first
+                existing = await self.workflows.get(wid)
         if existing is not None:
             check_same_submission(
                 wid,
@@ -139,8 +158,6 @@ class RestateEngine:
                 stored_definition_id=existing.definition_id,
                 stored_digest=existing.input_hash,
             )
-        else:
-            await self.workflows.create(wid, definition_id, input, input_hash=digest)
         response = await self._request(
             "POST",
             f"{self.ingress}/{SERVICE_NAME}/{wid}/run/send",
@@ -151,7 +168,7 @@ class RestateEngine:
                 f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}",
                 engine="restate",
             )
-        return wid
+        return wid, created
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve a durable promise through the ``signal`` shared handler (an ended
