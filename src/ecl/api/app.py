@@ -27,10 +27,8 @@ from ecl.api.services import Services
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
-from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import build_catalog, build_embedded_engine, build_orchestrator
-from ecl.engines.restate import RestateEngine
-from ecl.store.database import check_schema, create_engine
+from ecl.engines.factory import build_catalog, local_runtime, open_engine
+from ecl.store.database import create_engine
 from ecl.store.repositories import (
     ArtifactRepository,
     LlmCallRepository,
@@ -62,51 +60,35 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         pool_size=settings.database.pool_size,
         sqlite_synchronous=settings.database.sqlite_synchronous,
     )
-    engine: EmbeddedEngine | RestateEngine
-    breakers = None
-    if settings.engine == "restate":  # a client: the workflows run on the Restate endpoint
-        registry = build_catalog(settings)
-        engine = RestateEngine(
-            settings.restate.ingress_url,
-            settings.restate.admin_url,
-            WorkflowRepository(db),
-            known_definitions=registry.get,
-        )
-    else:
-        runtime = build_orchestrator(settings, provider=llm)
-        registry = runtime.definitions
-        breakers = runtime.breakers
-        engine = build_embedded_engine(settings, runtime)
+    runtime = local_runtime(settings, provider=llm)  # None: the workflows run on Restate
     artifacts = ArtifactRepository(db)
     svc = Services(
         settings=settings,
-        engine=engine,
-        definitions=registry,
+        definitions=runtime.definitions if runtime is not None else build_catalog(settings),
         workflows=WorkflowRepository(db),
         steps=StepExecutionRepository(db),
         llm_calls=LlmCallRepository(db),
         artifacts=artifacts,
         store=LocalArtifactStore(Path(settings.artifacts.path), artifacts, max_bytes=settings.artifacts.max_bytes),
-        breakers=breakers,
+        breakers=runtime.breakers if runtime is not None else None,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        check_schema(settings.database.url)
         stop = asyncio.Event()
-        loop = None
-        if isinstance(engine, EmbeddedEngine):
-            await engine.start()
-            loop = asyncio.create_task(engine.run_worker(stop)) if worker else None
-        _log.info("ecl api started", worker=worker, engine=engine.name)
         try:
-            yield
+            async with open_engine(settings, runtime=runtime) as engine:
+                svc.engine = engine
+                loop = asyncio.create_task(engine.run_worker(stop)) if worker else None
+                _log.info("ecl api started", worker=worker, engine=engine.name)
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    if loop is not None:
+                        with contextlib.suppress(Exception):
+                            await loop
         finally:
-            stop.set()
-            if loop is not None:
-                with contextlib.suppress(Exception):
-                    await loop
-            await engine.close()
             await db.dispose()
             _log.info("ecl api stopped; unfinished workflows are resumable")
 

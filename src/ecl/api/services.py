@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
-from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.restate import RestateEngine
+from ecl.core.durable import Engine
 from ecl.llm import BreakerBoard
 from ecl.store.repositories import (
     ArtifactRepository,
@@ -27,9 +26,6 @@ class Services:
     """Everything a request may need, built once at start-up."""
 
     settings: Settings
-    engine: EmbeddedEngine | RestateEngine
-    """Embedded: this process runs the workflows. Restate: it submits them to a Restate server,
-    whose ECL endpoint runs them and writes the same records."""
     definitions: WorkflowCatalog
     workflows: WorkflowRepository
     steps: StepExecutionRepository
@@ -38,6 +34,9 @@ class Services:
     store: LocalArtifactStore
     breakers: BreakerBoard | None = None
     """This process's LLM circuit breakers (embedded engine: the workflows run here)."""
+    engine: Engine = field(init=False)
+    """Opened when the app starts. Embedded: this process runs the workflows. Restate: it
+    submits them to a Restate server, whose ECL endpoint runs them and writes the same records."""
 
 
 def services(request: Request) -> Services:

@@ -20,16 +20,13 @@ from ecl.cli.runtime import (
     EXIT_INTERRUPTED,
     Progress,
     check_llm_choice,
-    ensure_database,
-    open_embedded,
-    open_restate,
+    open_command_engine,
     settings_from,
 )
-from ecl.config import Settings
+from ecl.core.durable import OwnerWait
 from ecl.core.errors import InputValidationError
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
-from ecl.engines.embedded import OwnerWait
 from ecl.llm.budget import parse_amount, parse_budget
 
 __all__ = ["parse_input", "print_result", "register"]
@@ -185,27 +182,17 @@ def register(app: typer.Typer) -> None:
         if tokens is not None:
             data["budget_tokens"] = tokens
         settings = settings_from(config, engine=engine, modules=modules)
-        if settings.engine == "restate":
-            remote = asyncio.run(_run_on_restate(settings, definition, data, workflow_id, detach))
-            if isinstance(remote, str):
-                typer.echo(remote if fmt == "quiet" else f"submitted {remote}")
-                return
-            print_result(remote, fmt)
-            exit_for(remote)
-            return
         progress = Progress(quiet=fmt != "table")
         submitted: list[str] = []
 
         async def go() -> WorkflowResult | None:
-            async with open_embedded(settings, llm=llm, progress=progress) as (eng, _rt):
+            async with open_command_engine(settings, llm=llm, progress=progress) as eng:
                 wid = await eng.submit(definition, data, workflow_id, start=not detach)
                 submitted.append(wid)
                 if detach:
                     return None
-                if wid not in eng.running:
-                    # An existing workflow (same --id): finish it here or report it.
-                    return await eng.resume(wid, on_wait=_say_waiting)
-                return await eng.result(wid)
+                # A new workflow, or an existing one (same --id): finish it here or wait for it.
+                return await eng.resume(wid, on_wait=_say_waiting)
 
         try:
             result = asyncio.run(go())
@@ -233,7 +220,7 @@ def register(app: typer.Typer) -> None:
         progress = Progress(quiet=fmt != "table")
 
         async def go() -> WorkflowResult:
-            async with open_embedded(settings, llm=llm, progress=progress) as (eng, _rt):
+            async with open_command_engine(settings, llm=llm, progress=progress) as eng:
                 return await eng.resume(workflow_id, on_wait=_say_waiting)
 
         try:
@@ -243,19 +230,6 @@ def register(app: typer.Typer) -> None:
             return
         print_result(result, fmt)
         exit_for(result)
-
-
-async def _run_on_restate(
-    settings: Settings, definition: str, data: dict[str, Any], workflow_id: str | None, detach: bool
-) -> WorkflowResult | str:
-    """Submit to a running Restate server and follow the run to its end."""
-    ensure_database(settings)
-    async with open_restate(settings) as engine:
-        wid = await engine.submit(definition, data, workflow_id)
-        if detach:
-            return wid
-        typer.echo(f"running {wid} on Restate at {settings.restate.ingress_url}", err=True)
-        return await engine.result(wid)
 
 
 def _say_waiting(wait: OwnerWait) -> None:

@@ -15,13 +15,13 @@ from typing import Any
 from rich.console import Console
 
 from ecl.config import Settings, load_settings, sources_of
+from ecl.core.durable import Engine
 from ecl.core.errors import InputValidationError
-from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import Runtime, build_catalog, build_embedded_engine, build_orchestrator
-from ecl.engines.restate.engine import RestateEngine
+from ecl.core.state import WorkflowState
+from ecl.engines.factory import open_engine
 from ecl.llm.registry import provider_names
 from ecl.observability import configure_logging
-from ecl.store.database import check_schema, create_engine, current_revision, sqlite_path, upgrade
+from ecl.store.database import create_engine, current_revision, sqlite_path, upgrade
 from ecl.store.repositories import (
     ArtifactRepository,
     LlmCallRepository,
@@ -35,8 +35,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "Progress",
     "ensure_database",
-    "open_embedded",
-    "open_restate",
+    "open_command_engine",
     "repositories",
     "settings_from",
     "tune_gc",
@@ -146,7 +145,7 @@ class Progress:
             mark = "✓" if state == "completed" else "✗"
             self.steps += state == "completed"
             self._line(f"{mark} {event.get('step_id') or self.current} ({state})")
-        elif kind == "workflow_state" and event.get("state") == "waiting_for_revision":
+        elif kind == "workflow_state" and event.get("state") == WorkflowState.WAITING_FOR_REVISION:
             self._line("… waiting for approval (ecl signal ID approve|revise)")
         elif kind == "workflow_state" and event.get("state") == "waiting_for_budget":
             error = event.get("error") or {}
@@ -167,43 +166,21 @@ class Progress:
 
 
 @asynccontextmanager
-async def open_embedded(
+async def open_command_engine(
     settings: Settings, *, llm: str | None = None, progress: Progress | None = None
-) -> AsyncIterator[tuple[EmbeddedEngine, Runtime]]:
-    """A started embedded engine; closed (leases released) on the way out."""
+) -> AsyncIterator[Engine]:
+    """The configured engine for one command (a brand-new SQLite database is created
+    first), shown ``progress`` when the workflows run here; closed on the way out."""
     ensure_database(settings)
-    check_schema(settings.database.url)
     tune_gc(settings.embedded.gc_threshold)
-    runtime = build_orchestrator(settings, provider=llm)
     delay_ms = os.environ.get("ECL_DEBUG_COMMIT_DELAY_MS", "")
-    engine = build_embedded_engine(
+    async with open_engine(
         settings,
-        runtime,
+        llm=llm,
         listener=progress,
         commit_delay_seconds=float(delay_ms) / 1000 if delay_ms else 0.0,
-    )
-    await engine.start()
-    try:
-        yield engine, runtime
-    finally:
-        await engine.close()
-
-
-@asynccontextmanager
-async def open_restate(settings: Settings) -> AsyncIterator[RestateEngine]:
-    """A client of the configured Restate server."""
-    db = create_engine(settings.database.url, pool_size=settings.database.pool_size)
-    engine = RestateEngine(
-        settings.restate.ingress_url,
-        settings.restate.admin_url,
-        WorkflowRepository(db),
-        known_definitions=build_catalog(settings).get,
-    )
-    try:
+    ) as engine:
         yield engine
-    finally:
-        await engine.close()
-        await db.dispose()
 
 
 @dataclass

@@ -49,11 +49,12 @@ def register(app: typer.Typer) -> None:
         API there, submitting to Restate and reading the records its endpoint writes.
         """
         from ecl.api.app import create_app
+        from ecl.engines.factory import runs_in_process
 
         check_llm_choice(llm)
         settings = settings_from(config, engine=engine, service=True, modules=modules)
         ensure_database(settings)
-        if settings.engine == "restate" and not api_only:
+        if not runs_in_process(settings) and not api_only:  # serve the worker: Restate's endpoint
             import asyncio
 
             from ecl.engines.restate.endpoint import serve_endpoint

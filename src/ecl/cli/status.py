@@ -18,12 +18,12 @@ from ecl.cli.runtime import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     ensure_database,
-    open_embedded,
-    open_restate,
+    open_command_engine,
     repositories,
     settings_from,
 )
-from ecl.core.errors import ConflictError, InputValidationError
+from ecl.core.errors import InputValidationError
+from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.state import WorkflowState, parse_state
 from ecl.llm.budget import parse_top_up
 from ecl.workflows import BUDGET_PROMISE
@@ -232,23 +232,19 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config, engine=engine)
 
         async def go() -> None:
-            if settings.engine == "restate":
-                ensure_database(settings)
-                async with open_restate(settings) as remote:
-                    await remote.cancel(workflow_id)
-                return
-            async with open_embedded(settings) as (local, _rt):
-                await local.cancel(workflow_id)
+            async with open_command_engine(settings) as eng:
+                await eng.cancel(workflow_id)
 
         asyncio.run(go())
-        _say(fmt, workflow_id, f"cancelled {workflow_id}", {"workflow_id": workflow_id, "state": "cancelled"})
+        done = {"workflow_id": workflow_id, "state": WorkflowState.CANCELLED.value}
+        _say(fmt, workflow_id, f"cancelled {workflow_id}", done)
 
     @app.command("signal")
     def signal(
         workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
         decision: Annotated[str, typer.Argument(help="approve or revise; or budget (with --add-usd/--add-tokens).")],
         feedback: Annotated[str | None, typer.Option(help="What to change (with revise).")] = None,
-        promise: Annotated[str, typer.Option(help="The durable promise to resolve.")] = "approval",
+        promise: Annotated[str, typer.Option(help="The durable promise to resolve.")] = APPROVAL_PROMISE,
         add_usd: Annotated[
             str | None, typer.Option("--add-usd", help="With budget: raise the budget by this many USD.")
         ] = None,
@@ -285,19 +281,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config, engine=engine)
 
         async def go() -> None:
-            if settings.engine == "restate":
-                ensure_database(settings)
-                async with open_restate(settings) as remote:
-                    record = await remote.workflows.get(workflow_id)
-                    if record.state.is_terminal:
-                        raise ConflictError(
-                            f"workflow {workflow_id} has ended ({record.state.value}); it takes no signals",
-                            id=workflow_id,
-                        )
-                    await remote.signal(workflow_id, promise, payload)
-                return
-            async with open_embedded(settings) as (local, _rt):
-                await local.signal(workflow_id, promise, payload)
+            async with open_command_engine(settings) as eng:
+                await eng.signal(workflow_id, promise, payload)  # an ended workflow: ConflictError
 
         asyncio.run(go())
         _say(fmt, workflow_id, f"signalled {workflow_id}: {decision}", {"workflow_id": workflow_id, **payload})

@@ -3,7 +3,7 @@
 ``ecl.core`` does no I/O and imports nothing else of ECL.
 """
 
-from ecl.core.durable import DurableContext, Engine, JsonValue
+from ecl.core.durable import DurableContext, Engine, JsonValue, OwnerWait
 from ecl.core.errors import (
     BudgetExceeded,
     ConfigError,
@@ -73,6 +73,7 @@ __all__ = [
     "NeedsRevision",
     "NonDeterminismError",
     "NotFoundError",
+    "OwnerWait",
     "RetryPolicy",
     "RuntimeFailure",
     "StateChange",

@@ -10,14 +10,16 @@ Journal entries carry JSON values only (``None``, bool, int, float, str, list, d
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ecl.core.policy import RetryPolicy
 from ecl.core.results import WorkflowResult
 
-__all__ = ["DurableContext", "Engine", "JsonValue"]
+__all__ = ["DurableContext", "Engine", "JsonValue", "OwnerWait"]
 
 JsonValue = Any
 """A JSON-compatible value. (``Any`` because recursive aliases fight with pydantic.)"""
@@ -72,8 +74,23 @@ class DurableContext(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class OwnerWait:
+    """Reported by :meth:`Engine.resume` while another live worker holds the workflow."""
+
+    workflow_id: str
+    owner: str
+    host: str | None
+    pid: int | None
+    expires_at: datetime | None
+
+
 class Engine(Protocol):
-    """Submit, signal, cancel and await workflows."""
+    """Submit, signal, cancel and await workflows: all the CLI and the API know of an engine.
+
+    The rules these follow (idempotency, input validation, no signal to an ended
+    workflow...) are shared by every engine: :mod:`ecl.core.rules`.
+    """
 
     name: str
 
@@ -82,8 +99,14 @@ class Engine(Protocol):
         definition_id: str,
         input: dict[str, JsonValue],
         workflow_id: str | None = None,
+        *,
+        start: bool = True,
     ) -> str:
-        """Start a workflow; idempotent on ``workflow_id``. Returns the workflow id."""
+        """Record a workflow and start it; idempotent on ``workflow_id``. Returns its id.
+
+        ``start=False`` only records it, for a worker to start (an engine whose workflows
+        run elsewhere, like Restate, starts it all the same).
+        """
         ...
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
@@ -96,6 +119,25 @@ class Engine(Protocol):
 
     async def result(self, workflow_id: str) -> WorkflowResult:
         """Wait for the workflow to end and return its result."""
+        ...
+
+    async def resume(
+        self,
+        workflow_id: str,
+        *,
+        on_wait: Callable[[OwnerWait], Awaitable[None] | None] | None = None,
+    ) -> WorkflowResult:
+        """Wait for the workflow to end, running it here if nothing else does (``on_wait``
+        hears of a live owner being waited out); then its result."""
+        ...
+
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """Run the workflows that need a runner until ``stop`` is set (an engine whose
+        workflows run elsewhere just waits)."""
+        ...
+
+    async def health(self) -> str:
+        """``"ok"``, or what keeps the engine from working (one line)."""
         ...
 
     async def close(self) -> None:

@@ -1,11 +1,15 @@
 """Builds the runtime from settings: provider, orchestrator and engine.
 
 The one place (below the CLI and API) that turns a :class:`~ecl.config.Settings` into
-live objects; settings are passed in, never read from the environment here.
+live objects; settings are passed in, never read from the environment here. The CLI and
+the API open their engine with :func:`open_engine` and know it only as an
+:class:`~ecl.core.Engine`: which engine ``settings.engine`` names is decided here.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -14,15 +18,16 @@ from sqlalchemy import Table
 
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
+from ecl.core.durable import Engine
 from ecl.core.policy import RetryPolicy
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
 from ecl.llm import BreakerBoard, LlmProvider, build_provider
 from ecl.llm.budget import BudgetPolicy
 from ecl.llm.prices import PriceTable
 from ecl.steps import PromptLibrary
-from ecl.store.database import create_engine, create_sync_engine
+from ecl.store.database import check_schema, create_engine, create_sync_engine
 from ecl.store.models import Base
-from ecl.store.repositories import ArtifactRepository
+from ecl.store.repositories import ArtifactRepository, WorkflowRepository
 from ecl.workflows import CatalogOrchestrator, WorkflowCatalog
 
 __all__ = [
@@ -33,6 +38,9 @@ __all__ = [
     "build_orchestrator",
     "build_prices",
     "build_provider_from",
+    "local_runtime",
+    "open_engine",
+    "runs_in_process",
     "tables",
 ]
 
@@ -152,3 +160,63 @@ def build_embedded_engine(
         options=options,
         listener=listener,
     )
+
+
+def runs_in_process(settings: Settings) -> bool:
+    """Whether the configured engine runs workflows in the process that opens it (embedded),
+    rather than in a separate worker (Restate: its ECL endpoint, ``ecl server start``)."""
+    return settings.engine != "restate"
+
+
+def local_runtime(settings: Settings, *, provider: str | None = None) -> Runtime | None:
+    """The runtime that runs workflows in this process, or ``None`` when they run elsewhere
+    (on Restate its ECL endpoint runs them; this process only submits)."""
+    return build_orchestrator(settings, provider=provider) if runs_in_process(settings) else None
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    llm: str | None = None,
+    listener: Listener | None = None,
+    commit_delay_seconds: float = 0.0,
+) -> AsyncIterator[Engine]:
+    """The engine ``settings.engine`` names, started, on a migrated database; closed (running
+    workflows left resumable) on the way out.
+
+    ``embedded`` runs the workflows in this process with ``runtime`` (by default
+    :func:`build_orchestrator` with provider ``llm``), reporting progress to ``listener``;
+    ``restate`` is a client of the Restate server, whose ECL endpoint runs them. Either way a
+    submission is checked against the configured definitions.
+    """
+    url = settings.database.url
+    check_schema(url)
+    if not runs_in_process(settings):
+        # Imported here: the Restate endpoint imports this module.
+        from ecl.engines.restate.engine import RestateEngine
+
+        db = create_engine(
+            url, pool_size=settings.database.pool_size, sqlite_synchronous=settings.database.sqlite_synchronous
+        )
+        definitions = runtime.definitions if runtime is not None else build_catalog(settings)
+        remote = RestateEngine(
+            settings.restate.ingress_url,
+            settings.restate.admin_url,
+            WorkflowRepository(db),
+            known_definitions=definitions.get,
+        )
+        try:
+            yield remote
+        finally:
+            await remote.close()
+            await db.dispose()
+        return
+    runtime = runtime if runtime is not None else build_orchestrator(settings, provider=llm)
+    local = build_embedded_engine(settings, runtime, listener=listener, commit_delay_seconds=commit_delay_seconds)
+    await local.start()
+    try:
+        yield local
+    finally:
+        await local.close()

@@ -10,7 +10,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from ecl.api.models import Health
 from ecl.api.services import Services, services
-from ecl.engines.restate import RestateEngine
 from ecl.observability import metrics as instruments
 
 __all__ = ["router"]
@@ -35,10 +34,7 @@ async def ready(svc: Svc) -> Response:
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    if isinstance(svc.engine, RestateEngine):
-        checks["engine"] = "ok" if await svc.engine.reachable() else f"restate unreachable at {svc.engine.admin}"
-    else:
-        checks["engine"] = "ok" if svc.engine.started else "not started"
+    checks["engine"] = await svc.engine.health()
     ok = all(v == "ok" for v in checks.values())
     breakers = svc.breakers.snapshot() if svc.breakers is not None else {}
     degraded = ok and svc.breakers is not None and svc.breakers.degraded

@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy import Connection, Engine, Table, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ecl.core.durable import DurableContext, JsonValue
+from ecl.core.durable import DurableContext, JsonValue, OwnerWait
 from ecl.core.errors import (
     DatabaseError,
     EclError,
@@ -92,17 +92,6 @@ class EmbeddedOptions:
     """Fault injection for crash tests: sleep inside each transaction before COMMIT."""
 
 
-@dataclass(frozen=True)
-class OwnerWait:
-    """Reported by :meth:`EmbeddedEngine.resume` while another live worker holds the lease."""
-
-    workflow_id: str
-    owner: str
-    host: str | None
-    pid: int | None
-    expires_at: datetime | None
-
-
 class EmbeddedEngine:
     """In-process durable engine on SQLite or PostgreSQL."""
 
@@ -139,6 +128,10 @@ class EmbeddedEngine:
     def started(self) -> bool:
         """Whether :meth:`start` ran and :meth:`close` did not."""
         return self._writer is not None and not self._closed
+
+    async def health(self) -> str:
+        """``"ok"`` once started (the database is checked on its own)."""
+        return "ok" if self.started else "not started"
 
     @property
     def worker_id(self) -> str:

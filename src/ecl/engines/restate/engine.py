@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from sqlalchemy.exc import IntegrityError
 
-from ecl.core.durable import JsonValue
+from ecl.core.durable import JsonValue, OwnerWait
 from ecl.core.errors import EngineError, NonDeterminismError
 from ecl.core.ids import new_workflow_id, parse_workflow_id
 from ecl.core.records import StateChange
@@ -121,8 +121,11 @@ class RestateEngine:
         definition_id: str,
         input: dict[str, JsonValue],
         workflow_id: str | None = None,
+        *,
+        start: bool = True,
     ) -> str:
-        """Record the workflow and start it on Restate (idempotent on ``workflow_id``).
+        """Record the workflow and start it on Restate (idempotent on ``workflow_id``; it
+        starts whatever ``start`` says: the Restate endpoint, not this process, runs it).
 
         The input is checked against the definition's input model first (with
         ``known_definitions``), as on the embedded engine.
@@ -272,6 +275,23 @@ class RestateEngine:
             if 400 <= response.status_code < 500 and response.status_code not in (404, 409):
                 raise EngineError(f"attach failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
             await asyncio.sleep(self._poll)
+
+    async def resume(
+        self,
+        workflow_id: str,
+        *,
+        on_wait: Callable[[OwnerWait], Awaitable[None] | None] | None = None,
+    ) -> WorkflowResult:
+        """Restate runs (and resumes) the workflow itself: wait for its result."""
+        return await self.result(workflow_id)
+
+    async def run_worker(self, stop: asyncio.Event) -> None:
+        """Nothing to run here (the Restate endpoint runs the workflows): wait for ``stop``."""
+        await stop.wait()
+
+    async def health(self) -> str:
+        """``"ok"`` when Restate's admin API answers."""
+        return "ok" if await self.reachable() else f"restate unreachable at {self.admin}"
 
     async def close(self) -> None:
         """Close the HTTP client."""
