@@ -319,6 +319,12 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
             assert done["output"]["outputs"]["final"]["text"] == "draft 0"
             assert [s["step_id"] for s in client.get(f"/workflows/{wid}/steps").json()][:2] == ["generate", "critique"]
             assert client.get(f"/workflows/{wid}/llm-calls").json()["calls"] == 2
+            ended = client.post(f"/workflows/{wid}/signal", json={"decision": "approve"})
+            assert ended.status_code == 409, ended.text  # an ended workflow takes no signals
+            assert "takes no signals" in ended.json()["error"]["message"]
+            bad = client.post("/workflows", json={"definition_id": "critique-revise", "input": {"topic": ""}})
+            assert bad.status_code == 400, bad.text
+            assert bad.json()["error"]["details"]["errors"][0]["field"] == "input.topic"
 
             other = f"api-restate-cancel-{time.monotonic_ns() % 10**9}"
             assert client.post("/workflows", json={**body, "workflow_id": other}).status_code == 201
