@@ -147,7 +147,7 @@ class Progress:
             self._line(f"{mark} {event.get('step_id') or self.current} ({state})")
         elif kind == "workflow_state" and event.get("state") == WorkflowState.WAITING_FOR_REVISION:
             self._line("… waiting for approval (ecl signal ID approve|revise)")
-        elif kind == "workflow_state" and event.get("state") == "waiting_for_budget":
+        elif kind == "workflow_state" and event.get("state") == WorkflowState.WAITING_FOR_BUDGET:
             error = event.get("error") or {}
             self._line(
                 f"… over budget: {error.get('message', 'the next LLM call would cross the budget')}; waiting "
