@@ -109,6 +109,18 @@ class Engine(Protocol):
         """
         ...
 
+    async def admit(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+        *,
+        start: bool = True,
+    ) -> tuple[str, bool]:
+        """Like :meth:`submit`; also says whether this call created the workflow (of many
+        concurrent identical submissions exactly one did)."""
+        ...
+
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve the durable promise ``name`` of a workflow."""
         ...

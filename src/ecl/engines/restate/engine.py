@@ -130,7 +130,7 @@ class RestateEngine:
         The input is checked against the definition's input model first (with
         ``known_definitions``), as on the embedded engine.
         """
-        wid, _created = await self.admit(definition_id, input, workflow_id)
+        wid, _created = await self.admit(definition_id, input, workflow_id, start=start)
         return wid
 
     async def admit(
@@ -138,9 +138,12 @@ class RestateEngine:
         definition_id: str,
         input: dict[str, JsonValue],
         workflow_id: str | None = None,
+        *,
+        start: bool = True,
     ) -> tuple[str, bool]:
-        """Like :meth:`submit`; also says whether this call created the workflow (of many
-        concurrent identical submissions exactly one did: the API answers it 201, the rest 200)."""
+        """Like :meth:`submit` (``start`` as there); also says whether this call created the
+        workflow (of many concurrent identical submissions exactly one did: the API answers it
+        201, the rest 200)."""
         if self._known is not None:
             validate_input(definition_id, self._known(definition_id).input_model, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
