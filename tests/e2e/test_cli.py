@@ -259,7 +259,7 @@ def test_completions_load_in_bash_and_man_page(ecl: Ecl) -> None:
         (["run", "critique-revise", "--topic", "x", "--input", '{"rounds": 2}', "--llm", "mock"], 4, "input.rounds"),
         (["run", "critique-revise", "--topic", "x", "--llm", "gpt"], 4, "unknown LLM provider"),
         (["run", "critique-revise", "--topic", "x", "--engine", "k8s"], 4, "unknown engine"),
-        (["signal", "done-1", "maybe"], 4, "approve or revise"),
+        (["signal", "done-1", "maybe"], 4, "approve, revise or budget"),
         (["config", "show", "--config", "/nonexistent.toml"], 5, "no such file"),
     ],
 )
