@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ecl.core.errors import EclError, LlmError, MaxRevisionsExceeded, StepError, StepValidationError
     from ecl.core.policy import RetryPolicy
     from ecl.core.results import NeedsRevision, Success, WorkflowResult
+    from ecl.engines.handle import open_engine
     from ecl.llm.mock import MockLlmProvider
     from ecl.llm.provider import CompletionRequest
     from ecl.steps.context import StepContext
@@ -53,6 +54,7 @@ _HOME = {
     "Success": "ecl.core.results",
     "WorkflowContext": "ecl.workflows.context",
     "WorkflowResult": "ecl.core.results",
+    "open_engine": "ecl.engines.handle",
     "step": "ecl.steps.function",
     "workflow": "ecl.workflows.code",
 }
@@ -75,6 +77,7 @@ __all__ = [
     "Success",
     "WorkflowContext",
     "WorkflowResult",
+    "open_engine",
     "step",
     "workflow",
 ]

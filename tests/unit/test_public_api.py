@@ -21,6 +21,7 @@ EXPECTED = [
     "Success",
     "WorkflowContext",
     "WorkflowResult",
+    "open_engine",
     "step",
     "workflow",
 ]
