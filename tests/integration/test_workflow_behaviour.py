@@ -107,8 +107,8 @@ class Driver:
     def start(self, *args: str) -> subprocess.Popen[str]:
         return self.ecl.start(*args, **self.env)
 
-    def workflow(self, wid: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        args = ["run", "critique-revise", "--topic", "Rust", "--id", wid, "--format", "json", *extra]
+    def workflow(self, wid: str, *extra: str, definition: str = "critique-revise") -> subprocess.CompletedProcess[str]:
+        args = ["run", definition, "--topic", "Rust", "--id", wid, "--format", "json", *extra]
         args += ["--engine", self.engine]
         if self.engine == "embedded":
             args += ["--llm", "anthropic"]
@@ -207,6 +207,94 @@ def test_cancel(driver: Driver, fake: FakeAnthropicServer) -> None:
 def test_status_of_an_unknown_workflow(driver: Driver) -> None:
     done = driver.run("signal", "no-such-workflow", "approve", "--engine", driver.engine)
     assert done.returncode == 3
+
+
+# ---------------------------------------------------------------- both forms of Critique-Revise
+
+
+def journal_names(driver: Driver, wid: str) -> list[str]:
+    """The names in the workflow's journal, in order (the engine's own journal)."""
+    if driver.engine == "embedded":
+        return [
+            name
+            for (name,) in driver.ecl.query("SELECT name FROM journal_entries WHERE workflow_id = ? ORDER BY seq", wid)
+        ]
+    admin = driver.env["ECL_RESTATE__ADMIN_URL"]
+
+    def query(sql: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = httpx.post(
+            f"{admin}/query", json={"query": sql}, headers={"accept": "application/json"}, timeout=10
+        ).json()["rows"]
+        return rows
+
+    (invocation,) = query(
+        f"SELECT id FROM sys_invocation WHERE target_service_key = '{wid}' AND target_handler_name = 'run'"
+    )
+    rows = query(f"SELECT name FROM sys_journal WHERE id = '{invocation['id']}' AND name != '' ORDER BY index")
+    return [row["name"] for row in rows]
+
+
+def _same_ids(value: Any) -> Any:
+    """``value`` (JSON, or a JSON string) with every ``artifact_id`` the same: each run stores its own."""
+    if isinstance(value, str) and value[:1] in "{[":
+        value = json.loads(value)
+    if isinstance(value, dict):
+        return {k: "<id>" if k == "artifact_id" and v else _same_ids(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_same_ids(v) for v in value]
+    return value
+
+
+def records(driver: Driver, wid: str) -> dict[str, Any]:
+    """What ECL recorded of a run, without ids and times."""
+    steps = driver.ecl.query(
+        "SELECT step_id, iteration, attempt, state, input, output, error, tokens_used FROM step_executions "
+        "WHERE workflow_id = ? ORDER BY started_at, iteration",
+        wid,
+    )
+    calls = driver.ecl.query(
+        "SELECT provider, model, input_tokens, output_tokens, outcome, cost_usd FROM llm_calls "
+        "WHERE workflow_id = ? ORDER BY created_at",
+        wid,
+    )
+    (row,) = driver.ecl.query("SELECT state, revision_count, error FROM workflows WHERE id = ?", wid)
+    return {
+        "steps": _same_ids(steps),
+        "calls": calls,
+        "workflow": _same_ids(row),
+        "journal": journal_names(driver, wid),
+    }
+
+
+@pytest.mark.parametrize("critiques", [[REVISE, PASS], [REVISE]], ids=["revise-then-pass", "max-revisions"])
+def test_both_forms_give_the_same_outputs_records_and_journal(
+    driver: Driver, fake: FakeAnthropicServer, critiques: list[str]
+) -> None:
+    """critique-revise (the graph) and critique-revise-py (code-first) on the same replies."""
+    seen: dict[str, Any] = {}
+    for definition in ("critique-revise", "critique-revise-py"):
+        fake.responder = responder(critiques)
+        wid = unique(definition, driver)
+        done = driver.workflow(wid, definition=definition)
+        assert done.returncode in (0, 10), done.stderr
+        result = result_of(done)
+        seen[definition] = {
+            "exit": done.returncode,
+            "result": _same_ids(
+                {k: result[k] for k in ("state", "outputs", "revisions", "tokens", "cost_usd", "error")}
+            ),
+            "steps": [s["step_id"] for s in result["steps"]],
+            **records(driver, wid),
+        }
+    graph, code = seen["critique-revise"], seen["critique-revise-py"]
+    assert code == graph
+    names = graph["journal"]
+    assert [n for n in names if n.startswith("step:")][:4] == [
+        "step:generate",
+        "step:critique",
+        "step:revise:1",
+        "step:critique:1",
+    ]
 
 
 # ---------------------------------------------------------------- Restate durability
