@@ -13,7 +13,7 @@ import pytest
 from ecl.testing import FakeAnthropicServer
 from tests.e2e.helpers import Ecl
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 README = Path(__file__).parents[2] / "README.md"
 HAIKU = "Cold water, clear stones,\nthe river keeps its own time,\nmoss on the old mill."
@@ -39,7 +39,7 @@ def test_the_readme_program_runs_durably_and_records_its_step(tmp_path: Path) ->
         )
         env = Ecl(tmp_path, fake.url).env(ECL_DATABASE_URL="")  # the program names its own database
         done = subprocess.run(
-            [sys.executable, str(program)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, str(program)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout == HAIKU + "\n"

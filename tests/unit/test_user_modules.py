@@ -121,6 +121,13 @@ def test_a_workflow_id_declared_by_two_modules_is_one_line_naming_both(user_modu
     assert str(info.value) == "workflow id 'loud' is declared twice: in module flows and in module clash"
 
 
+def test_the_same_workflow_reached_twice_is_no_clash(user_modules: Path) -> None:
+    import flows  # type: ignore[import-not-found]
+
+    catalog = WorkflowCatalog.build(workflows=[flows.loud], modules=["flows"], entry_points=False)
+    assert catalog.get("loud") is flows.loud
+
+
 def test_a_user_module_may_replace_a_built_in_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "mine.py").write_text(
         "import ecl\n\n@ecl.workflow('critique-revise')\nasync def mine(ctx: ecl.WorkflowContext) -> int:\n"

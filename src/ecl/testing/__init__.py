@@ -4,6 +4,7 @@
   replies, fault injection, held requests and a request log.
 - :class:`~ecl.llm.MockLlmProvider`: an in-process scripted provider.
 - :class:`InMemoryDurableContext`: run orchestrator code without an engine.
+- :func:`run_workflow`: run one workflow on an in-memory context (no database).
 - :func:`capture_logs`: collect structlog events.
 """
 
@@ -12,6 +13,7 @@ from structlog.testing import capture_logs
 from ecl.llm.mock import MockLlmProvider
 from ecl.testing.anthropic_server import FakeAnthropicServer, Hold, ReceivedRequest, Reply
 from ecl.testing.memory import InMemoryDurableContext
+from ecl.testing.workflows import run_workflow
 
 __all__ = [
     "FakeAnthropicServer",
@@ -21,4 +23,5 @@ __all__ = [
     "ReceivedRequest",
     "Reply",
     "capture_logs",
+    "run_workflow",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -160,6 +161,8 @@ class WorkflowCatalog:
 
     def add(self, entry: WorkflowEntry, *, source: str = "code") -> None:
         """Add a definition or a code-first workflow (a user's may replace a built-in id)."""
+        if self.code.get(entry.id) is entry:
+            return  # the same workflow reached twice (given, and its module an entry point)
         self._claim(entry.id, source)
         if isinstance(entry, CodeWorkflow):
             self.definitions.remove(entry.id)
@@ -169,8 +172,12 @@ class WorkflowCatalog:
             self.definitions.add(entry)
 
     def add_step(self, step: StepFunction[Any, Any] | Step[Any, Any]) -> None:
-        """Register a step (a ``@ecl.step`` handle or a class-based step instance)."""
-        self.steps.register(step.step if isinstance(step, StepFunction) else step)
+        """Register a step (a ``@ecl.step`` handle or a class-based step instance); the
+        ``prompts/`` folder beside its module is searched for its templates."""
+        impl = step.step if isinstance(step, StepFunction) else step
+        self.steps.register(impl)
+        fn = getattr(impl, "fn", None)
+        self._add_prompts_of(sys.modules.get(fn.__module__ if fn is not None else type(impl).__module__))
 
     def add_object(self, obj: Any, *, source: str) -> None:
         """Add whatever a module or an entry point offers (see the module docs)."""
@@ -199,6 +206,15 @@ class WorkflowCatalog:
             for value in getattr(wf.fn, "__globals__", {}).values():
                 if isinstance(value, StepFunction) and value.name not in self.steps:
                     self.add_step(value)
+            self._add_prompts_of(sys.modules.get(wf.fn.__module__))
+
+    def _add_prompts_of(self, module: ModuleType | None) -> None:
+        """The ``prompts/`` folder beside a module, if it has one."""
+        if module is None or not getattr(module, "__file__", None):
+            return
+        prompts = Path(str(module.__file__)).parent / "prompts"
+        if prompts.is_dir() and prompts not in self.prompt_dirs:
+            self.prompt_dirs.append(prompts)
 
     def _add_module(self, module: ModuleType) -> None:
         source = f"module {module.__name__}"
@@ -224,10 +240,7 @@ class WorkflowCatalog:
                 files.append(value)
         for found in files:
             self.load_folder(found.path, source=source)
-        if module.__file__:
-            prompts = Path(module.__file__).parent / "prompts"
-            if prompts.is_dir() and prompts not in self.prompt_dirs:
-                self.prompt_dirs.append(prompts)
+        self._add_prompts_of(module)
 
     def load_module(self, name: str) -> None:
         """Import ``name`` and add what it declares; an import failure is one line naming both."""

@@ -1,0 +1,1 @@
+"""An example ECL user package: release notes from a list of changes."""
