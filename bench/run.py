@@ -1,4 +1,5 @@
-"""ECL benchmarks: durable-step overhead and many concurrent workflows.
+"""ECL benchmarks: durable-step overhead (engine only, and the whole framework: decorated
+steps, records written, code-first and graph) and many concurrent workflows.
 
     uv run python bench/run.py                   # embedded engine, default sizes
     uv run python bench/run.py --concurrent 10000
@@ -133,11 +134,34 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
             url = f"sqlite:///{Path(tmp) / f'{label}.db'}"
             upgrade(url)
             figures[label] = await step_overhead(url, steps, workflows, args)
+        if args.framework:
+            framework = _load("framework.py")
+            for form in ("code", "graph"):
+                for _label, steps, workflows in runs:
+                    url = f"sqlite:///{Path(tmp) / f'framework_{form}_{steps}.db'}"
+                    upgrade(url)
+                    key = f"framework_{form}_{steps}_steps"
+                    figures[key] = await framework.framework_overhead(url, form, steps, workflows, args)
+                    engine_only = figures[f"overhead_{steps}_steps"]["ms_per_step_median"]
+                    figures[key]["added_ms_per_step_over_engine_only"] = round(
+                        figures[key]["ms_per_step_median"] - engine_only, 4
+                    )
         for count in args.concurrent:
             url = f"sqlite:///{Path(tmp) / f'concurrent_{count}.db'}"
             upgrade(url)
             figures[f"concurrent_{count}"] = await concurrent(url, count, args)
     return figures
+
+
+def _load(name: str) -> Any:
+    """A sibling benchmark module (``bench/`` is a folder of scripts, not a package)."""
+    path = Path(__file__).with_name(name)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        sys.exit(f"bench: {path} is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
@@ -151,6 +175,12 @@ def main() -> None:
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument(
         "--gc-threshold", type=int, default=50_000, help="GC tuning, as `ecl` does it (0: Python's default)"
+    )
+    parser.add_argument(
+        "--no-framework",
+        dest="framework",
+        action="store_false",
+        help="skip the whole-framework figures (decorated steps, records written)",
     )
     args = parser.parse_args()
     tune_gc(args.gc_threshold)

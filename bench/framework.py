@@ -1,0 +1,95 @@
+"""The whole framework per durable step: a user's workflow of no-op steps, as users write it.
+
+Beside the engine-only figure of ``bench/run.py`` (an orchestrator that calls ``ctx.run``
+directly), this measures what a user's workflow costs: ``@ecl.step`` functions called from
+an ``@ecl.workflow`` (code-first) or wired by a definition (graph), through the catalog, the
+step executor (input/output validation, retry policy, tracing) and the recorder, so a
+``step_executions`` row is written for every step and the workflow row is updated, on the
+embedded engine and a SQLite file.
+
+    uv run python bench/run.py               # prints these figures beside the engine-only ones
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import ecl
+from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions
+from ecl.store.database import create_sync_engine
+from ecl.store.models import Base
+from ecl.workflows import WorkflowCatalog, parse_definition
+
+
+@ecl.step
+async def noop(ctx: ecl.StepContext, i: int) -> int:
+    """Returns its input: nothing but the framework's own work."""
+    return i
+
+
+@ecl.workflow("bench-code")
+async def bench_code(ctx: ecl.WorkflowContext, steps: int) -> int:
+    """``steps`` sequential no-op steps, written as code."""
+    total = 0
+    for i in range(steps):
+        total += await noop(ctx, i)
+    return total
+
+
+def graph_definition(catalog: WorkflowCatalog, steps: int) -> Any:
+    """``steps`` sequential no-op steps, as a definition."""
+    raw = {
+        "id": f"bench-graph-{steps}",
+        "name": f"{steps} no-op steps",
+        "steps": [
+            {"step_id": f"s{i}", "step": "noop", "input": {"i": i}, **({"depends_on": [f"s{i - 1}"]} if i else {})}
+            for i in range(steps)
+        ],
+    }
+    return parse_definition(raw, catalog.steps)
+
+
+def _engine(url: str, catalog: WorkflowCatalog, args: argparse.Namespace) -> EmbeddedEngine:
+    orchestrator = catalog.orchestrator(ecl.MockLlmProvider(["unused"]))
+    return EmbeddedEngine(
+        create_sync_engine(url, sqlite_synchronous=args.synchronous),
+        dict(Base.metadata.tables),
+        orchestrator,
+        known_definitions=catalog.get,
+        options=EmbeddedOptions(heartbeat_seconds=5.0),
+    )
+
+
+async def framework_overhead(
+    url: str, form: str, steps: int, workflows: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Sequential workflows of ``steps`` no-op steps in ``form`` (``code`` or ``graph``):
+    ms per durable step through the whole framework (workflow creation included)."""
+    catalog = WorkflowCatalog.build(entry_points=False, workflows=[bench_code, noop])
+    if form == "graph":
+        catalog.add(graph_definition(catalog, steps))
+        definition_id, data = f"bench-graph-{steps}", {}
+    else:
+        definition_id, data = "bench-code", {"steps": steps}
+    engine = await _engine(url, catalog, args).start()
+    for _ in range(3):  # warm up
+        await engine.result(await engine.submit(definition_id, data))
+    samples = []
+    start_all = time.perf_counter()
+    for _ in range(workflows):
+        t0 = time.perf_counter()
+        result = await engine.result(await engine.submit(definition_id, data))
+        samples.append((time.perf_counter() - t0) * 1000 / steps)
+        assert result.state == "completed", result.error
+    wall = time.perf_counter() - start_all
+    await engine.close()
+    return {
+        "form": form,
+        "steps_per_workflow": steps,
+        "workflows": workflows,
+        "ms_per_step_median": round(statistics.median(samples), 4),
+        "ms_per_step_mean": round(wall * 1000 / (steps * workflows), 4),
+    }
