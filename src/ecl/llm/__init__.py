@@ -14,6 +14,9 @@ from ecl.llm.provider import (
     Message,
     StopReason,
     StreamEvent,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
 )
 from ecl.llm.registry import PROVIDERS_GROUP, ProviderFactory, ProviderOptions, provider_names
 from ecl.llm.retry import RetryingProvider
@@ -57,6 +60,9 @@ __all__ = [
     "RetryingProvider",
     "StopReason",
     "StreamEvent",
+    "ToolCall",
+    "ToolResult",
+    "ToolSpec",
     "build_provider",
     "error_for_status",
     "parse_retry_after",

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from ecl.core.errors import LlmError
 from ecl.core.metadata import TokenUsage
 from ecl.llm.errors import error_for_status
-from ecl.llm.provider import CompletionRequest, CompletionResponse, StopReason, StreamEvent
+from ecl.llm.provider import CompletionRequest, CompletionResponse, Message, StopReason, StreamEvent, ToolCall
 
 __all__ = ["AnthropicProvider"]
 
@@ -65,6 +65,28 @@ def _text(blocks: Any) -> str:
     return "".join(str(getattr(b, "text", "")) for b in blocks if getattr(b, "type", "") == "text")
 
 
+def _tool_calls(blocks: Any) -> list[ToolCall]:
+    return [
+        ToolCall(id=str(b.id), name=str(b.name), input=dict(b.input or {}))
+        for b in blocks
+        if getattr(b, "type", "") == "tool_use"
+    ]
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A message in the Messages API's form: plain text, or content blocks when tools are involved."""
+    if not message.tool_calls and not message.tool_results:
+        return {"role": message.role, "content": message.content}
+    blocks: list[dict[str, Any]] = [
+        {"type": "tool_result", "tool_use_id": r.tool_call_id, "content": r.content, "is_error": r.is_error}
+        for r in message.tool_results
+    ]
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input} for c in message.tool_calls]
+    return {"role": message.role, "content": blocks}
+
+
 class AnthropicProvider:
     """:class:`~ecl.llm.LlmProvider` for Claude."""
 
@@ -93,8 +115,12 @@ class AnthropicProvider:
         params: dict[str, Any] = {
             "model": request.model or self.model,
             "max_tokens": request.max_tokens or self.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
         }
+        if request.tools:
+            params["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools
+            ]
         if request.system_prompt:
             params["system"] = request.system_prompt
         if request.temperature is not None:
@@ -115,6 +141,7 @@ class AnthropicProvider:
             content=text,
             usage=_usage(message.usage),
             stop_reason=_STOP.get(str(message.stop_reason), "other"),
+            tool_calls=_tool_calls(message.content),
             model=message.model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
@@ -137,6 +164,7 @@ class AnthropicProvider:
                 content=text,
                 usage=_usage(message.usage),
                 stop_reason=_STOP.get(str(message.stop_reason), "other"),
+                tool_calls=_tool_calls(message.content),
                 model=message.model,
                 latency_ms=(time.perf_counter() - started) * 1000,
             )

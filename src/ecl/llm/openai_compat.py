@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic import SecretStr
 from ecl.core.errors import LlmError
 from ecl.core.metadata import TokenUsage
 from ecl.llm.errors import error_for_status
-from ecl.llm.provider import CompletionRequest, CompletionResponse, StopReason, StreamEvent
+from ecl.llm.provider import CompletionRequest, CompletionResponse, Message, StopReason, StreamEvent, ToolCall
 
 __all__ = ["OpenAICompatibleProvider"]
 
@@ -34,6 +35,42 @@ def _translate(exc: Exception) -> LlmError:
     if isinstance(exc, httpx.TransportError):
         return LlmError("openai: connection failed", kind="connection", retryable=True)
     return LlmError(f"openai: {type(exc).__name__}: {exc}", kind="server", retryable=False)
+
+
+def _messages(message: Message) -> list[dict[str, Any]]:
+    """One message in the Chat Completions form; tool results become ``tool`` messages."""
+    out: list[dict[str, Any]] = [
+        {"role": "tool", "tool_call_id": r.tool_call_id, "content": r.content} for r in message.tool_results
+    ]
+    if message.tool_calls:
+        out.append(
+            {
+                "role": "assistant",
+                "content": message.content or None,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.input)}}
+                    for c in message.tool_calls
+                ],
+            }
+        )
+    elif message.content or not message.tool_results:
+        out.append({"role": message.role, "content": message.content})
+    return out
+
+
+def _tool_calls(raw: Any) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for call in raw or []:
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = {"_unparsed": call.function.arguments}
+        calls.append(
+            ToolCall(
+                id=str(call.id), name=str(call.function.name), input=arguments if isinstance(arguments, dict) else {}
+            )
+        )
+    return calls
 
 
 class OpenAICompatibleProvider:
@@ -58,10 +95,11 @@ class OpenAICompatibleProvider:
         )
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
+        messages: list[dict[str, Any]] = []
         if request.system_prompt:
             messages.append({"role": "system", "content": request.system_prompt})
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        for message in request.messages:
+            messages += _messages(message)
         params: dict[str, Any] = {
             "model": request.model or self.model,
             "max_tokens": request.max_tokens or self.max_tokens,
@@ -71,6 +109,14 @@ class OpenAICompatibleProvider:
             params["temperature"] = request.temperature
         if request.stop_sequences:
             params["stop"] = request.stop_sequences
+        if request.tools:
+            params["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
+                }
+                for t in request.tools
+            ]
         return params
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
@@ -89,6 +135,7 @@ class OpenAICompatibleProvider:
                 output=usage.completion_tokens if usage else 0,
             ),
             stop_reason=_STOP.get(str(choice.finish_reason), "other"),
+            tool_calls=_tool_calls(choice.message.tool_calls),
             model=reply.model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )

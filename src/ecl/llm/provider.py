@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,18 +16,57 @@ __all__ = [
     "Message",
     "StopReason",
     "StreamEvent",
+    "ToolCall",
+    "ToolResult",
+    "ToolSpec",
 ]
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "other"]
 
 
+class ToolSpec(BaseModel):
+    """A tool the model may call: a name, what it does, and a JSON schema of its input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str
+    input_schema: dict[str, Any]
+
+
+class ToolCall(BaseModel):
+    """The model asks for a tool to be run (an Anthropic ``tool_use`` block, an OpenAI function call)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResult(BaseModel):
+    """The answer to one :class:`ToolCall`, sent back in the next user message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool_call_id: str
+    content: str
+    is_error: bool = False
+
+
 class Message(BaseModel):
-    """One chat message."""
+    """One chat message.
+
+    An assistant message that called tools carries them in ``tool_calls``; the user message
+    after it answers them in ``tool_results`` (``content`` may then be empty).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     role: Literal["user", "assistant"]
     content: str
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_results: list[ToolResult] = Field(default_factory=list)
 
 
 class CompletionRequest(BaseModel):
@@ -42,6 +81,8 @@ class CompletionRequest(BaseModel):
     stop_sequences: list[str] = Field(default_factory=list)
     model: str | None = None
     """Overrides the provider's configured model for this request."""
+    tools: list[ToolSpec] = Field(default_factory=list)
+    """Tools the model may call; a reply that calls them has ``stop_reason == "tool_use"``."""
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, max_tokens: int = 1024) -> CompletionRequest:
@@ -59,6 +100,8 @@ class CompletionResponse(BaseModel):
     content: str
     usage: TokenUsage = Field(default_factory=TokenUsage)
     stop_reason: StopReason = "end_turn"
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """Tools the model asked to run (with ``stop_reason == "tool_use"``)."""
     model: str = ""
     latency_ms: float = 0.0
 

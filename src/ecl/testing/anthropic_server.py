@@ -51,6 +51,9 @@ class Reply:
     drop: bool = False
     usage: dict[str, int] | None = None
     """Token counts to report instead of the computed ones (e.g. ``cache_read_input_tokens``)."""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Tool calls to answer with (``{"id", "name", "input"}``; non-streamed replies): the reply
+    then ends with ``stop_reason`` ``tool_use`` (``tool_calls`` on the OpenAI path)."""
 
     @classmethod
     def parse(cls, item: Any) -> Reply:
@@ -66,8 +69,19 @@ class Reply:
                 delay=float(item.get("delay", 0.0)),
                 drop=bool(item.get("drop", False)),
                 usage=item.get("usage"),
+                tool_calls=list(item.get("tool_calls") or []),
             )
         raise ValueError(f"script item must be a string or an object, got {item!r}")
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    """The text of a content block; a ``tool_result`` block's content counts as text."""
+    if block.get("type") == "tool_result":
+        inner = block.get("content")
+        if isinstance(inner, list):
+            return "\n".join(str(b.get("text", "")) for b in inner if isinstance(b, dict))
+        return str(inner or "")
+    return str(block.get("text", ""))
 
 
 @dataclass
@@ -93,7 +107,7 @@ class ReceivedRequest:
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):
-                parts += [str(b.get("text", "")) for b in content if isinstance(b, dict)]
+                parts += [_block_text(b) for b in content if isinstance(b, dict)]
         return "\n".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -302,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif request.stream:
                 self._sse(request, reply)
             else:
-                self._json(200, _message(request, reply.text, reply.usage), {})
+                self._json(200, _message(request, reply.text, reply.usage, reply.tool_calls), {})
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -408,8 +422,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": reply.text},
-                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": reply.text, **_openai_tools(reply)},
+                            "finish_reason": "tool_calls" if reply.tool_calls else "stop",
                         }
                     ],
                     "usage": usage,
@@ -438,12 +452,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _openai_tools(reply: Reply) -> dict[str, Any]:
+    if not reply.tool_calls:
+        return {}
+    return {
+        "tool_calls": [
+            {
+                "id": str(c.get("id") or f"call_{uuid.uuid4().hex[:20]}"),
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c.get("input", {}))},
+            }
+            for c in reply.tool_calls
+        ]
+    }
+
+
 def _chunks(text: str, size: int = 16) -> Iterator[str]:
     for i in range(0, len(text), size):
         yield text[i : i + size]
 
 
-def _message(request: ReceivedRequest, text: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
+def _message(
+    request: ReceivedRequest,
+    text: str,
+    usage: dict[str, int] | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     prompt = len(request.text)
     message: dict[str, Any] = {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
@@ -462,6 +496,15 @@ def _message(request: ReceivedRequest, text: str, usage: dict[str, int] | None =
     }
     if usage:
         message["usage"] = {**message["usage"], **usage}
+    if tool_calls:
+        if not text:
+            message["content"] = []
+        message["content"] += [
+            {"type": "tool_use", "id": str(c.get("id") or f"toolu_{uuid.uuid4().hex[:20]}"), "name": c["name"],
+             "input": c.get("input", {})}
+            for c in tool_calls
+        ]  # fmt: skip
+        message["stop_reason"] = "tool_use"
     return message
 
 
