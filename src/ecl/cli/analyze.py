@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +12,19 @@ from rich.table import Table
 
 from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions, CostEstimate, estimate_cost, plan_for, run_intake
 from ecl.analyzer.prompting import AnalyzerPrompts
+from ecl.analyzer.workflow import WORKFLOW_ID
+from ecl.artifacts.local import LocalArtifactStore
 from ecl.cli.output import check_format, echo_json
-from ecl.cli.runtime import check_llm_choice, settings_from
+from ecl.cli.run import _interrupted, exit_for, print_result
+from ecl.cli.runtime import Progress, check_llm_choice, open_embedded, settings_from
 from ecl.config import Settings
 from ecl.core.errors import InputValidationError
+from ecl.core.results import WorkflowResult
+from ecl.core.state import WorkflowState
+from ecl.store.database import create_engine
+from ecl.store.repositories import ArtifactRepository
 
-__all__ = ["analysis_input", "register"]
+__all__ = ["ChunkProgress", "analysis_input", "register", "write_deliverables"]
 
 
 def analysis_input(
@@ -166,8 +174,120 @@ def register(app: typer.Typer) -> None:
             else:
                 _print_dry_run(doc)
             return
-        _ = (out, workflow_id)
+        # Intake runs here first so that a bad input is a one-line error before any workflow
+        # exists; the workflow's own intake step checks again (the code may change meanwhile).
+        plan = dry_run_document(data, settings)
+        progress = ChunkProgress(quiet=fmt != "table", total=int(plan["chunks"]))
+        submitted: list[str] = []
+
+        async def go() -> WorkflowResult | None:
+            async with open_embedded(settings, llm=llm, progress=progress) as (eng, _rt):
+                wid = await eng.submit(WORKFLOW_ID, data.model_dump(mode="json"), workflow_id)
+                submitted.append(wid)
+                progress.workflow_id = wid
+                if data.implementation is None and not data.skip_assessment and fmt == "table":
+                    typer.echo(
+                        f"the assessment (step 5) will wait for the new implementation: "
+                        f"ecl signal {wid} implementation --path DIR (or use --implementation / --skip-assessment)",
+                        err=True,
+                    )
+                result = await eng.resume(wid) if wid not in eng.running else await eng.result(wid)
+                if out is not None and result.state is WorkflowState.COMPLETED:
+                    await write_deliverables(settings, result, out)
+                return result
+
+        try:
+            result = asyncio.run(go())
+        except KeyboardInterrupt:
+            _interrupted(submitted[0] if submitted else None)
+            return
+        assert result is not None
+        _print_analysis(result, fmt, out)
+        exit_for(result)
+
+
+class ChunkProgress(Progress):
+    """Progress with ``N/M chunks`` lines for the fan-out of step 1."""
+
+    def __init__(self, *, quiet: bool, total: int) -> None:
+        super().__init__(quiet=quiet)
+        self.total = total
+        self.done = 0
+        self.workflow_id = ""
+        self._chunk_executions: set[str] = set()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, execution = event.get("event"), str(event.get("execution_id") or "")
+        if kind == "step_started" and event.get("step_id") == "summarize-chunk":
+            if not self._chunk_executions:
+                self._line(f"→ summarize-chunk: {self.total} chunks")
+            self._chunk_executions.add(execution)
+            return
+        if kind == "step_finished" and execution in self._chunk_executions:
+            self._chunk_executions.discard(execution)
+            if event.get("state") == "completed":
+                self.done += 1
+                self._line(f"✓ {self.done}/{self.total} chunks")
+            return
+        super().__call__(event)
+
+
+async def write_deliverables(settings: Settings, result: WorkflowResult, out: Path) -> list[Path]:
+    """Copy every deliverable of a completed run from the artifact store into ``out``."""
+    delivery = result.outputs.get("package") or {}
+    files: dict[str, str] = dict(delivery.get("files") or {})
+    if not files:
         raise InputValidationError(
-            "ecl analyze runs only with --dry-run in this version",
-            errors=[{"field": "dry_run", "message": "required", "value": False}],
+            f"workflow {result.workflow_id} has no deliverables to write",
+            errors=[{"field": "out", "message": "no deliverables", "value": str(out)}],
         )
+    db = create_engine(settings.database.url)
+    store = LocalArtifactStore(Path(settings.artifacts.path), ArtifactRepository(db))
+    try:
+        contents = {name: await store.retrieve(result.workflow_id, aid) for name, aid in sorted(files.items())}
+    finally:
+        await db.dispose()
+    return await asyncio.to_thread(_write_files, out, contents)
+
+
+def _write_files(out: Path, contents: dict[str, bytes]) -> list[Path]:
+    root = out.resolve()
+    written: list[Path] = []
+    for name, content in contents.items():
+        target = (root / name).resolve()
+        if not target.is_relative_to(root):  # names come from the run's own records; still, stay inside
+            raise InputValidationError(
+                f"deliverable {name!r} would leave {out}",
+                errors=[{"field": "out", "message": "path escapes", "value": name}],
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        written.append(target)
+    return written
+
+
+def _print_analysis(result: WorkflowResult, fmt: str, out: Path | None) -> None:
+    if fmt != "table":
+        print_result(result, fmt)
+        return
+    output = result.output if isinstance(result.output, dict) else {}
+    table = Table(show_header=False, box=None)
+    table.add_row("workflow", result.workflow_id)
+    table.add_row("state", result.state.value)
+    if output:
+        table.add_row("target", str(output.get("target")))
+        table.add_row("chunks", str(output.get("chunks")))
+        table.add_row("phases", str(output.get("phases")))
+        score = output.get("adherence_score")
+        table.add_row("assessment", "skipped" if score is None else f"adherence {score:.2f}")
+        if output.get("revised_phases"):
+            table.add_row("revised specs", ", ".join(str(n) for n in output["revised_phases"]))
+    table.add_row("revisions", str(result.revisions))
+    table.add_row("tokens", f"{result.tokens.total} (in {result.tokens.input}, out {result.tokens.output})")
+    if result.duration_ms is not None:
+        table.add_row("time", f"{result.duration_ms / 1000:.2f}s")
+    if out is not None and result.state is WorkflowState.COMPLETED:
+        table.add_row("deliverables", f"{out}/index.md")
+    if result.error:
+        table.add_row("error", f"{result.error.get('type')}: {result.error.get('message')}")
+    Console().print(table)

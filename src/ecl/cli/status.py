@@ -242,7 +242,9 @@ def register(app: typer.Typer) -> None:
     @app.command("signal")
     def signal(
         workflow_id: Annotated[str, typer.Argument(help="The workflow.")],
-        decision: Annotated[str, typer.Argument(help="approve or revise; or budget (with --add-usd/--add-tokens).")],
+        decision: Annotated[
+            str, typer.Argument(help="approve, revise, budget (--add-usd/--add-tokens) or implementation (--path).")
+        ],
         feedback: Annotated[str | None, typer.Option(help="What to change (with revise).")] = None,
         promise: Annotated[str, typer.Option(help="The durable promise to resolve.")] = APPROVAL_PROMISE,
         add_usd: Annotated[
@@ -251,6 +253,9 @@ def register(app: typer.Typer) -> None:
         add_tokens: Annotated[
             str | None, typer.Option("--add-tokens", help="With budget: raise the token budget by this many.")
         ] = None,
+        path: Annotated[
+            Path | None, typer.Option("--path", help="With implementation: the new code to assess.")
+        ] = None,
         engine: EngineOpt = None,
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
@@ -258,9 +263,9 @@ def register(app: typer.Typer) -> None:
         """Answer a workflow waiting for approval (approve, or revise with feedback), or top up
         the budget of one waiting for budget: ``ecl signal ID budget --add-usd 2``."""
         check_format(fmt)
-        if decision not in ("approve", "revise", "budget"):
+        if decision not in ("approve", "revise", "budget", "implementation"):
             raise InputValidationError(
-                f"unknown decision {decision!r}; expected approve, revise or budget",
+                f"unknown decision {decision!r}; expected approve, revise or budget (or implementation --path DIR)",
                 errors=[{"field": "decision", "message": "expected approve, revise or budget", "value": decision}],
             )
         payload: dict[str, Any] = {"decision": decision, "feedback": feedback}
@@ -279,6 +284,14 @@ def register(app: typer.Typer) -> None:
             payload = {"add_usd": str(usd), "add_tokens": tokens}
             promise = BUDGET_PROMISE
         settings = settings_from(config, engine=engine)
+        if decision == "implementation":
+            # The codebase-migration analyzer waits on this promise for the code to assess.
+            if path is None or not path.exists():
+                raise InputValidationError(
+                    f"implementation needs --path to an existing folder or archive, got {path}",
+                    errors=[{"field": "path", "message": "missing or does not exist", "value": str(path)}],
+                )
+            promise, payload = "implementation", {"path": str(path.absolute())}
 
         async def go() -> None:
             async with open_command_engine(settings) as eng:

@@ -79,6 +79,7 @@ class WriterRecorder:
         self._emit(
             "step_started",
             workflow_id=step.workflow_id,
+            execution_id=execution_id,
             step_id=step.step_id,
             attempt=step.attempt,
             iteration=step.iteration,
