@@ -247,7 +247,11 @@ def test_input_is_validated_against_the_definition_at_submission(
 
 
 def test_definitions_health_and_metrics(api: httpx.Client) -> None:
-    assert [d["id"] for d in api.get("/definitions").json()] == ["critique-revise", "critique-revise-py"]
+    assert [d["id"] for d in api.get("/definitions").json()] == [
+        "codebase-migration",
+        "critique-revise",
+        "critique-revise-py",
+    ]
     assert api.get("/definitions/critique-revise-py").json()["steps"][0] == {"step_id": "generate"}
     assert api.get("/definitions/critique-revise").json()["transitions"][0]["max_iterations"] == 3
     assert api.get("/definitions/none").status_code == 404

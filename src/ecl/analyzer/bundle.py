@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from ecl.analyzer.chunking import Chunk, plan_chunks
 from ecl.analyzer.intake import InputDocument, IntakeLimits, build_manifest, read_input_document
@@ -23,6 +23,7 @@ from ecl.analyzer.prompting import AnalyzerPrompts
 from ecl.core.errors import InputValidationError
 
 __all__ = [
+    "ANALYZER_ID",
     "AnalysisInput",
     "AnalyzerOptions",
     "CostEstimate",
@@ -32,8 +33,13 @@ __all__ = [
     "line_lengths",
     "path_fields",
     "plan_for",
+    "prepare_submission",
     "run_intake",
 ]
+
+
+ANALYZER_ID = "codebase-migration"
+"""The workflow id of the analyzer."""
 
 
 class AnalyzerOptions(BaseModel):
@@ -76,6 +82,26 @@ class AnalysisInput(BaseModel):
     skip_assessment: bool = False
     budget_tokens: int | None = Field(default=None, ge=1)
     options: AnalyzerOptions = Field(default_factory=AnalyzerOptions)
+
+
+def prepare_submission(data: dict[str, Any], analyzer: Any, *, from_api: bool) -> dict[str, Any]:
+    """The input of a ``codebase-migration`` submission with the configured ``analyzer.*`` options.
+
+    From the HTTP API every path must lie under ``analyzer.allowed_roots`` and the options
+    are the server's (a client cannot raise the server's limits); from the command line the
+    bundle's own ``options`` win over the configuration. An input that is not a valid bundle
+    is returned as is: the engine's validation names the field.
+    """
+    try:
+        bundle = AnalysisInput.model_validate(data)
+    except ValidationError:
+        return data
+    if from_api:
+        check_allowed_roots(bundle, list(analyzer.allowed_roots))
+        options = AnalyzerOptions.from_settings(analyzer).model_dump()
+    else:
+        options = {**AnalyzerOptions.from_settings(analyzer).model_dump(), **dict(data.get("options") or {})}
+    return {**data, "options": options}
 
 
 def path_fields(data: AnalysisInput) -> list[tuple[str, str]]:

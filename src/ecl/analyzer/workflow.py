@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import ecl
-from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions
+from ecl.analyzer.bundle import ANALYZER_ID, AnalysisInput, AnalyzerOptions
 from ecl.analyzer.models import AnalysisResult, ChunkSummary, Document
 from ecl.analyzer.steps import (
     architecture,
@@ -41,7 +41,7 @@ from ecl.analyzer.steps import (
 
 __all__ = ["IMPLEMENTATION_PROMISE", "WORKFLOW_ID", "codebase_migration"]
 
-WORKFLOW_ID = "codebase-migration"
+WORKFLOW_ID = ANALYZER_ID
 IMPLEMENTATION_PROMISE = "implementation"
 """Resolved with ``{"path": DIR}`` by ``ecl signal ID implementation --path DIR`` or the API."""
 

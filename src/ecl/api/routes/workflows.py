@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
+from ecl.analyzer.bundle import ANALYZER_ID, prepare_submission
 from ecl.api.models import (
     ArtifactOut,
     LlmCallOut,
@@ -52,7 +53,11 @@ async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
     # and says whether this request created the workflow: of concurrent identical
     # submissions exactly one gets 201.
     parse_budget(body.input)
-    workflow_id, created = await svc.engine.admit(body.definition_id, body.input, body.workflow_id)
+    data = body.input
+    if body.definition_id == ANALYZER_ID:
+        # Server-side paths: only under analyzer.allowed_roots; the server's limits apply.
+        data = prepare_submission(data, svc.settings.analyzer, from_api=True)
+    workflow_id, created = await svc.engine.admit(body.definition_id, data, body.workflow_id)
     if not created:
         response.status_code = 200
     return _out(await svc.workflows.get(workflow_id))
