@@ -182,8 +182,9 @@ def test_cancel_and_signal(ecl: Ecl) -> None:
 
 def test_definitions_commands(ecl: Ecl, tmp_path: Path) -> None:
     assert "critique-revise" in ecl.run("definitions", "list").stdout
-    assert ecl.json("definitions", "list")[0]["id"] == "critique-revise"
+    assert ecl.json("definitions", "list")[1]["id"] == "critique-revise"
     assert ecl.run("definitions", "list", "--format", "quiet").stdout.split() == [
+        "codebase-migration",  # ECL's own ecl.workflows entry point
         "critique-revise",
         "critique-revise-py",
     ]
