@@ -32,7 +32,7 @@ import structlog
 
 from ecl.analyzer import IntakeLimits, ManifestReader, build_manifest, plan_chunks
 from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions, line_lengths
-from ecl.cli.runtime import open_embedded
+from ecl.cli.runtime import open_command_engine
 from ecl.config import load_settings
 from ecl.llm.mock import instance_of
 from ecl.testing import FakeAnthropicServer
@@ -110,10 +110,10 @@ async def bench_fanout(chunks: int, latency: float, concurrency: int) -> None:
         )
         options = AnalyzerOptions(chunk_tokens=700, concurrency=concurrency)
         data = AnalysisInput(code_path=str(root), target="rust", skip_assessment=True, options=options)
-        async with open_embedded(settings, llm="anthropic") as (engine, _runtime):
+        async with open_command_engine(settings, llm="anthropic") as engine:
             started = time.perf_counter()
             wid = await engine.submit("codebase-migration", data.model_dump(mode="json"))
-            result = await engine.result(wid)
+            result = await engine.resume(wid)
             whole = time.perf_counter() - started
         with sqlite3.connect(f"{tmp}/ecl.db") as db:
             rows = db.execute(

@@ -15,8 +15,8 @@ from ecl.analyzer.prompting import AnalyzerPrompts
 from ecl.analyzer.workflow import WORKFLOW_ID
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.cli.output import check_format, echo_json
-from ecl.cli.run import _interrupted, exit_for, print_result
-from ecl.cli.runtime import Progress, check_llm_choice, open_embedded, settings_from
+from ecl.cli.run import _interrupted, _say_waiting, exit_for, print_result
+from ecl.cli.runtime import Progress, check_llm_choice, open_command_engine, settings_from
 from ecl.config import Settings
 from ecl.core.errors import InputValidationError
 from ecl.core.results import WorkflowResult
@@ -181,7 +181,7 @@ def register(app: typer.Typer) -> None:
         submitted: list[str] = []
 
         async def go() -> WorkflowResult | None:
-            async with open_embedded(settings, llm=llm, progress=progress) as (eng, _rt):
+            async with open_command_engine(settings, llm=llm, progress=progress) as eng:
                 wid = await eng.submit(WORKFLOW_ID, data.model_dump(mode="json"), workflow_id)
                 submitted.append(wid)
                 progress.workflow_id = wid
@@ -191,7 +191,8 @@ def register(app: typer.Typer) -> None:
                         f"ecl signal {wid} implementation --path DIR (or use --implementation / --skip-assessment)",
                         err=True,
                     )
-                result = await eng.resume(wid) if wid not in eng.running else await eng.result(wid)
+                # A new workflow, or an existing one (same --id): finish it here or wait for it.
+                result: WorkflowResult = await eng.resume(wid, on_wait=_say_waiting)
                 if out is not None and result.state is WorkflowState.COMPLETED:
                     await write_deliverables(settings, result, out)
                 return result
