@@ -1,8 +1,9 @@
-"""The embedded engine's writer against real PostgreSQL behind a proxy that the test cuts.
+"""ECL's own writes against real PostgreSQL behind a proxy that the test cuts.
 
-Writes made for a running workflow wait the outage out, retrying with backoff; writes made
-for a client's request fail at once with DatabaseError; a COMMIT whose answer is lost is
-looked up, never applied twice.
+The embedded engine's writer: writes made for a running workflow wait the outage out,
+retrying with backoff; writes made for a client's request fail at once with DatabaseError;
+a COMMIT whose answer is lost is looked up, never applied twice. A step's artifact: its
+metadata row waits too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,8 +20,10 @@ from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, tex
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from ecl.artifacts import LocalArtifactStore
 from ecl.core.errors import DatabaseError
 from ecl.engines.embedded.writer import DatabaseWriter, Insert
+from ecl.store import ArtifactRepository, WorkflowRepository, create_engine, upgrade
 from ecl.store.database import create_sync_engine
 from ecl.store.outage import Backoff
 from tests.db_fixtures import PG_HOST, PG_PORT, fresh_pg
@@ -150,3 +154,33 @@ async def test_closing_during_an_outage_fails_what_waits_instead_of_hanging(dire
         await asyncio.wait_for(waiting, 60)
     assert writer._thread is not None
     assert not writer._thread.is_alive()  # it ended; close() did not give up waiting for it
+
+
+async def test_an_artifact_stored_during_an_outage_waits_for_the_database(
+    direct: str, proxy: TcpProxy, tmp_path: Path
+) -> None:
+    upgrade(direct)
+    db = create_engine(make_url(direct).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    try:
+        await WorkflowRepository(db).create("wf-1", "critique-revise", {})
+        repository = ArtifactRepository(db)
+        attempts = 0
+        delete = repository.delete
+
+        async def counted_delete(workflow_id: str, artifact_id: str) -> bool:
+            nonlocal attempts
+            attempts += 1
+            return await delete(workflow_id, artifact_id)
+
+        repository.delete = counted_delete  # type: ignore[method-assign]
+        store = LocalArtifactStore(tmp_path / "artifacts", repository)
+        proxy.stop()
+        saving = asyncio.create_task(store.store("wf-1", "final", "final.md", b"# Hello", "text/markdown"))
+        await _until(lambda: attempts >= 3)  # it failed, and tried again, and again
+        assert not saving.done()
+        proxy.start()
+        artifact = await asyncio.wait_for(saving, 60)
+        assert await store.retrieve("wf-1", artifact.id) == b"# Hello"
+    finally:
+        await db.dispose()
+    assert _rows(direct, "SELECT name, size FROM artifacts") == [("final.md", 7)]
