@@ -22,7 +22,9 @@ from sqlalchemy.exc import OperationalError
 
 from ecl.artifacts import LocalArtifactStore
 from ecl.core.errors import DatabaseError
+from ecl.engines.embedded import EmbeddedEngine
 from ecl.engines.embedded.writer import DatabaseWriter, Insert
+from ecl.engines.factory import tables
 from ecl.store import ArtifactRepository, WorkflowRepository, create_engine, upgrade
 from ecl.store.database import create_sync_engine
 from ecl.store.outage import Backoff
@@ -184,3 +186,20 @@ async def test_an_artifact_stored_during_an_outage_waits_for_the_database(
     finally:
         await db.dispose()
     assert _rows(direct, "SELECT name, size FROM artifacts") == [("final.md", 7)]
+
+
+async def test_an_engine_started_while_the_database_is_away_says_so(direct: str, proxy: TcpProxy) -> None:
+    upgrade(direct)
+    proxy.stop()
+    url = make_url(direct).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    engine = EmbeddedEngine(create_sync_engine(url), tables(), orchestrator=_NoOrchestrator())
+    try:
+        with pytest.raises(DatabaseError):  # at once, instead of waiting for the database
+            await asyncio.wait_for(engine.start(), 60)
+    finally:
+        await asyncio.wait_for(engine.close(), 60)
+
+
+class _NoOrchestrator:
+    async def run(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("no workflow runs here")

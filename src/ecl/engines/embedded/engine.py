@@ -155,7 +155,7 @@ class EmbeddedEngine:
             commit_delay=self._opts.commit_delay_seconds,
             inline=self._db.dialect.name == "sqlite",
         )
-        await self._renew()
+        await self._renew(ride_out=False)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ecl-heartbeat")
         return self
 
@@ -199,10 +199,13 @@ class EmbeddedEngine:
             raise RuntimeFailure("the embedded engine is not started; call start() first")
         return self._writer
 
-    async def _renew(self) -> None:
+    async def _renew(self, *, ride_out: bool = True) -> None:
+        """Extend this worker's lease. The heartbeat's renewal waits out a database outage
+        and lands as soon as it is back (re-registering the worker if its lease ran out and
+        its row was reaped); the first one, at start, fails at once instead."""
         workers, me = self._t["workers"], self._me
         span = timedelta(seconds=self._opts.lease_seconds)
-        await self.writer.call(lambda conn: lease.renew(conn, workers, me, span))
+        await self.writer.call(lambda conn: lease.renew(conn, workers, me, span), ride_out=ride_out)
 
     async def _heartbeat_loop(self) -> None:
         workflows, me = self._t["workflows"], self._me.id
