@@ -11,12 +11,27 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from ecl.testing import FakeAnthropicServer, ReceivedRequest, Reply
-from tests.e2e.helpers import ECL, PASS, Ecl, is_critique, kill
+from ecl.llm import AnthropicProvider, PriceTable
+from ecl.testing import FakeAnthropicServer, InMemoryDurableContext, ReceivedRequest, Reply
+from ecl.workflows import DefinitionRegistry, WorkflowOrchestrator, builtin_steps
+from tests.e2e.helpers import ECL, PASS, REVISE, Ecl, is_critique, kill
+from tests.unit.workflows_support import RecordingRecorder
+
+# The machine these run on may be busy: every subprocess gets minutes, not seconds.
+pytestmark = pytest.mark.timeout(900)
+SLOW = 300
+
+
+def _json(ecl: Ecl, *args: str) -> Any:
+    done = ecl.run(*args, "--format", "json", timeout=SLOW)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
 
 USAGE = {
     "input_tokens": 1000,
@@ -44,7 +59,7 @@ def ecl(tmp_path: Path, fake: FakeAnthropicServer) -> Ecl:
 
 
 def test_every_call_carries_its_exact_cost(ecl: Ecl, fake: FakeAnthropicServer) -> None:
-    done = ecl.run("run", "critique-revise", "--topic", "Rust", "--llm", "anthropic", "--format", "json", timeout=120)
+    done = ecl.run("run", "critique-revise", "--topic", "Rust", "--llm", "anthropic", "--format", "json", timeout=SLOW)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert fake.count() == 2
@@ -52,17 +67,19 @@ def test_every_call_carries_its_exact_cost(ecl: Ecl, fake: FakeAnthropicServer) 
     stored = [Decimal(row[0]) for row in ecl.query("SELECT cost_usd FROM llm_calls")]
     assert stored == [CALL_COST, CALL_COST]
     wid = result["workflow_id"]
-    status = ecl.json("status", wid)
+    status = _json(ecl, "status", wid)
     assert Decimal(status["llm_totals"]["cost_usd"]) == 2 * CALL_COST
     assert sum(Decimal(s["cost_usd"]) for s in status["steps"]) == 2 * CALL_COST
-    listed = ecl.json("list")
+    listed = _json(ecl, "list")
     assert Decimal(listed["items"][0]["cost_usd"]) == 2 * CALL_COST
-    logs = ecl.run("logs", wid)
+    logs = ecl.run("logs", wid, timeout=SLOW)
     assert f"cost=${CALL_COST}" in logs.stdout
 
 
 def test_an_unpriced_model_stops_the_start_with_one_line(ecl: Ecl, fake: FakeAnthropicServer) -> None:
-    done = ecl.run("run", "critique-revise", "--topic", "Rust", "--llm", "anthropic", ECL_LLM_MODEL="claude-nope-1")
+    done = ecl.run(
+        "run", "critique-revise", "--topic", "Rust", "--llm", "anthropic", timeout=SLOW, ECL_LLM_MODEL="claude-nope-1"
+    )
     assert done.returncode != 0
     assert "claude-nope-1" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -93,7 +110,7 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
 
     with FakeAnthropicServer(responder=reply) as fake:
         ecl = Ecl(tmp_path, fake.url)
-        assert ecl.run("migrate").returncode == 0
+        assert ecl.run("migrate", timeout=SLOW).returncode == 0
         port = _free_port()
         log = (tmp_path / "server.log").open("w")
         proc = subprocess.Popen(
@@ -101,7 +118,7 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
             env=ecl.env(
                 ECL_LOG_LEVEL="info",
                 ECL_LOG_FORMAT="json",
-                ECL_LLM__BREAKER__OPEN_SECONDS="5",
+                ECL_LLM__BREAKER__OPEN_SECONDS="15",
                 ECL_LLM__RETRY__INITIAL_DELAY="0.01",
             ),
             cwd=tmp_path,
@@ -110,7 +127,7 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
         )
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + SLOW
             while True:
                 assert proc.poll() is None, (tmp_path / "server.log").read_text()
                 try:
@@ -124,7 +141,7 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
             wid = api.post("/workflows", json={"definition_id": "critique-revise", "input": {"topic": "Rust"}}).json()[
                 "id"
             ]
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + SLOW
             while True:
                 ready = api.get("/health/ready")
                 breaker = ready.json()["breakers"].get("anthropic/claude-sonnet-5-5", {})
@@ -138,7 +155,7 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
             assert _breaker_state(api.get("/metrics").text) == 2
             assert api.get(f"/workflows/{wid}").json()["state"] == "running"  # waiting, not failed
             storm.clear()
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + SLOW
             while api.get(f"/workflows/{wid}").json()["state"] != "completed":
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
@@ -170,11 +187,11 @@ def test_acceptance_a_tiny_budget_stops_before_the_first_call_and_a_signal_compl
     args = ("run", "critique-revise", "--topic", "X", "--llm", "mock", "--budget-usd", "0.0001", "--id", wid)
     proc = ecl.start(*args)
     try:
-        ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=90)
+        ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=SLOW)
         assert ecl.query("SELECT COUNT(*) FROM llm_calls WHERE workflow_id = ?", wid) == [(0,)]
-        signalled = ecl.run("signal", wid, "budget", "--add-usd", "2")
+        signalled = ecl.run("signal", wid, "budget", "--add-usd", "2", timeout=SLOW)
         assert signalled.returncode == 0, signalled.stderr
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=SLOW)
     finally:
         if proc.poll() is None:
             kill(proc)
@@ -184,14 +201,14 @@ def test_acceptance_a_tiny_budget_stops_before_the_first_call_and_a_signal_compl
     assert f"ecl signal {wid} budget --add-usd N" in said[0]
     assert "completed" in out
     costs = [Decimal(r[0]) for r in ecl.query("SELECT cost_usd FROM llm_calls WHERE workflow_id = ?", wid)]
-    status = ecl.json("status", wid)
+    status = _json(ecl, "status", wid)
     assert Decimal(status["llm_totals"]["cost_usd"]) == sum(costs, Decimal(0)) > 0
 
 
 def test_fail_mode_fails_with_budget_exceeded(ecl: Ecl, fake: FakeAnthropicServer) -> None:
     done = ecl.run(
         "run", "critique-revise", "--topic", "X", "--llm", "anthropic", "--budget-usd", "0.0001", "--format", "json",
-        ECL_BUDGET__ON_EXCEEDED="fail",
+        timeout=SLOW, ECL_BUDGET__ON_EXCEEDED="fail",
     )  # fmt: skip
     assert done.returncode == 10, done.stderr
     error = json.loads(done.stdout)["error"]
@@ -210,14 +227,63 @@ def test_fail_mode_fails_with_budget_exceeded(ecl: Ecl, fake: FakeAnthropicServe
     ],
 )
 def test_bad_budgets_on_the_command_line(ecl: Ecl, args: tuple[str, ...], needle: str) -> None:
-    done = ecl.run("run", "critique-revise", "--topic", "X", "--llm", "mock", *args)
+    done = ecl.run("run", "critique-revise", "--topic", "X", "--llm", "mock", *args, timeout=SLOW)
     assert done.returncode == 4, done.stderr
     assert needle in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_a_bad_top_up_is_refused_with_one_line(ecl: Ecl) -> None:
-    done = ecl.run("signal", "any-id", "budget", "--add-usd", "-3")
+    done = ecl.run("signal", "any-id", "budget", "--add-usd", "-3", timeout=SLOW)
     assert done.returncode == 4
     assert "add_usd = '-3': must be a number >= 0" in done.stderr
-    assert ecl.run("signal", "any-id", "budget").returncode == 4
+    assert ecl.run("signal", "any-id", "budget", timeout=SLOW).returncode == 4
+
+
+async def test_prompt_caching_marks_the_system_prompt_and_the_critique_instructions() -> None:
+    critiques = iter([REVISE, PASS])
+
+    def reply(request: ReceivedRequest) -> str:
+        if is_critique(request):
+            return next(critiques)
+        return "draft 1" if "Revise the draft below" in request.text else "draft 0"
+
+    with FakeAnthropicServer(responder=reply) as server:
+        llm = AnthropicProvider("sk-test", "claude-sonnet-5-5", base_url=server.url)
+        rec = RecordingRecorder()
+        orchestrator = WorkflowOrchestrator(DefinitionRegistry.with_builtins(), builtin_steps(), llm)
+        result = await orchestrator.run(
+            InMemoryDurableContext("cache"), "critique-revise", {"topic": "Rust"}, recorder=rec
+        )
+        await llm.close()
+    assert result.revisions == 1
+    sent = [r.json for r in server.requests]
+    assert all(body["system"][0]["cache_control"] == {"type": "ephemeral"} for body in sent)
+    critique_bodies = [body for r, body in zip(server.requests, sent, strict=True) if is_critique(r)]
+    blocks = critique_bodies[0]["messages"][0]["content"]
+    assert blocks[0]["cache_control"] == {"type": "ephemeral"} and "draft 0" not in blocks[0]["text"]
+    assert "draft 0" in blocks[1]["text"] and "cache_control" not in blocks[1]
+    # The second critique reads the instructions from the cache; cache tokens are priced as such.
+    critiques_usage = [c["usage"] for c in rec.calls if c["usage"].cache_creation or c["usage"].cache_read]
+    assert any(u.cache_read > 0 for u in critiques_usage)
+    price = PriceTable.shipped().find("anthropic", "claude-sonnet-5-5")
+    assert price is not None
+    assert result.cost_usd == sum((price.cost(c["usage"]) for c in rec.calls), Decimal(0))
+
+
+async def test_a_step_can_turn_prompt_caching_off() -> None:
+    steps = builtin_steps()
+    critique = type(steps.get("critique"))
+    with FakeAnthropicServer(responder=lambda r: PASS if is_critique(r) else "draft 0") as server:
+        llm = AnthropicProvider("sk-test", "claude-sonnet-5-5", base_url=server.url)
+        critique.prompt_cache = False
+        try:
+            orchestrator = WorkflowOrchestrator(DefinitionRegistry.with_builtins(), steps, llm)
+            await orchestrator.run(InMemoryDurableContext("nocache"), "critique-revise", {"topic": "Rust"})
+        finally:
+            critique.prompt_cache = True
+            await llm.close()
+    generate, critique_request = server.requests
+    assert isinstance(generate.json["system"], list)  # generate still marks its system prompt
+    assert isinstance(critique_request.json["system"], str)
+    assert isinstance(critique_request.json["messages"][0]["content"], str)

@@ -423,6 +423,7 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
         stop(api)
 
 
+@pytest.mark.timeout(900)
 def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
     driver: Driver, fake: FakeAnthropicServer, request: pytest.FixtureRequest
 ) -> None:
@@ -435,7 +436,7 @@ def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
     args += ["--llm", "anthropic"] if driver.engine == "embedded" else []
     proc = driver.start(*args)
     try:
-        driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=90)
+        driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=300)
         assert fake.count() - before == 1  # generate went out; the refused critique never did
     finally:
         kill(proc)  # SIGKILL: on the embedded engine, the process that ran the workflow
@@ -444,12 +445,12 @@ def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
         assert stack.endpoint is not None
         kill(stack.endpoint)  # the process that ran it on Restate
         stack.start_endpoint()
-    signalled = driver.run("signal", wid, "budget", "--add-tokens", "5000", "--engine", driver.engine)
+    signalled = driver.run("signal", wid, "budget", "--add-tokens", "5000", "--engine", driver.engine, timeout=300)
     assert signalled.returncode == 0, signalled.stderr
     if driver.engine == "embedded":
-        done = driver.run("resume", wid, "--llm", "anthropic", "--format", "json")
+        done = driver.run("resume", wid, "--llm", "anthropic", "--format", "json", timeout=300)
     else:
-        done = driver.run(*args)  # re-attach (same id and input) and follow it to the end
+        done = driver.run(*args, timeout=300)  # re-attach (same id and input) and follow it to the end
     assert done.returncode == 0, done.stderr
     result = result_of(done)
     assert result["state"] == "completed"

@@ -61,6 +61,20 @@ def _translate(exc: Exception) -> LlmError:
     return LlmError(f"anthropic: {type(exc).__name__}: {exc}", kind="server", retryable=False)
 
 
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def _text_blocks(message: Message) -> list[dict[str, Any]]:
+    """The message's text; with ``cache_prefix``, two blocks and a cache breakpoint between them."""
+    cut = min(message.cache_prefix, len(message.content))
+    if cut <= 0:
+        return [{"type": "text", "text": message.content}] if message.content else []
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": message.content[:cut], "cache_control": _EPHEMERAL}]
+    if cut < len(message.content):
+        blocks.append({"type": "text", "text": message.content[cut:]})
+    return blocks
+
+
 def _text(blocks: Any) -> str:
     return "".join(str(getattr(b, "text", "")) for b in blocks if getattr(b, "type", "") == "text")
 
@@ -75,14 +89,13 @@ def _tool_calls(blocks: Any) -> list[ToolCall]:
 
 def _message(message: Message) -> dict[str, Any]:
     """A message in the Messages API's form: plain text, or content blocks when tools are involved."""
-    if not message.tool_calls and not message.tool_results:
+    if not message.tool_calls and not message.tool_results and message.cache_prefix <= 0:
         return {"role": message.role, "content": message.content}
     blocks: list[dict[str, Any]] = [
         {"type": "tool_result", "tool_use_id": r.tool_call_id, "content": r.content, "is_error": r.is_error}
         for r in message.tool_results
     ]
-    if message.content:
-        blocks.append({"type": "text", "text": message.content})
+    blocks += _text_blocks(message)
     blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input} for c in message.tool_calls]
     return {"role": message.role, "content": blocks}
 
@@ -121,7 +134,9 @@ class AnthropicProvider:
             params["tools"] = [
                 {"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools
             ]
-        if request.system_prompt:
+        if request.system_prompt and request.cache_system:
+            params["system"] = [{"type": "text", "text": request.system_prompt, "cache_control": _EPHEMERAL}]
+        elif request.system_prompt:
             params["system"] = request.system_prompt
         if request.temperature is not None:
             params["temperature"] = request.temperature

@@ -67,6 +67,9 @@ class Message(BaseModel):
     content: str
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_results: list[ToolResult] = Field(default_factory=list)
+    cache_prefix: int = Field(default=0, ge=0)
+    """Leading characters of ``content`` that repeat across calls (instructions, a code
+    chunk): a prompt-cache breakpoint goes after them (Anthropic ``cache_control``)."""
 
 
 class CompletionRequest(BaseModel):
@@ -83,6 +86,8 @@ class CompletionRequest(BaseModel):
     """Overrides the provider's configured model for this request."""
     tools: list[ToolSpec] = Field(default_factory=list)
     """Tools the model may call; a reply that calls them has ``stop_reason == "tool_use"``."""
+    cache_system: bool = False
+    """Mark the system prompt for the provider's prompt cache (Anthropic ``cache_control``)."""
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, max_tokens: int = 1024) -> CompletionRequest:

@@ -36,6 +36,7 @@ class RecordingLlm:
         execution_id: str,
         prices: PriceTable | None = None,
         budget: BudgetGuard | None = None,
+        prompt_cache: bool = True,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -45,6 +46,7 @@ class RecordingLlm:
         self._execution_id = execution_id
         self._prices = prices
         self._budget = budget
+        self._prompt_cache = prompt_cache
         self.usage = TokenUsage()
         self.calls = 0
         self.cost = Decimal(0)
@@ -59,6 +61,13 @@ class RecordingLlm:
     def _cost(self, model: str, usage: TokenUsage) -> Decimal:
         price = self._price(model)
         return Decimal(0) if price is None else price.cost(usage)
+
+    def _prepare(self, request: CompletionRequest) -> CompletionRequest:
+        """The request as sent: unmarked for the prompt cache when the step turned it off."""
+        if self._prompt_cache or not (request.cache_system or any(m.cache_prefix for m in request.messages)):
+            return request
+        messages = [m.model_copy(update={"cache_prefix": 0}) for m in request.messages]
+        return request.model_copy(update={"cache_system": False, "messages": messages})
 
     def _check_budget(self, request: CompletionRequest) -> None:
         if self._budget is not None:
@@ -102,6 +111,7 @@ class RecordingLlm:
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         """Call the provider and record the call (not sent if it could cross the budget)."""
+        request = self._prepare(request)
         self._check_budget(request)
         started = time.perf_counter()
         try:
@@ -119,6 +129,7 @@ class RecordingLlm:
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream from the provider and record the call when it ends."""
+        request = self._prepare(request)
         self._check_budget(request)
         started = time.perf_counter()
         try:

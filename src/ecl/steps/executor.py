@@ -125,6 +125,7 @@ class StepExecutor:
                 execution_id=execution_id,
                 prices=self.prices,
                 budget=budget,
+                prompt_cache=bool(getattr(step, "prompt_cache", True)),
             )
             ctx = StepContext(
                 llm=llm,

@@ -35,6 +35,10 @@ class Step(ABC, Generic[In, Out]):
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     retry_policy: RetryPolicy = RetryPolicy()
+    prompt_cache: bool = True
+    """Let this step's requests use the provider's prompt cache where they mark a system
+    prompt or a repeated prefix (``CompletionRequest.cache_system``, ``Message.cache_prefix``);
+    ``False`` sends them unmarked."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

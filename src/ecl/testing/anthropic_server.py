@@ -102,6 +102,8 @@ class ReceivedRequest:
         system = self.json.get("system")
         if isinstance(system, str):
             parts.append(system)
+        elif isinstance(system, list):
+            parts += [str(b.get("text", "")) for b in system if isinstance(b, dict)]
         for message in self.json.get("messages", []) or []:
             content = message.get("content")
             if isinstance(content, str):
@@ -167,6 +169,8 @@ class FakeAnthropicServer:
         self._last: Reply | None = None
         self._holds: list[Hold] = []
         self._lock = threading.Lock()
+        self.cached_prefixes: set[str] = set()
+        """Prompt-cache entries: the prefixes (up to a ``cache_control`` breakpoint) seen so far."""
         self.requests: list[ReceivedRequest] = []
         self._httpd = _Server((host, port), _Handler)
         self._httpd.fake = self
@@ -316,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif request.stream:
                 self._sse(request, reply)
             else:
-                self._json(200, _message(request, reply.text, reply.usage, reply.tool_calls), {})
+                self._json(200, _message(request, reply.text, reply.usage, reply.tool_calls, fake), {})
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -355,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(reply.status, body, reply.headers)
 
     def _sse(self, request: ReceivedRequest, reply: Reply) -> None:
-        message = _message(request, reply.text, reply.usage)
+        message = _message(request, reply.text, reply.usage, reply.tool_calls, self.server.fake)
         usage = message["usage"]
         start = dict(message, content=[], stop_reason=None, usage={**usage, "output_tokens": 1})
         events: list[tuple[str, dict[str, Any]]] = [
@@ -472,13 +476,46 @@ def _chunks(text: str, size: int = 16) -> Iterator[str]:
         yield text[i : i + size]
 
 
+def _cached_prefix(body: dict[str, Any]) -> str:
+    """The prompt up to its last ``cache_control`` breakpoint (system, then messages), or ""."""
+    parts: list[str] = []
+    prefix = ""
+    system = body.get("system")
+    blocks: list[Any] = []
+    if isinstance(system, list):
+        blocks += system
+    elif isinstance(system, str):
+        parts.append(system)
+    for message in body.get("messages", []) or []:
+        content = message.get("content")
+        blocks += content if isinstance(content, list) else [{"text": content}]
+    for block in blocks:
+        if isinstance(block, dict):
+            parts.append(str(block.get("text", "")))
+            if block.get("cache_control"):
+                prefix = "".join(parts)
+    return prefix
+
+
 def _message(
     request: ReceivedRequest,
     text: str,
     usage: dict[str, int] | None = None,
     tool_calls: list[dict[str, Any]] | None = None,
+    fake: FakeAnthropicServer | None = None,
 ) -> dict[str, Any]:
     prompt = len(request.text)
+    # A simulated prompt cache: the prefix up to the last breakpoint is written the first
+    # time it is seen (cache_creation) and read afterwards (cache_read), as Anthropic reports.
+    prefix = _cached_prefix(request.json)
+    created = read = 0
+    if prefix and fake is not None:
+        key = f"{request.json.get('model')}:{prefix}"
+        with fake._lock:
+            seen = key in fake.cached_prefixes
+            fake.cached_prefixes.add(key)
+        created, read = (0, len(prefix) // 4) if seen else (len(prefix) // 4, 0)
+        prompt = max(0, prompt - len(prefix))
     message: dict[str, Any] = {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
@@ -490,8 +527,8 @@ def _message(
         "usage": {
             "input_tokens": max(1, prompt // 4),
             "output_tokens": max(1, len(text) // 4),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read,
         },
     }
     if usage:

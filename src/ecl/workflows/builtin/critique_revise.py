@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ecl.core.errors import StepValidationError
+from ecl.core.errors import EclError, StepValidationError
 from ecl.core.results import NeedsRevision, StepResult, Success
 from ecl.llm.provider import CompletionRequest
 from ecl.steps.context import StepContext
@@ -141,6 +141,28 @@ def parse_critique(text: str, step_id: str = "critique") -> CritiqueOutput:
     return verdict
 
 
+_MARK = "\x00ecl-cache-mark\x00"
+
+
+def _prefix_before(ctx: StepContext, template: str, variable: str) -> str:
+    """The part of a prompt that comes before ``variable``: the same on every call (the
+    critique instructions), so worth a prompt-cache breakpoint."""
+    try:
+        rendered = ctx.prompts.render(template, **{variable: _MARK})
+    except EclError:
+        return ""  # an overridden template that needs more variables: no breakpoint, no harm
+    cut = rendered.find(_MARK)
+    return rendered[:cut] if cut > 0 else ""
+
+
+def _cached(request: CompletionRequest, *, prefix: str = "") -> CompletionRequest:
+    """Mark the system prompt, and ``prefix`` of the last message when it starts with it."""
+    messages = list(request.messages)
+    if prefix and messages and messages[-1].content.startswith(prefix):
+        messages[-1] = messages[-1].model_copy(update={"cache_prefix": len(prefix)})
+    return request.model_copy(update={"cache_system": True, "messages": messages})
+
+
 class GenerateStep(Step[GenerateInput, GenerateOutput]):
     """Topic → first draft."""
 
@@ -149,9 +171,11 @@ class GenerateStep(Step[GenerateInput, GenerateOutput]):
     async def execute(self, ctx: StepContext, input: GenerateInput) -> StepResult[GenerateOutput]:
         """One LLM call."""
         response = await ctx.llm.complete(
-            CompletionRequest.of(
-                ctx.prompts.render("generate", topic=input.topic),
-                system=ctx.prompts.render("system"),
+            _cached(
+                CompletionRequest.of(
+                    ctx.prompts.render("generate", topic=input.topic),
+                    system=ctx.prompts.render("system"),
+                )
             )
         )
         return Success(GenerateOutput.model_construct(draft=response.content.strip()))
@@ -165,9 +189,12 @@ class CritiqueStep(Step[CritiqueInput, CritiqueOutput]):
     async def execute(self, ctx: StepContext, input: CritiqueInput) -> StepResult[CritiqueOutput]:
         """One LLM call, parsed as JSON."""
         response = await ctx.llm.complete(
-            CompletionRequest.of(
-                ctx.prompts.render("critique", draft=input.draft),
-                system=ctx.prompts.render("system"),
+            _cached(
+                CompletionRequest.of(
+                    ctx.prompts.render("critique", draft=input.draft),
+                    system=ctx.prompts.render("system"),
+                ),
+                prefix=_prefix_before(ctx, "critique", "draft"),
             )
         )
         verdict = parse_critique(response.content, ctx.step_id)
@@ -184,9 +211,11 @@ class ReviseStep(Step[ReviseInput, ReviseOutput]):
     async def execute(self, ctx: StepContext, input: ReviseInput) -> StepResult[ReviseOutput]:
         """One LLM call."""
         response = await ctx.llm.complete(
-            CompletionRequest.of(
-                ctx.prompts.render("revise", draft=input.draft, feedback=input.feedback, attempt=input.attempt),
-                system=ctx.prompts.render("system"),
+            _cached(
+                CompletionRequest.of(
+                    ctx.prompts.render("revise", draft=input.draft, feedback=input.feedback, attempt=input.attempt),
+                    system=ctx.prompts.render("system"),
+                )
             )
         )
         return Success(ReviseOutput.model_construct(revised_draft=response.content.strip()))
