@@ -458,3 +458,30 @@ def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
     recorded = driver.ecl.query("SELECT cost_usd FROM llm_calls WHERE workflow_id = ?", wid)
     assert len(recorded) == 2
     assert Decimal(result["cost_usd"]) == sum((Decimal(str(r[0])) for r in recorded), Decimal(0)) > 0
+
+
+def test_codebase_migration_runs_on_both_engines(driver: Driver, fake: FakeAnthropicServer) -> None:
+    from tests.e2e.test_analyzer_run import SAMPLE, kind, respond
+
+    fake.responder = respond
+    before = len(fake.requests)
+    wid = unique("analyzer", driver)
+    bundle = {"code_path": str(SAMPLE), "target": "rust", "skip_assessment": True, "options": {"chunk_tokens": 1000}}
+    args = ["run", "codebase-migration", "--input", json.dumps(bundle), "--id", wid, "--format", "json"]
+    args += ["--engine", driver.engine] + (["--llm", "anthropic"] if driver.engine == "embedded" else [])
+    done = driver.run(*args, timeout=240)
+    assert done.returncode == 0, done.stderr
+    result = result_of(done)
+    assert result["state"] == "completed"
+    delivery = result["outputs"]["package"]["files"]
+    assert {"index.md", "grade-report.md", "architecture.md", "plan.md", "slides.html", "deliverables.zip"} <= set(
+        delivery
+    )
+    kinds = [kind(r) for r in fake.requests[before:]]
+    chunks = kinds.count("chunk")
+    assert chunks > 3
+    assert kinds.count("architecture") == 2  # the read_file round trip
+    status = driver.ecl.json("status", wid)
+    completed = [s["step_id"] for s in status["steps"] if s["state"] == "completed"]
+    assert completed.count("summarize-chunk") == chunks
+    assert {"intake", "grade-report", "project-plan", "package"} <= set(completed)
