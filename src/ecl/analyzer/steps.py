@@ -99,8 +99,19 @@ async def _text_artifact(ctx: ecl.StepContext, artifact_id: str) -> str:
     return (await ctx.retrieve_artifact(artifact_id)).decode("utf-8")
 
 
+_MANIFESTS: OrderedDict[tuple[str, str], Manifest] = OrderedDict()
+
+
 async def _manifest(ctx: ecl.StepContext, artifact_id: str) -> Manifest:
-    return Manifest.model_validate(await _json_artifact(ctx, artifact_id))
+    """The manifest, validated once per process: every chunk step of a 5,000-file codebase needs it."""
+    key = (ctx.workflow_id, artifact_id)
+    found = _MANIFESTS.get(key)
+    if found is None:
+        found = Manifest.model_validate(await _json_artifact(ctx, artifact_id))
+        _MANIFESTS[key] = found
+        while len(_MANIFESTS) > _CACHE_SIZE:
+            _MANIFESTS.popitem(last=False)
+    return found
 
 
 async def _document(ctx: ecl.StepContext, name: str, title: str, text: str) -> Document:
