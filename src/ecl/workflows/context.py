@@ -97,15 +97,18 @@ class WorkflowContext:
 
     async def _call(self, step: Step[Any, Any], name: str, input: dict[str, Any], iteration: int) -> dict[str, Any]:
         executor, recorder, wid = self._executor, self._recorder, self.workflow_id
+        fresh: list[StepExecution] = []
 
         async def execute() -> Any:
             execution = await executor.execute_step(
                 step, input, workflow_id=wid, iteration=iteration, recorder=recorder
             )
+            fresh.append(execution)
             return execution.model_dump(mode="json")
 
         raw = await self._through(self._ctx.run(journal_name(name, iteration), execute))
-        execution = StepExecution.model_validate(raw)
+        # Run just now: the object is at hand. Replayed: rebuilt from the journal.
+        execution = fresh[-1] if fresh else StepExecution.model_validate(raw)
         self.outputs[name] = execution.output
         self.steps.append(execution.metadata)
         if execution.metadata.llm_tokens_used is not None:

@@ -141,6 +141,7 @@ class DatabaseWriter:
         self._engine = engine
         self._fence = fence
         self._insert_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
+        self._update_plans: dict[tuple[int, tuple[str, ...]], _StatementPlan | None] = {}
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._commit_delay = commit_delay
         self._closed = False
@@ -503,6 +504,19 @@ class DatabaseWriter:
             plan = self._insert_plans[(table.name, keys)] = _InsertPlan.build(conn, table, keys)
         driver_execute(conn, plan.sql, [plan.params(row) for row in rows], many=True)
 
+    def _update_rows(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """Fenced updates at the driver level, like inserts: the statement is compiled once
+        (one step_executions update per step is on the hot path); one that needs SQL
+        rendered per execution (an expanding IN) goes through SQLAlchemy."""
+        key = (id(statement), tuple(rows[0]))
+        plan = self._update_plans.get(key)
+        if plan is None:
+            plan = self._update_plans[key] = _StatementPlan.build(conn, statement, key[1])
+        if plan is None or any(tuple(row) != key[1] for row in rows):
+            conn.execute(statement, rows)
+            return
+        driver_execute(conn, plan.sql, [plan.params(row) for row in rows], many=True)
+
     def _execute(self, conn: Connection, batch: list[_Item]) -> None:
         """Run a batch: inserts grouped per table (parents first), then fenced updates
         grouped per statement, then operations in queue order.
@@ -535,7 +549,7 @@ class DatabaseWriter:
             table, rows = inserts[name]
             self._insert_rows(conn, table, rows)
         for statement, params in updates.values():
-            conn.execute(statement, params)
+            self._update_rows(conn, statement, params)
         for item in operations:
             try:
                 item.result = item.work(conn)  # type: ignore[operator]
@@ -619,6 +633,33 @@ class _InsertPlan:
     def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         pairs = zip(self.names, self.processors, strict=True)
         values = tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
+        return values if self.positional else dict(zip(self.names, values, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _StatementPlan:
+    """A statement with bound parameters, compiled once for one dialect and parameter set."""
+
+    compiled: Any
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    @classmethod
+    def build(cls, conn: Connection, statement: Any, keys: tuple[str, ...]) -> _StatementPlan | None:
+        compiled: Any = statement.compile(dialect=conn.dialect, column_keys=list(keys))
+        sql = str(compiled)
+        if "POSTCOMPILE" in sql or compiled.literal_execute_params or compiled.post_compile_params:
+            return None  # rendered per execution: leave it to SQLAlchemy
+        names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.bind_names.values())
+        found = compiled._bind_processors
+        return cls(compiled, sql, names, tuple(found.get(n) for n in names), bool(compiled.positional))
+
+    def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        full = self.compiled.construct_params(row)
+        pairs = zip(self.names, self.processors, strict=True)
+        values = tuple(full[name] if proc is None else proc(full[name]) for name, proc in pairs)
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
