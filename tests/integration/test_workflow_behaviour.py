@@ -107,12 +107,14 @@ class Driver:
     def start(self, *args: str) -> subprocess.Popen[str]:
         return self.ecl.start(*args, **self.env)
 
-    def workflow(self, wid: str, *extra: str, definition: str = "critique-revise") -> subprocess.CompletedProcess[str]:
+    def workflow(
+        self, wid: str, *extra: str, definition: str = "critique-revise", timeout: float = 90
+    ) -> subprocess.CompletedProcess[str]:
         args = ["run", definition, "--topic", "Rust", "--id", wid, "--format", "json", *extra]
         args += ["--engine", self.engine]
         if self.engine == "embedded":
             args += ["--llm", "anthropic"]
-        return self.run(*args)
+        return self.run(*args, timeout=timeout)
 
 
 @pytest.fixture(params=["embedded", "restate"])
@@ -266,6 +268,7 @@ def records(driver: Driver, wid: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.timeout(1200)  # four runs of up to eight LLM calls each, on a busy machine
 @pytest.mark.parametrize("critiques", [[REVISE, PASS], [REVISE]], ids=["revise-then-pass", "max-revisions"])
 def test_both_forms_give_the_same_outputs_records_and_journal(
     driver: Driver, fake: FakeAnthropicServer, critiques: list[str]
@@ -275,7 +278,7 @@ def test_both_forms_give_the_same_outputs_records_and_journal(
     for definition in ("critique-revise", "critique-revise-py"):
         fake.responder = responder(critiques)
         wid = unique(definition, driver)
-        done = driver.workflow(wid, definition=definition)
+        done = driver.workflow(wid, definition=definition, timeout=300)
         assert done.returncode in (0, 10), done.stderr
         result = result_of(done)
         seen[definition] = {
