@@ -277,6 +277,7 @@ def test_both_forms_give_the_same_outputs_records_and_journal(
     seen: dict[str, Any] = {}
     for definition in ("critique-revise", "critique-revise-py"):
         fake.responder = responder(critiques)
+        fake.cached_prefixes.clear()  # each form starts from a cold prompt cache (same tokens, same cost)
         wid = unique(definition, driver)
         done = driver.workflow(wid, definition=definition, timeout=300)
         assert done.returncode in (0, 10), done.stderr
