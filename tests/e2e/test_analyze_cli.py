@@ -108,6 +108,7 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(
         ([str(slip)], "escapes the archive", "../../escaped.js", {}),
         ([str(SAMPLE), "--skill", str(tmp_path / "nope.md")], "skill '", "does not exist", {}),
         ([str(SAMPLE), "--implementation", str(tmp_path), "--skip-assessment"], "not both", "", {}),
+        ([str(SAMPLE), "--wait-for-implementation", "--skip-assessment"], "--wait-for-implementation goes", "", {}),
     ]
     for args, expected, also, env in cases:
         code, err = run_in_process(["analyze", *args, "--target", "rust", "--dry-run"], env, monkeypatch, capsys)
@@ -118,3 +119,21 @@ def test_bad_inputs_are_one_line_errors_and_write_nothing(
         assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert not (tmp_path.parent / "escaped.js").exists()
+
+
+def test_the_readme_command_completes_and_leaves_the_deliverables(ecl: Ecl, tmp_path: Path) -> None:
+    """The issue's acceptance command, as is: no --implementation, so the CLI skips step 5
+    (it says so) instead of waiting for a signal nobody sends."""
+    out = tmp_path / "analysis"
+    done = ecl.run("analyze", str(SAMPLE), "--target", "rust", "--llm", "mock", "--out", str(out), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "the quality assessment (step 5) is skipped" in done.stderr
+    index = (out / "index.md").read_text()
+    assert "Traceback" not in done.stderr
+    linked = [p for p in out.rglob("*") if p.is_file() and p.name != "index.md"]
+    assert linked, "no deliverables written"
+    for deliverable in linked:
+        assert deliverable.stat().st_size > 0, deliverable
+    zips = [p for p in linked if p.suffix == ".zip"]
+    assert zips
+    assert zips[0].name in index

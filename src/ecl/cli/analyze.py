@@ -137,6 +137,14 @@ def register(app: typer.Typer) -> None:
         skip_assessment: Annotated[
             bool, typer.Option("--skip-assessment", help="Skip the quality assessment step.")
         ] = False,
+        wait_for_implementation: Annotated[
+            bool,
+            typer.Option(
+                "--wait-for-implementation",
+                help="Without --implementation: wait (durably) for `ecl signal ID implementation --path DIR` "
+                "instead of skipping the assessment.",
+            ),
+        ] = False,
         out: Annotated[Path | None, typer.Option("--out", help="Write the deliverables into this folder.")] = None,
         budget_tokens: Annotated[
             int | None, typer.Option("--budget-tokens", help="Token budget of the whole run.", min=1)
@@ -153,6 +161,14 @@ def register(app: typer.Typer) -> None:
         check_format(fmt)
         check_llm_choice(llm)
         settings = settings_from(config)
+        if wait_for_implementation and (implementation is not None or skip_assessment):
+            raise InputValidationError(
+                "--wait-for-implementation goes without --implementation and --skip-assessment",
+                errors=[{"field": "wait_for_implementation", "message": "conflicts with the other assessment options"}],
+            )
+        # From the command line the new implementation usually does not exist yet (the run
+        # plans it), so without --implementation the assessment is skipped unless asked to wait.
+        skipped_by_default = implementation is None and not skip_assessment and not wait_for_implementation
         data = analysis_input(
             settings,
             path,
@@ -162,9 +178,15 @@ def register(app: typer.Typer) -> None:
             deploy=list(deploy or []),
             skill=skill,
             implementation=implementation,
-            skip_assessment=skip_assessment,
+            skip_assessment=skip_assessment or skipped_by_default,
             budget_tokens=budget_tokens,
         )
+        if skipped_by_default and fmt == "table" and not dry_run:
+            typer.echo(
+                "no --implementation: the quality assessment (step 5) is skipped "
+                "(give --implementation DIR, or --wait-for-implementation to supply it later with ecl signal)",
+                err=True,
+            )
         if dry_run:
             doc = dry_run_document(data, settings)
             if fmt == "json":
