@@ -43,7 +43,6 @@ from ecl.core.results import WorkflowResult
 from ecl.core.rules import (
     CANCELLED_ERROR,
     HasInputModel,
-    cancelled_result,
     check_same_submission,
     check_takes_signals,
     next_round,
@@ -57,6 +56,7 @@ from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
+from ecl.store.progress import cancelled_result_from_records
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
 
@@ -359,18 +359,23 @@ class EmbeddedEngine:
         workflows = self._t["workflows"]
 
         def mark(conn: Connection) -> str:
-            row = conn.execute(select(workflows.c.state).where(workflows.c.id == workflow_id)).first()
+            row = conn.execute(
+                select(workflows.c.state, workflows.c.definition_id).where(workflows.c.id == workflow_id)
+            ).first()
             if row is None:
                 reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
                 return ""
             if row.state in TERMINAL_STATES:
                 return str(row.state)
             now = datetime.now(UTC)
+            # The stored result keeps what the workflow had done, whoever runs it (or nobody).
+            result = cancelled_result_from_records(conn, workflow_id, row.definition_id)
             conn.execute(
                 update(workflows)
                 .where(workflows.c.id == workflow_id)
                 .values(
                     state=WorkflowState.CANCELLED.value,
+                    output=result.model_dump(mode="json"),
                     updated_at=now,
                     completed_at=now,
                     error=CANCELLED_ERROR,
@@ -650,26 +655,27 @@ class EmbeddedEngine:
 
     async def _finish_cancelled(self, workflow_id: str, definition_id: str) -> WorkflowResult:
         workflows = self._t["workflows"]
-        result = cancelled_result(workflow_id, definition_id)
-        data = result.model_dump(mode="json")
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> WorkflowResult:
             now = datetime.now(UTC)
+            # Written after the run stopped, so its last completed step is in the records too.
+            result = cancelled_result_from_records(conn, workflow_id, definition_id)
             conn.execute(
                 update(workflows)
                 .where(workflows.c.id == workflow_id)
                 .values(
                     state=WorkflowState.CANCELLED.value,
-                    output=data,
+                    output=result.model_dump(mode="json"),
                     error=result.error,
                     owner=None,
                     updated_at=now,
                     completed_at=now,
                 )
             )
+            return result
 
-        await self.writer.call(write)
-        return result
+        written: WorkflowResult = await self.writer.call(write)
+        return written
 
     async def _release(self, workflow_id: str) -> None:
         workflows, me = self._t["workflows"], self._me.id

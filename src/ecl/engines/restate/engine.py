@@ -38,6 +38,7 @@ from ecl.core.rules import (
 )
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.service import SERVICE_NAME
+from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
 
@@ -240,8 +241,18 @@ class RestateEngine:
                 raise EngineError(f"cancel failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
         # One conditional write: when the service recorded its own end meanwhile (its
         # cancellation ran), that stands.
+        # The stored result keeps the outputs, steps and tokens it had (from its records).
+        stored = await self.workflows.get(workflow_id)
+        async with self.workflows.db.connect() as conn:
+            result = await conn.run_sync(cancelled_result_from_records, workflow_id, stored.definition_id)
         await self._records.workflow_state(
-            StateChange(workflow_id, WorkflowState.CANCELLED, error=dict(CANCELLED_ERROR))
+            StateChange(
+                workflow_id,
+                WorkflowState.CANCELLED,
+                output=result.model_dump(mode="json"),
+                error=dict(CANCELLED_ERROR),
+                revision_count=result.revisions,
+            )
         )
 
     async def result(self, workflow_id: str) -> WorkflowResult:

@@ -30,6 +30,7 @@ from ecl.core.results import WorkflowResult
 from ecl.core.rules import APPROVAL_PROMISE, cancelled_result, next_round, submission_hash
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.context import CANCELLED_STATUS, RestateDurableContext
+from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.workflows import WorkflowRecorder
 
@@ -133,8 +134,13 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
 
         async def final() -> None:
             await ensure_workflow_row(recorder, wid, definition_id, data)
+            ended, stored = result, document
+            if cancelled:  # keep the outputs, steps and tokens it had, as its records hold them
+                async with recorder.workflows.db.connect() as conn:
+                    ended = await conn.run_sync(cancelled_result_from_records, wid, definition_id)
+                stored = ended.model_dump(mode="json")
             await recorder.workflow_state(
-                StateChange(wid, result.state, output=document, error=result.error, revision_count=result.revisions)
+                StateChange(wid, ended.state, output=stored, error=ended.error, revision_count=ended.revisions)
             )
 
         await ctx.run_typed("record:final", final)
