@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ecl.testing import FakeAnthropicServer
-from tests.e2e.helpers import ECL, PASS, REVISE, Ecl, is_critique, responder
+from tests.e2e.helpers import ECL, PASS, REVISE, START_TIMEOUT, Ecl, is_critique, responder
 
 pytestmark = pytest.mark.e2e
 
@@ -120,14 +120,14 @@ def test_status_formats(ecl: Ecl, finished: str) -> None:
 def test_status_watch_ends_with_the_workflow(ecl: Ecl, server: FakeAnthropicServer) -> None:
     hold = server.hold_next(is_critique)
     runner = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "watch-1", "--llm", "anthropic")
-    hold.wait_arrived(30)
+    hold.wait_arrived(START_TIMEOUT)
     watcher = ecl.start("status", "watch-1", "--watch", "--interval", "0.2")
     assert watcher.stdout is not None
     first_line = watcher.stdout.readline()  # the first refresh, while critique is held
     assert "running" in first_line
     hold.release()
-    out, err = watcher.communicate(timeout=60)
-    runner.communicate(timeout=60)
+    out, err = watcher.communicate(timeout=START_TIMEOUT)
+    runner.communicate(timeout=START_TIMEOUT)
     assert watcher.returncode == 0, err
     assert "completed" in out
 

@@ -18,6 +18,7 @@ from ecl.testing import FakeAnthropicServer
 from tests.e2e.helpers import (
     PASS,
     REVISE,
+    START_TIMEOUT,
     Ecl,
     is_critique,
     is_generate,
@@ -44,9 +45,12 @@ def test_kill_during_critique_then_resume_never_repeats_generate(ecl: Ecl, serve
     server.responder = responder([PASS])
     hold = server.hold_next(is_critique)
     proc = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "crash-1", "--llm", "anthropic")
-    hold.wait_arrived(30)
+    hold.wait_arrived(START_TIMEOUT)
     kill(proc)
     hold.release()
+    # The request in flight was recorded before it went out, although nobody saw its answer.
+    sent = ecl.query("SELECT outcome FROM llm_calls WHERE workflow_id = 'crash-1' ORDER BY created_at")
+    assert sent == [("ok",), ("pending",)]
 
     done = ecl.run("resume", "crash-1", "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -63,8 +67,10 @@ def test_kill_during_critique_then_resume_never_repeats_generate(ecl: Ecl, serve
         ("final", "completed"),
     ]
     assert ecl.query("SELECT state, owner FROM workflows") == [("completed", None)]
-    calls = ecl.query("SELECT count(*) FROM llm_calls WHERE workflow_id = 'crash-1'")
-    assert calls == [(2,)]  # the killed critique call never completed, so it has no row
+    calls = ecl.query("SELECT outcome FROM llm_calls WHERE workflow_id = 'crash-1' ORDER BY created_at")
+    # One row per request the provider received (and bills): the orphan is settled at recovery.
+    assert calls == [("ok",), ("interrupted",), ("ok",)]
+    assert len(calls) == server.count()
 
 
 def test_kill_during_revision_loop_keeps_count_and_draft(ecl: Ecl, server: FakeAnthropicServer) -> None:
@@ -72,7 +78,7 @@ def test_kill_during_revision_loop_keeps_count_and_draft(ecl: Ecl, server: FakeA
     # Hold the critique of the first revision: generate, critique, revise are done.
     hold = server.hold_next(lambda r: is_critique(r) and "draft 1" in r.text)
     proc = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "loop-1", "--llm", "anthropic")
-    hold.wait_arrived(30)
+    hold.wait_arrived(START_TIMEOUT)
     kill(proc)
     hold.release()
 
@@ -128,7 +134,7 @@ def test_revise_signal_runs_another_revision(ecl: Ecl, server: FakeAnthropicServ
     ecl.wait_for("SELECT 1 FROM promises WHERE workflow_id = 'rv-1' AND name = 'approval' AND resolved_at IS NOT NULL")
     ecl.wait_for("SELECT 1 FROM journal_entries WHERE workflow_id = 'rv-1' AND name = 'step:final:1'")
     assert ecl.run("signal", "rv-1", "approve").returncode == 0
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=START_TIMEOUT)
     assert proc.returncode == 0, err
     assert server.count(is_revise) == 1
     assert "draft 1" in out
@@ -168,15 +174,15 @@ def test_two_processes_never_run_the_same_workflow(ecl: Ecl, server: FakeAnthrop
     server.responder = responder([PASS])
     hold = server.hold_next(is_critique)
     first = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "dup-1", "--llm", "anthropic")
-    hold.wait_arrived(30)
+    hold.wait_arrived(START_TIMEOUT)
     second = ecl.start("resume", "dup-1", "--format", "json")
     assert second.stderr is not None
     waiting = second.stderr.readline()  # blocks until the loser says why it waits
     assert "waiting for its lease" in waiting
     assert second.poll() is None  # it waits for the live owner; it does not run the workflow
     hold.release()
-    _out1, err1 = first.communicate(timeout=60)
-    out2, err2 = second.communicate(timeout=60)
+    _out1, err1 = first.communicate(timeout=START_TIMEOUT)
+    out2, err2 = second.communicate(timeout=START_TIMEOUT)
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
     assert json.loads(out2)["state"] == "completed"
@@ -189,9 +195,9 @@ def test_ctrl_c_leaves_the_run_resumable_and_says_how(ecl: Ecl, server: FakeAnth
     server.responder = responder([PASS])
     hold = server.hold_next(is_critique)
     proc = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "int-1", "--llm", "anthropic")
-    hold.wait_arrived(30)
+    hold.wait_arrived(START_TIMEOUT)
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=START_TIMEOUT)
     hold.release()
     assert proc.returncode == 130
     assert "ecl resume int-1" in err

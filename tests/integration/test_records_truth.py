@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from ecl.core import WorkflowState
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions
@@ -78,3 +78,27 @@ async def test_a_cancelled_workflow_keeps_its_outputs_steps_and_tokens(
         assert tokens["input"] + tokens["output"] > 0
     assert result.state is WorkflowState.CANCELLED
     assert result.error == {"type": "WorkflowCancelled", "message": "cancelled"}
+
+
+async def test_a_cancelled_attempt_and_its_request_in_flight_are_settled(
+    engine: tuple[EmbeddedEngine, HeldCritique, str],
+) -> None:
+    eng, llm, url = engine
+    wid = await eng.submit("critique-revise", {"topic": "cut short"})
+    await asyncio.wait_for(llm.critique_arrived.wait(), 120)
+    await eng.cancel(wid)
+    await eng.result(wid)
+    db = create_sync_engine(url)
+    try:
+        with db.connect() as conn:
+            steps = conn.execute(
+                text("SELECT step_id, state FROM step_executions WHERE workflow_id = :w ORDER BY started_at"),
+                {"w": wid},
+            ).all()
+            calls = conn.execute(
+                text("SELECT outcome FROM llm_calls WHERE workflow_id = :w ORDER BY created_at"), {"w": wid}
+            ).all()
+    finally:
+        db.dispose()
+    assert [tuple(r) for r in steps] == [("generate", "completed"), ("critique", "interrupted")]
+    assert [r[0] for r in calls] == ["ok", "interrupted"]  # the critique request was sent: it has a row

@@ -315,7 +315,7 @@ def test_restate_crash_of_the_endpoint_never_repeats_generate(
         "run", "critique-revise", "--topic", "Rust", "--id", wid, "--engine", "restate", "--detach", **stack.env()
     )
     assert submit.returncode == 0, submit.stderr
-    hold.wait_arrived(60)
+    hold.wait_arrived(START_TIMEOUT)
     assert stack.endpoint is not None
     kill(stack.endpoint)
     hold.release()
@@ -343,6 +343,17 @@ def test_restate_crash_of_the_endpoint_never_repeats_generate(
         timeout=10,
     ).json()["rows"]
     assert {"status": "completed"} in invocations
+    # The records tell what happened: the attempt the crash cut short is `interrupted` (not
+    # `running` for ever) and its LLM request, sent and billed, has a row.
+    steps = base.query("SELECT step_id, state FROM step_executions WHERE workflow_id = ? ORDER BY started_at", wid)
+    assert steps == [
+        ("generate", "completed"),
+        ("critique", "interrupted"),
+        ("critique", "completed"),
+        ("final", "completed"),
+    ]
+    calls = base.query("SELECT outcome FROM llm_calls WHERE workflow_id = ? ORDER BY created_at", wid)
+    assert calls == [("ok",), ("interrupted",), ("ok",)]
 
 
 def test_restate_server_restart_while_waiting_on_a_promise(

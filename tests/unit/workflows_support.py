@@ -119,6 +119,7 @@ class RecordingRecorder:
         self.started: list[dict[str, Any]] = []
         self.finished: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
 
     async def step_started(self, step: StepStarted) -> str:
         """Remember the start."""
@@ -130,6 +131,10 @@ class RecordingRecorder:
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Remember the end."""
         self.finished.append({"id": execution_id, "state": result.state, "error": result.error})
+
+    async def llm_call_sent(self, call: LlmCall) -> None:
+        """Remember the request going out."""
+        self.sent.append(dataclasses.asdict(call))
 
     async def llm_call(self, call: LlmCall) -> None:
         """Remember the call."""

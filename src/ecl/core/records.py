@@ -15,7 +15,7 @@ from typing import Any
 from ecl.core.metadata import TokenUsage
 from ecl.core.state import WorkflowState
 
-__all__ = ["LlmCall", "StateChange", "StepFinished", "StepStarted"]
+__all__ = ["INTERRUPTED", "INTERRUPTED_STEP_ERROR", "PENDING", "LlmCall", "StateChange", "StepFinished", "StepStarted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,22 @@ class StepFinished:
         return self.tokens.total if isinstance(self.tokens, TokenUsage) else self.tokens
 
 
+PENDING = "pending"
+"""``llm_calls.outcome`` of a request sent and not answered yet: recorded before it is sent,
+because a provider bills a request whether or not the process lives to see the answer."""
+
+INTERRUPTED = "interrupted"
+"""``llm_calls.outcome`` of a request whose process died before the answer (found orphaned
+when the workflow is recovered; its tokens are unknown)."""
+
+
+INTERRUPTED_STEP_ERROR: dict[str, Any] = {"type": "Interrupted", "message": "the process running this step stopped"}
+"""The ``error`` of a step attempt found ``running`` after its process died (state ``interrupted``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LlmCall:
-    """One request to an LLM provider, successful or not."""
+    """One request to an LLM provider: ``ok``, ``error``, ``pending`` or ``interrupted``."""
 
     workflow_id: str
     execution_id: str | None
@@ -58,6 +71,8 @@ class LlmCall:
     error_kind: str | None = None
     cost_usd: Decimal = Decimal(0)
     """The exact cost of the call (USD, from the price table)."""
+    call_id: str = ""
+    """The row's id, chosen when the request is sent (``pending``) and kept when it settles."""
 
     def row(self, id: str, created_at: datetime) -> dict[str, Any]:
         """The ``llm_calls`` row of this call."""

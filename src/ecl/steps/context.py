@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -13,7 +14,7 @@ import structlog
 from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
 from ecl.core.metadata import TokenUsage
-from ecl.core.records import LlmCall
+from ecl.core.records import PENDING, LlmCall
 from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
@@ -74,7 +75,26 @@ class RecordingLlm:
             model = request.model or self.model
             self._budget.check(request, model, self._price(model))
 
-    async def _record(self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None) -> None:
+    async def _sent(self, request: CompletionRequest) -> str:
+        """Record the request as ``pending`` before it goes out; returns the row's id."""
+        call_id = uuid.uuid4().hex
+        await self._recorder.llm_call_sent(
+            LlmCall(
+                workflow_id=self._workflow_id,
+                execution_id=self._execution_id,
+                provider=self.inner.name,
+                model=request.model or self.model,
+                usage=TokenUsage(),
+                latency_ms=0.0,
+                outcome=PENDING,
+                call_id=call_id,
+            )
+        )
+        return call_id
+
+    async def _record(
+        self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None, call_id: str = ""
+    ) -> None:
         self.calls += 1
         self.usage = self.usage + usage
         cost = self._cost(model, usage)
@@ -106,6 +126,7 @@ class RecordingLlm:
                 outcome="error" if error else "ok",
                 error_kind=error.kind if error else None,
                 cost_usd=cost,
+                call_id=call_id,
             )
         )
 
@@ -113,6 +134,7 @@ class RecordingLlm:
         """Call the provider and record the call (not sent if it could cross the budget)."""
         request = self._prepare(request)
         self._check_budget(request)
+        call_id = await self._sent(request)
         started = time.perf_counter()
         try:
             response = await self.inner.complete(request)
@@ -122,15 +144,17 @@ class RecordingLlm:
                 TokenUsage(),
                 (time.perf_counter() - started) * 1000,
                 err,
+                call_id,
             )
             raise
-        await self._record(response.model or self.model, response.usage, response.latency_ms, None)
+        await self._record(response.model or self.model, response.usage, response.latency_ms, None, call_id)
         return response
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream from the provider and record the call when it ends."""
         request = self._prepare(request)
         self._check_budget(request)
+        call_id = await self._sent(request)
         started = time.perf_counter()
         try:
             async for event in self.inner.stream(request):
@@ -140,6 +164,7 @@ class RecordingLlm:
                         event.final.usage,
                         event.final.latency_ms,
                         None,
+                        call_id,
                     )
                 yield event
         except LlmError as err:
@@ -148,6 +173,7 @@ class RecordingLlm:
                 TokenUsage(),
                 (time.perf_counter() - started) * 1000,
                 err,
+                call_id,
             )
             raise
 

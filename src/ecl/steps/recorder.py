@@ -21,8 +21,12 @@ class StepRecorder(Protocol):
         """Record how an attempt ended (``completed`` or ``failed``)."""
         ...
 
+    async def llm_call_sent(self, call: LlmCall) -> None:
+        """Record a request about to be sent (outcome ``pending``), durably, before it goes out."""
+        ...
+
     async def llm_call(self, call: LlmCall) -> None:
-        """Record one LLM request."""
+        """Record how one LLM request ended (settles the pending row of ``call.call_id``)."""
         ...
 
 
@@ -34,6 +38,9 @@ class NullRecorder:
         return uuid.uuid4().hex
 
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
+        """Nothing."""
+
+    async def llm_call_sent(self, call: LlmCall) -> None:
         """Nothing."""
 
     async def llm_call(self, call: LlmCall) -> None:

@@ -54,9 +54,19 @@ class SqlRecorder:
             execution_id, state=result.state, output=result.output, error=result.error, tokens=result.total_tokens
         )
 
+    async def llm_call_sent(self, call: LlmCall) -> None:
+        """Insert the ``pending`` LLM call row (committed before the request goes out)."""
+        await self.calls.record(LlmCallRecord(**call.row(call.call_id, datetime.now(UTC))))
+
     async def llm_call(self, call: LlmCall) -> None:
-        """Insert one LLM call row."""
-        await self.calls.record(LlmCallRecord(**call.row(uuid.uuid4().hex, datetime.now(UTC))))
+        """Settle the call's row (insert it when it was never recorded as pending)."""
+        await self.calls.settle(LlmCallRecord(**call.row(call.call_id or uuid.uuid4().hex, datetime.now(UTC))))
+
+    async def interrupted(self, workflow_id: str) -> None:
+        """Settle what a dead attempt left in flight: ``running`` step rows and ``pending``
+        LLM calls of the workflow become ``interrupted``."""
+        await self.steps.interrupt_running(workflow_id)
+        await self.calls.interrupt_pending(workflow_id)
 
     async def workflow_state(self, change: StateChange) -> None:
         """Set the state (never overwriting an ended workflow)."""

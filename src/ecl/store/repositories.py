@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.metadata import TokenUsage
+from ecl.core.records import INTERRUPTED, INTERRUPTED_STEP_ERROR, PENDING
 from ecl.core.state import WorkflowState, check_transition
 from ecl.store import models as m
 
@@ -329,6 +330,17 @@ class StepExecutionRepository(_Repository):
                 )
             )
 
+    async def interrupt_running(self, workflow_id: str) -> None:
+        """Mark the attempts of ``workflow_id`` still ``running`` as ``interrupted``: called when
+        its run starts again, so they are the leftovers of a process that died."""
+        s = m.StepExecution
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(s)
+                .where(s.workflow_id == workflow_id, s.state == "running")
+                .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
+            )
+
     async def list_for(self, workflow_id: str, *, step_id: str | None = None) -> list[StepExecutionRecord]:
         """A workflow's step executions in the order they started."""
         query = select(m.StepExecution).where(m.StepExecution.workflow_id == workflow_id)
@@ -346,6 +358,22 @@ class LlmCallRepository(_Repository):
         """Insert one call."""
         async with self.sessions.begin() as session:
             session.add(m.LlmCall(**call.model_dump()))
+
+    async def settle(self, call: LlmCallRecord) -> None:
+        """Record how a call ended: update its pending row, or insert it when there is none."""
+        values = call.model_dump(exclude={"id", "workflow_id", "created_at"})
+        async with self.sessions.begin() as session:
+            done = await session.execute(update(m.LlmCall).where(m.LlmCall.id == call.id).values(**values))
+            if getattr(done, "rowcount", 0) == 0:
+                session.add(m.LlmCall(**call.model_dump()))
+
+    async def interrupt_pending(self, workflow_id: str) -> None:
+        """Settle the calls of ``workflow_id`` still pending as ``interrupted`` (their process died)."""
+        c = m.LlmCall
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED)
+            )
 
     async def list_for(self, workflow_id: str) -> list[LlmCallRecord]:
         """A workflow's calls, oldest first."""

@@ -163,6 +163,9 @@ class _StepLabel:
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         await self._inner.step_finished(execution_id, result)
 
+    async def llm_call_sent(self, call: LlmCall) -> None:
+        await self._inner.llm_call_sent(call)
+
     async def llm_call(self, call: LlmCall) -> None:
         await self._inner.llm_call(call)
 

@@ -553,8 +553,9 @@ class EmbeddedEngine:
             entries = [
                 JournalEntry(r.seq, r.kind, r.name, r.status, r.payload) for r in conn.execute(sql.load_journal, params)
             ]
-            # Rows of steps that were in flight when the previous owner died.
+            # Rows of steps (and LLM requests) that were in flight when the previous owner died.
             conn.execute(sql.interrupt_steps, params)
+            conn.execute(sql.interrupt_calls, params)
             conn.execute(sql.start_pending, {**params, "b_owner": me})
             return row, entries
 
@@ -658,6 +659,10 @@ class EmbeddedEngine:
 
         def write(conn: Connection) -> WorkflowResult:
             now = datetime.now(UTC)
+            # The run has stopped: an attempt (and an LLM request) it cut short is settled.
+            params = {"b_id": workflow_id, "b_now": now}
+            conn.execute(self._sql.interrupt_steps, params)
+            conn.execute(self._sql.interrupt_calls, params)
             # Written after the run stopped, so its last completed step is in the records too.
             result = cancelled_result_from_records(conn, workflow_id, definition_id)
             conn.execute(

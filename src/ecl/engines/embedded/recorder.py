@@ -105,9 +105,29 @@ class WriterRecorder:
             tokens=result.total_tokens,
         )
 
+    async def llm_call_sent(self, call: LlmCall) -> None:
+        """Insert the ``pending`` llm_calls row and wait until it is committed: the request
+        goes out only once its record would survive a crash."""
+        await self._writer.submit(Insert(self._calls, call.row(call.call_id, datetime.now(UTC))))
+
     async def llm_call(self, call: LlmCall) -> None:
-        """Queue one llm_calls row."""
-        self._writer.post(Insert(self._calls, call.row(uuid.uuid4().hex, datetime.now(UTC))))
+        """Queue the settling of the call's row (or its insert, when it was never sent as pending)."""
+        if not call.call_id:
+            self._writer.post(Insert(self._calls, call.row(uuid.uuid4().hex, datetime.now(UTC))))
+        else:
+            params = {
+                "b_id": call.call_id,
+                "b_model": call.model,
+                "b_input": call.usage.input,
+                "b_output": call.usage.output,
+                "b_cache_creation": call.usage.cache_creation,
+                "b_cache_read": call.usage.cache_read,
+                "b_latency": call.latency_ms,
+                "b_outcome": call.outcome,
+                "b_error_kind": call.error_kind,
+                "b_cost": call.cost_usd,
+            }
+            self._writer.post(FencedUpdate(self._sql.settle_call, params))
         self._emit("llm_call", workflow_id=call.workflow_id, tokens=call.usage.total, outcome=call.outcome)
 
     async def workflow_state(self, change: StateChange) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, select, update
 
+from ecl.core.records import INTERRUPTED, INTERRUPTED_STEP_ERROR, PENDING
 from ecl.core.state import TERMINAL_STATES, WorkflowState
 
 __all__ = ["Statements"]
@@ -28,6 +29,8 @@ class Statements:
     set_state_and_revisions: Any
     step_finished: Any
     interrupt_steps: Any
+    interrupt_calls: Any
+    settle_call: Any
     kv_delete: Any
     start_pending: Any
 
@@ -35,6 +38,7 @@ class Statements:
     def build(cls, t: dict[str, Table]) -> Statements:
         """Construct every statement once."""
         w, j, s, kv = t["workflows"], t["journal_entries"], t["step_executions"], t["workflow_kv"]
+        c = t["llm_calls"]
         # No IN (...) here: an expanding parameter cannot run as one executemany, and these
         # updates are batched across workflows by the writer.
         owned_active = and_(
@@ -75,10 +79,22 @@ class Statements:
             ),
             interrupt_steps=update(s)
             .where(and_(s.c.workflow_id == bindparam("b_id"), s.c.state == "running"))
+            .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=bindparam("b_now")),
+            interrupt_calls=update(c)
+            .where(and_(c.c.workflow_id == bindparam("b_id"), c.c.outcome == PENDING))
+            .values(outcome=INTERRUPTED),
+            settle_call=update(c)
+            .where(c.c.id == bindparam("b_id"))
             .values(
-                state="interrupted",
-                error={"type": "Interrupted", "message": "the process running this step stopped"},
-                completed_at=bindparam("b_now"),
+                model=bindparam("b_model"),
+                input_tokens=bindparam("b_input"),
+                output_tokens=bindparam("b_output"),
+                cache_creation_tokens=bindparam("b_cache_creation"),
+                cache_read_tokens=bindparam("b_cache_read"),
+                latency_ms=bindparam("b_latency"),
+                outcome=bindparam("b_outcome"),
+                error_kind=bindparam("b_error_kind"),
+                cost_usd=bindparam("b_cost"),
             ),
             start_pending=update(w)
             .where(

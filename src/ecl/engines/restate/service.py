@@ -84,8 +84,12 @@ class JournaledRecorder:
         """Complete the step row (inside the step's run)."""
         await self._inner.step_finished(execution_id, result)
 
+    async def llm_call_sent(self, call: LlmCall) -> None:
+        """Insert a pending LLM call row (inside the step's run)."""
+        await self._inner.llm_call_sent(call)
+
     async def llm_call(self, call: LlmCall) -> None:
-        """Insert an LLM call row (inside the step's run)."""
+        """Settle the LLM call row (inside the step's run)."""
         await self._inner.llm_call(call)
 
     async def workflow_state(self, change: StateChange) -> None:
@@ -120,6 +124,11 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
         data = dict(request.get("input") or {})
         durable = RestateDurableContext(ctx)
         journaled = JournaledRecorder(ctx, recorder, definition_id, data)
+        # Not journaled, on purpose: every attempt of the invocation starts here, and one
+        # attempt runs at a time, so a step row still `running` (an LLM call still `pending`)
+        # was left by an attempt whose endpoint died: it is settled as `interrupted`, as the
+        # embedded engine does when it recovers a workflow.
+        await recorder.interrupted(wid)
         cancelled = False
         try:
             result = await orchestrator.run(durable, definition_id, data, recorder=journaled)
@@ -136,6 +145,7 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
             await ensure_workflow_row(recorder, wid, definition_id, data)
             ended, stored = result, document
             if cancelled:  # keep the outputs, steps and tokens it had, as its records hold them
+                await recorder.interrupted(wid)  # an attempt the cancellation cut short
                 async with recorder.workflows.db.connect() as conn:
                     ended = await conn.run_sync(cancelled_result_from_records, wid, definition_id)
                 stored = ended.model_dump(mode="json")
