@@ -28,6 +28,7 @@ from ecl.core.errors import (
     NonDeterminismError,
     NotFoundError,
     StepError,
+    StepTimeoutError,
     StepValidationError,
 )
 from ecl.engines.restate import (
@@ -109,11 +110,20 @@ class Flows:
     async def flow_retry(self, ctx: DurableContext, wid: str, data: dict[str, Any]) -> dict[str, Any]:
         def flaky(n: int) -> Any:
             if n <= int(data["fail"]):
-                raise LlmError("overloaded", kind="overloaded", status_code=529, retryable=True, step_id="flaky")
+                # A step's own retryable failure (an LlmError is never retried here: its
+                # retries belong to the LLM layer).
+                raise StepTimeoutError("too slow", timeout_seconds=1.5, step_id="flaky")
             return n
 
         policy = RetryPolicy(max_attempts=3, initial_delay=timedelta(milliseconds=10), max_delay=timedelta(seconds=0.1))
         return {"attempt": await ctx.run("flaky", self.step(wid, "flaky", flaky), retry=policy)}
+
+    async def flow_llm(self, ctx: DurableContext, wid: str, data: dict[str, Any]) -> dict[str, Any]:
+        def provider_down(_n: int) -> Any:
+            raise LlmError("HTTP 500", kind="server", status_code=500, retryable=True, step_id="llm", attempts=3)
+
+        policy = RetryPolicy(max_attempts=3, initial_delay=timedelta(milliseconds=10), max_delay=timedelta(seconds=0.1))
+        return {"never": await ctx.run("llm", self.step(wid, "llm", provider_down), retry=policy)}
 
     async def flow_infra(self, ctx: DurableContext, wid: str, data: dict[str, Any]) -> dict[str, Any]:
         def hiccup(n: int) -> Any:
@@ -268,8 +278,17 @@ async def test_exhausted_retries_raise_the_original_error_type(engine: RestateEn
     assert result.state is WorkflowState.FAILED
     assert stack.flows.calls[f"{wid}:flaky"] == 3
     assert result.error is not None
-    assert result.error["type"] == "LlmError"
-    assert (result.error["kind"], result.error["status_code"], result.error["step_id"]) == ("overloaded", 529, "flaky")
+    assert result.error["type"] == "StepTimeoutError"
+    assert (result.error["timeout_seconds"], result.error["step_id"]) == (1.5, "flaky")
+
+
+async def test_an_llm_error_is_not_retried_again_by_the_run_policy(engine: RestateEngine, stack: Stack) -> None:
+    wid = await engine.submit("t-llm", {}, new_id("llm"))
+    result = await engine.result(wid)
+    assert result.state is WorkflowState.FAILED
+    assert stack.flows.calls[f"{wid}:llm"] == 1  # the LLM layer spent the call's one retry budget
+    assert result.error is not None
+    assert (result.error["type"], result.error["attempts"]) == ("LlmError", 3)
 
 
 async def test_an_infrastructure_failure_retries_the_invocation(engine: RestateEngine, stack: Stack) -> None:
