@@ -98,7 +98,7 @@ class Ecl:
         env.update(extra)
         return {k: v for k, v in env.items() if v != ""}  # "" unsets a default above
 
-    def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = START_TIMEOUT, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [ECL, *args],
             env=self.env(**env),

@@ -68,7 +68,7 @@ def test_ecl_dev_runs_workflows_that_survive_its_restart(tmp_path: Path) -> None
         waiting = ecl.run("run", "critique-revise", "--topic", "Go", "--id", "dev-2", "--engine", "restate",
                           "--require-approval", "--detach", **env)  # fmt: skip
         assert waiting.returncode == 0, waiting.stderr
-        ecl.wait_for("SELECT 1 FROM workflows WHERE id = 'dev-2' AND state = 'waiting_for_revision'", timeout=60)
+        ecl.wait_for("SELECT 1 FROM workflows WHERE id = 'dev-2' AND state = 'waiting_for_revision'")
     finally:
         err = _stop_dev(proc)
     assert "stopped" in err

@@ -101,7 +101,7 @@ class Driver:
         self.ecl = ecl
         self.env = extra_env
 
-    def run(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return self.ecl.run(*args, timeout=timeout, **self.env)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
@@ -185,10 +185,10 @@ def test_human_approval_via_durable_promise(driver: Driver, fake: FakeAnthropicS
     args = ["run", "critique-revise", "--topic", "Rust", "--id", wid, "--require-approval", "--format", "json"]
     args += ["--engine", driver.engine] + (["--llm", "anthropic"] if driver.engine == "embedded" else [])
     proc = driver.start(*args)
-    driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
+    driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid)
     signalled = driver.run("signal", wid, "approve", "--engine", driver.engine)
     assert signalled.returncode == 0, signalled.stderr
-    out, err = proc.communicate(timeout=90)
+    out, err = proc.communicate(timeout=START_TIMEOUT)
     assert proc.returncode == 0, err
     assert json.loads(out)["state"] == "completed"
 
@@ -200,7 +200,7 @@ def test_cancel(driver: Driver, fake: FakeAnthropicServer) -> None:
     args += ["--engine", driver.engine] + (["--llm", "anthropic"] if driver.engine == "embedded" else [])
     assert driver.run(*args).returncode == 0
     if driver.engine == "restate":
-        driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
+        driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid)
     cancelled = driver.run("cancel", wid, "--engine", driver.engine)
     assert cancelled.returncode == 0, cancelled.stderr
     assert driver.ecl.run("status", wid).returncode == 11
@@ -366,7 +366,7 @@ def test_restate_server_restart_while_waiting_on_a_promise(
         "--detach", **stack.env(),
     )  # fmt: skip
     assert submit.returncode == 0, submit.stderr
-    base.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid, timeout=60)
+    base.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid)
     calls = fake.count()
     stack.server.stop()
     stack.server.start(timeout=START_TIMEOUT)
