@@ -119,6 +119,9 @@ def test_a_529_storm_opens_the_breaker_visibly_and_the_workflow_waits_it_out(tmp
                 ECL_LOG_LEVEL="info",
                 ECL_LOG_FORMAT="json",
                 ECL_LLM__BREAKER__OPEN_SECONDS="15",
+                # One call's retry budget is all the requests a step sends (steps never retry an
+                # LlmError): room for the five failures that open the breaker, then the trial.
+                ECL_LLM__RETRY__MAX_ATTEMPTS="6",
                 ECL_LLM__RETRY__INITIAL_DELAY="0.01",
             ),
             cwd=tmp_path,
