@@ -22,11 +22,14 @@ from fastapi import Depends, FastAPI, Request, Response
 
 from ecl.api.auth import ApiKeyAuth
 from ecl.api.errors import install_error_handlers
+from ecl.api.guard import RequestGuard, known_query_only
+from ecl.api.openapi import install_openapi
 from ecl.api.routes import definitions, health, workflows
 from ecl.api.services import Services
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
+from ecl.core.json_values import JsonLimits
 from ecl.engines.factory import build_catalog, local_runtime, open_engine
 from ecl.store.database import create_engine
 from ecl.store.repositories import (
@@ -99,13 +102,22 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         description="Durable AI workflows: submit, follow, signal and cancel workflows; "
         "download what they produced. Errors: docs/api/errors.md.",
         lifespan=lifespan,
-        dependencies=[Depends(auth)],
+        dependencies=[Depends(known_query_only)],
     )
     app.state.services = svc
     install_error_handlers(app)
     app.include_router(workflows.router)
     app.include_router(definitions.router)
     app.include_router(health.router)
+    install_openapi(app)
+    # The key, the body size and the JSON checks come before routing and before the body is
+    # read whole (the request log, added below, stays outermost and logs these answers too).
+    app.add_middleware(
+        RequestGuard,
+        auth=auth,
+        max_body_bytes=settings.api.max_body_bytes,
+        limits=JsonLimits(max_depth=settings.api.max_json_depth, max_string_chars=settings.api.max_string_chars),
+    )
 
     @app.middleware("http")
     async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

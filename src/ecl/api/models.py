@@ -14,12 +14,18 @@ from ecl.core.state import WorkflowState
 __all__ = [
     "ArtifactOut",
     "DefinitionOut",
+    "ErrorBody",
+    "ErrorInfo",
+    "FieldProblem",
     "Health",
     "LlmCallOut",
     "LlmCallsOut",
     "SignalIn",
     "StepOut",
     "SubmitIn",
+    "ValidationDetails",
+    "ValidationErrorBody",
+    "ValidationErrorInfo",
     "WorkflowList",
     "WorkflowOut",
 ]
@@ -152,3 +158,45 @@ class Health(BaseModel):
         description="LLM circuit breakers by provider/model: state (closed, open, half_open), "
         "seconds until an open one tries again, recent failures.",
     )
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong (docs/api/errors.md lists every code)."""
+
+    code: str = Field(examples=["WORKFLOW_NOT_FOUND"])
+    message: str = Field(description="One line naming the field or id and the value.")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+class FieldProblem(BaseModel):
+    """One bad field of a request."""
+
+    field: str = Field(description="Dotted path in the body (``input.topic``), or a query or path parameter.")
+    message: str
+    value: Any = Field(default=None, description="A printable form of the bad value, when it helps.")
+
+
+class ValidationDetails(BaseModel):
+    """The details of a 400."""
+
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+class ValidationErrorInfo(BaseModel):
+    """A request the server refuses to act on (``VALIDATION_ERROR`` and other 400 codes)."""
+
+    code: str = Field(examples=["VALIDATION_ERROR"])
+    message: str
+    details: ValidationDetails = Field(default_factory=ValidationDetails)
+
+
+class ValidationErrorBody(BaseModel):
+    """The body of a 400 response."""
+
+    error: ValidationErrorInfo

@@ -26,6 +26,7 @@ from ecl.cli.runtime import (
 )
 from ecl.core.durable import OwnerWait
 from ecl.core.errors import InputValidationError
+from ecl.core.json_values import check_json, parse_json
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.llm.budget import parse_amount, parse_budget
@@ -44,23 +45,18 @@ def parse_input(
         )
     data: Any = {}
     source = "--input"
+    text: str | bytes | None = input_json
     if input_file is not None:
         source = f"--input-file {input_file}"
         try:
-            input_json = input_file.read_text(encoding="utf-8")
+            text = input_file.read_bytes()  # parse_json says so if it is not UTF-8
         except OSError as exc:
             raise InputValidationError(
                 f"cannot read --input-file {input_file}: {exc.strerror}",
                 errors=[{"field": "input_file", "message": str(exc.strerror), "value": str(input_file)}],
             ) from exc
-    if input_json is not None:
-        try:
-            data = json.loads(input_json)
-        except json.JSONDecodeError as exc:
-            raise InputValidationError(
-                f"{source} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                errors=[{"field": "input", "message": exc.msg, "value": input_json[:200]}],
-            ) from exc
+    if text is not None:
+        data = parse_json(text, field="input", source=source)
         if not isinstance(data, dict):
             raise InputValidationError(
                 f"{source} must be a JSON object, got {type(data).__name__}",
@@ -70,6 +66,7 @@ def parse_input(
         data["topic"] = topic
     if require_approval:
         data["require_approval"] = True
+    check_json(data, field="input")  # --topic too: argv can hold a lone surrogate (undecodable bytes)
     return dict(data)
 
 

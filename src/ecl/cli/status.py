@@ -24,6 +24,7 @@ from ecl.cli.runtime import (
 )
 from ecl.core.errors import InputValidationError
 from ecl.core.rules import APPROVAL_PROMISE
+from ecl.core.json_values import check_json
 from ecl.core.state import WorkflowState, parse_state
 from ecl.llm.budget import parse_top_up
 from ecl.workflows import BUDGET_PROMISE
@@ -292,6 +293,7 @@ def register(app: typer.Typer) -> None:
                     errors=[{"field": "path", "message": "missing or does not exist", "value": str(path)}],
                 )
             promise, payload = "implementation", {"path": str(path.absolute())}
+        check_json(payload)  # argv can hold a lone surrogate (undecodable bytes)
 
         async def go() -> None:
             async with open_command_engine(settings) as eng:

@@ -196,6 +196,12 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
     api_key: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    """Largest request body; a larger one is refused (413) before it is read whole."""
+    max_json_depth: int = Field(default=32, ge=2, le=200)
+    """Deepest nesting of objects and arrays in a JSON body (the body itself is level 1)."""
+    max_string_chars: int = Field(default=256 * 1024, ge=64)
+    """Longest string or object key in a JSON body."""
 
 
 class EmbeddedSettings(_Section):

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from ecl.core.errors import ConfigError, DatabaseError
+from ecl.core.json_values import load_stored
 
 __all__ = [
     "check_schema",
@@ -123,7 +124,8 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine for ``url`` with ECL's connection settings."""
     target = normalize_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # A stored value nested past the recursion limit must not fail every query of its row.
+    kwargs: dict[str, Any] = {"echo": echo, "json_deserializer": load_stored}
     if target.startswith("sqlite"):
         if is_memory(url):
             kwargs["poolclass"] = StaticPool

@@ -20,6 +20,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from ecl.core.errors import InputValidationError, NotFoundError
+from ecl.core.json_values import servable
 from ecl.core.metadata import TokenUsage
 from ecl.core.records import INTERRUPTED, INTERRUPTED_STEP_ERROR, PENDING
 from ecl.core.state import WorkflowState, check_transition
@@ -129,7 +130,9 @@ class Page(BaseModel):
 
 
 def _record(model: type[BaseModel], row: Any) -> Any:
-    return model.model_validate({c: getattr(row, c) for c in model.model_fields})
+    # servable(): a value stored before the API refused such input (a lone surrogate, NaN,
+    # nesting hundreds deep) is repaired for reading, so one bad row never breaks a list.
+    return model.model_validate({c: servable(getattr(row, c)) for c in model.model_fields})
 
 
 def _encode_cursor(created_at: datetime, id_: str) -> str:
@@ -282,7 +285,7 @@ class WorkflowRepository(_Repository):
         )
         async with self.sessions() as session:
             rows = (await session.execute(query)).all()
-        return {str(row[0]): row[1] for row in rows}
+        return {str(row[0]): servable(row[1]) for row in rows}
 
 
 class StepExecutionRepository(_Repository):

@@ -1,0 +1,158 @@
+"""The door of the API: what every request passes before the application sees it.
+
+In this order, so that a client without the key never makes the server read or parse its
+body, nor learns which paths and methods exist (401 comes before 404 and 405):
+
+1. the ``X-API-Key`` check (health excepted) → 401;
+2. the body-size limit ``api.max_body_bytes``, enforced while the body streams in (at once
+   when ``Content-Length`` announces more) → 413; the body is never held beyond the limit;
+3. NUL characters in the path (404: no id holds one) or the query string (400);
+4. a JSON body is parsed and checked by :func:`ecl.core.json_values.parse_json` — depth,
+   string sizes, ``NaN``/``Infinity``, lone surrogates, NUL, integers past 64 bits → 400
+   naming the field. PostgreSQL cannot store some of these, SQLite stores what no reader
+   can serve back: refused here, neither ever reaches the database.
+
+The checked body is then handed to the application unchanged. :func:`known_query_only` is a
+FastAPI dependency (it needs the matched route): an unknown query parameter is a 400 rather
+than being silently ignored.
+"""
+
+from __future__ import annotations
+
+import email.message
+from typing import Any
+
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ecl.api.auth import ApiKeyAuth
+from ecl.api.errors import error_body
+from ecl.core.errors import InputValidationError
+from ecl.core.json_values import JsonLimits, check_json, parse_json
+
+__all__ = ["RequestGuard", "known_query_only"]
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether FastAPI would parse this body as JSON (no content type counts, as it does)."""
+    if not content_type:
+        return True
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+class RequestGuard:
+    """ASGI middleware: the checks of the module docstring, in that order."""
+
+    def __init__(self, app: ASGIApp, *, auth: ApiKeyAuth, max_body_bytes: int, limits: JsonLimits) -> None:
+        self.app = app
+        self.auth = auth
+        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the request; answer the error itself or pass the request on."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not self.auth.allows(scope["path"], headers.get("x-api-key")):
+            await _refuse(scope, receive, send, 401, "UNAUTHORIZED", "missing or invalid X-API-Key")
+            return
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await self._too_large(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left; nothing to answer
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            more = bool(message.get("more_body", False))
+        if "\x00" in scope["path"]:
+            await _refuse(scope, receive, send, 404, "NOT_FOUND", "not found")
+            return
+        try:
+            query = QueryParams(scope.get("query_string", b""))
+            check_json(dict(query.multi_items()), self.limits)
+            if body and _is_json(headers.get("content-type")):
+                parse_json(bytes(body), self.limits)
+        except InputValidationError as exc:
+            await _refuse(scope, receive, send, 400, exc.code, exc.message, {"errors": exc.errors})
+            return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.max_body_bytes
+        await _refuse(
+            scope,
+            receive,
+            send,
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"request body larger than {limit} bytes (api.max_body_bytes)",
+            {"max_body_bytes": limit},
+        )
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await JSONResponse(error_body(code, message, details), status_code=status)(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the application the body already read, then the client's
+    later messages (a disconnect, which streaming responses wait for)."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_only(request: Request) -> None:
+    """400 for a query parameter the matched operation does not declare."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names(route.dependant)  # a walk over a handful of nodes: not worth a cache
+    unknown = [name for name in request.query_params if name not in allowed]
+    if unknown:
+        expected = ", ".join(sorted(allowed)) or "none"
+        raise InputValidationError(
+            f"unknown query parameter {unknown[0]!r}; expected: {expected}",
+            errors=[
+                {"field": name, "message": f"unknown query parameter; expected: {expected}", "value": name[:40]}
+                for name in unknown
+            ],
+        )
