@@ -449,7 +449,7 @@ def test_schemathesis_finds_no_server_errors(server: Server) -> None:
     response matches the published schema."""
     from hypothesis import HealthCheck, given, settings
 
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", headers={"x-api-key": KEY})
     from schemathesis.specs.openapi.checks import response_schema_conformance
 
     checks = [schemathesis.checks.not_a_server_error, response_schema_conformance]
