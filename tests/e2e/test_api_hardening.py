@@ -67,7 +67,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
 @pytest.fixture
 def ecl(tmp_path: Path) -> Ecl:
     instance = Ecl(tmp_path, "http://127.0.0.1:9")  # the mock LLM: no provider needed
-    assert instance.run("migrate").returncode == 0
+    assert instance.run("migrate", timeout=600).returncode == 0
     return instance
 
 
@@ -97,6 +97,12 @@ def all_ids(api: httpx.Client) -> list[str]:
         cursor = page.json()["next_cursor"]
         if not cursor:
             return ids
+
+
+def listed_json(ecl: Ecl) -> Any:
+    done = ecl.run("list", "--limit", "100", "--format", "json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 # ------------------------------------------------------------------ item 1: body size, key first
@@ -195,10 +201,10 @@ def test_poison_input_is_refused_and_a_stored_bad_row_breaks_no_reader(ecl: Ecl,
         *(["status", wid] for wid in bad),
         ["status", "bad-deep", "--format", "json"],
     ):
-        done = ecl.run(*args)
+        done = ecl.run(*args, timeout=600)
         assert "Traceback" not in done.stderr, (args, done.stderr[-2000:])
         assert done.returncode in (0, 10), (args, done.returncode, done.stderr[-500:])  # 10: the workflow failed
-    assert set(bad) <= {w["id"] for w in ecl.json("list", "--limit", "100")["items"]}
+    assert set(bad) <= {w["id"] for w in listed_json(ecl)["items"]}
 
 
 # ------------------------------------------------------------------ item 8: the auth surface
@@ -448,7 +454,7 @@ def test_nul_and_surrogates_are_400_on_postgresql(tmp_path: Path, pg_url: str) -
 
     ecl = Ecl(tmp_path, "http://127.0.0.1:9")
     env = {"ECL_DATABASE_URL": fresh_pg(pg_url)}
-    assert ecl.run("migrate", **env).returncode == 0
+    assert ecl.run("migrate", timeout=600, **env).returncode == 0
     server = Server(ecl, ECL_API_KEY=KEY, ECL_LLM_PROVIDER="mock", **env)
     try:
         server.start()
@@ -504,9 +510,11 @@ CLI_HOSTILE = [
 def test_bad_input_suite_cli(ecl: Ecl) -> None:
     """Every hostile command line exits with its documented code and one line on stderr, and
     every earlier workflow is still listed."""
-    earlier = [
-        ecl.json("run", "critique-revise", "--topic", f"before {i}", "--llm", "mock")["workflow_id"] for i in range(2)
-    ]
+    earlier = []
+    for i in range(2):
+        done = ecl.run("run", "critique-revise", "--topic", f"b{i}", "--llm", "mock", "--format", "json", timeout=600)
+        assert done.returncode == 0, done.stderr
+        earlier.append(json.loads(done.stdout)["workflow_id"])
     failures: list[str] = []
     for case in CLI_HOSTILE:
         args = list(case.args)
@@ -521,7 +529,7 @@ def test_bad_input_suite_cli(ecl: Ecl) -> None:
             env=ecl.env(),
             cwd=ecl.tmp,
             capture_output=True,
-            timeout=120,
+            timeout=600,
             check=False,
         )
         err = done.stderr.decode("utf-8", "replace")
@@ -531,6 +539,5 @@ def test_bad_input_suite_cli(ecl: Ecl) -> None:
         elif not lines[0].startswith("error"):
             failures.append(f"{case.name}: {lines[0]!r}")
     assert not failures, "\n".join(failures)
-    listed = ecl.json("list", "--limit", "100")
-    assert set(earlier) <= {w["id"] for w in listed["items"]}
-    assert ecl.run("list").returncode == 0
+    assert set(earlier) <= {w["id"] for w in listed_json(ecl)["items"]}
+    assert ecl.run("list", timeout=600).returncode == 0
