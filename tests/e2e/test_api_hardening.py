@@ -331,7 +331,7 @@ def test_a_client_generated_from_the_spec_drives_the_api(server: Server, generat
         status, steps = client.call("list_steps_workflows__workflow_id__steps_get", path={"workflow_id": "typed-1"})
         assert status == 200 and all(isinstance(s, m.StepOut) for s in steps)
         status, definitions = client.call("list_definitions_definitions_get")
-        assert status == 200 and [d.id for d in definitions] == ["critique-revise"]
+        assert status == 200 and "critique-revise" in [d.id for d in definitions]
         client.http = anonymous
         status, denied = client.call("list_workflows_workflows_get")
         assert status == 401 and denied.error.code == "UNAUTHORIZED"
