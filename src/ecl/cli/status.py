@@ -23,8 +23,8 @@ from ecl.cli.runtime import (
     settings_from,
 )
 from ecl.core.errors import InputValidationError
-from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.json_values import check_json
+from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.state import WorkflowState, parse_state
 from ecl.llm.budget import parse_top_up
 from ecl.workflows import BUDGET_PROMISE
