@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ecl.core.metadata import TokenUsage
+from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.state import WorkflowState
 
 __all__ = [
@@ -50,7 +51,7 @@ class SignalIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="approval", min_length=1, max_length=200)
+    name: str = Field(default=APPROVAL_PROMISE, min_length=1, max_length=200)
     decision: Literal["approve", "revise"] | None = None
     feedback: str | None = Field(default=None, max_length=10_000)
     payload: dict[str, Any] | None = Field(default=None, description="Raw payload (instead of decision)")

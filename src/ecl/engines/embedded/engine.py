@@ -31,7 +31,6 @@ from ecl.core.durable import DurableContext, JsonValue, OwnerWait
 from ecl.core.errors import (
     DatabaseError,
     EclError,
-    InputValidationError,
     LeaseError,
     NonDeterminismError,
     NotFoundError,
@@ -262,13 +261,7 @@ class EmbeddedEngine:
         definition and input returns the existing workflow; a different body raises
         :class:`~ecl.core.ConflictError`.
         """
-        if self._known is not None:
-            validate_input(definition_id, self._known(definition_id).input_model, input)
-        elif not isinstance(input, dict):
-            raise InputValidationError(
-                f"workflow input must be a JSON object, got {type(input).__name__}",
-                errors=[{"field": "input", "message": "must be an object", "value": repr(input)[:200]}],
-            )
+        validate_input(definition_id, self._known(definition_id).input_model if self._known else None, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
         workflows, me = self._t["workflows"], self._me.id

@@ -145,8 +145,7 @@ class RestateEngine:
         """Like :meth:`submit` (``start`` as there); also says whether this call created the
         workflow (of many concurrent identical submissions exactly one did: the API answers it
         201, the rest 200)."""
-        if self._known is not None:
-            validate_input(definition_id, self._known(definition_id).input_model, input)
+        validate_input(definition_id, self._known(definition_id).input_model if self._known else None, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
         created = False
