@@ -224,19 +224,20 @@ def test_error_format(api: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "field"),
+    ("definition", "data", "field"),
     [
-        ({"topic": ""}, "input.topic"),
-        ({}, "input.topic"),
-        ({"topic": ["a"]}, "input.topic"),
-        ({"topic": "x", "tpoic": "x"}, "input.tpoic"),
+        ("critique-revise", {"topic": ""}, "input.topic"),
+        ("critique-revise", {}, "input.topic"),
+        ("critique-revise", {"topic": ["a"]}, "input.topic"),
+        ("critique-revise", {"topic": "x", "tpoic": "x"}, "input.tpoic"),
+        ("critique-revise-py", {"topic": "x", "tpoic": "x"}, "input.tpoic"),  # code-first: its parameters
     ],
 )
 def test_input_is_validated_against_the_definition_at_submission(
-    api: httpx.Client, data: dict[str, Any], field: str
+    api: httpx.Client, definition: str, data: dict[str, Any], field: str
 ) -> None:
-    wid = f"bad-input-{abs(hash(json.dumps(data))) % 10**6}"
-    body = {"definition_id": "critique-revise", "input": data, "workflow_id": wid}
+    wid = f"bad-input-{abs(hash(json.dumps([definition, data]))) % 10**6}"
+    body = {"definition_id": definition, "input": data, "workflow_id": wid}
     response = api.post("/workflows", json=body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]

@@ -258,6 +258,7 @@ def test_completions_load_in_bash_and_man_page(ecl: Ecl) -> None:
         (["run", "critique-revise", "--input", '{"topic": ""}', "--llm", "mock"], 4, "input.topic: String should"),
         (["run", "critique-revise", "--input", '{"tpoic": "x"}', "--llm", "mock"], 4, "input.tpoic: Extra inputs"),
         (["run", "critique-revise", "--topic", "x", "--input", '{"rounds": 2}', "--llm", "mock"], 4, "input.rounds"),
+        (["run", "critique-revise-py", "--input", '{"topic": 5}', "--llm", "mock"], 4, "input.topic: Input should"),
         (["run", "critique-revise", "--topic", "x", "--llm", "gpt"], 4, "unknown LLM provider"),
         (["run", "critique-revise", "--topic", "x", "--engine", "k8s"], 4, "unknown engine"),
         (["signal", "done-1", "maybe"], 4, "approve, revise or budget"),
