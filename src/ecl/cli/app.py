@@ -2,11 +2,18 @@
 
 Each command group lives in its own module under ``ecl.cli`` and exposes
 ``register(app: typer.Typer) -> None``; :func:`build_app` calls them all.
+
+The error boundary is :func:`main`: whatever a command raises ends as one line on stderr
+(``error: ...``, maybe a ``hint: ...`` line) and an exit code of :data:`EXIT_CODES` — ECL's
+own errors by family, anything else translated by :func:`describe_error` — with every URL
+password hidden. Only ``--debug`` shows a traceback.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import metadata
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,8 +28,9 @@ from ecl.core.errors import (
     NotFoundError,
     UserError,
 )
+from ecl.core.redaction import redact_text
 
-__all__ = ["EXIT_CODES", "build_app", "main"]
+__all__ = ["EXIT_CODES", "build_app", "describe_error", "main"]
 
 EXIT_CODES: dict[type[EclError], int] = {
     NotFoundError: 3,
@@ -45,6 +53,36 @@ def exit_code_for(error: EclError) -> int:
     return 1
 
 
+def describe_error(exc: BaseException) -> tuple[str, str | None, int]:
+    """``(message, hint, exit code)`` for an exception that reached the top of a command."""
+    # A task group wraps what one task raised; report that.
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, EclError):
+        hint = getattr(exc, "hint", None)
+        return str(exc), hint if isinstance(hint, str) else None, exit_code_for(exc)
+    if isinstance(exc, SQLAlchemyError | ConnectionError):
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the database is unreachable or failed: {first}", None, EXIT_CODES[DatabaseError]
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}", "run again with --debug for the traceback", 1
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply", None, EXIT_CODES[InputValidationError]
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return (
+        f"unexpected {type(exc).__name__}" + (f": {first}" if first else ""),
+        "run again with --debug for the traceback, and please report it",
+        1,
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ecl {metadata.version('ecl-workflows')}")
+        raise typer.Exit()
+
+
 def build_app() -> typer.Typer:
     """The full ``ecl`` app with every command group registered."""
     app = typer.Typer(
@@ -54,6 +92,16 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=True,
     )
+
+    @app.callback()
+    def _root(
+        _version_flag: Annotated[
+            bool,
+            typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        ] = False,
+    ) -> None:
+        """ECL: durable AI workflows."""
+
     # Command modules are imported here so that `ecl --help` lists them all.
     from ecl.cli import commands
 
@@ -69,19 +117,14 @@ def main() -> None:
         sys.argv.remove("--debug")
     app = build_app()
     try:
-        # Typer handles usage errors itself (exit 2); ECL errors come through to here.
+        # Typer handles usage errors itself (exit 2); everything else comes through to here.
         app()
-    except EclError as exc:
-        if debug:
-            raise
-        hint = getattr(exc, "hint", None)
-        typer.echo(f"error: {exc}" + (f"\nhint: {hint}" if hint else ""), err=True)
-        sys.exit(exit_code_for(exc))
-    except (SQLAlchemyError, ConnectionError) as exc:
-        if debug:
-            raise
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        typer.echo(f"error: the database is unreachable or failed: {first}", err=True)
-        sys.exit(EXIT_CODES[DatabaseError])
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        message, hint, code = describe_error(exc)
+        text = f"error: {message}" + (f"\nhint: {hint}" if hint else "")
+        typer.echo(redact_text(text), err=True)
+        sys.exit(code)

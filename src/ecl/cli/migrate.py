@@ -9,7 +9,7 @@ import typer
 
 from ecl.cli.output import check_format, echo_json
 from ecl.cli.runtime import settings_from
-from ecl.store.database import current_revision, head_revision, sqlite_path, upgrade
+from ecl.store.database import create_sqlite_folder, current_revision, head_revision, upgrade
 
 __all__ = ["register"]
 
@@ -27,9 +27,7 @@ def register(app: typer.Typer) -> None:
         """Apply the database migrations (safe to run again: it changes nothing when current)."""
         check_format(fmt)
         url = database_url or settings_from(config).database.url
-        path = sqlite_path(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        create_sqlite_folder(url)
         before = current_revision(url)
         applied = upgrade(url, target)
         after = current_revision(url)

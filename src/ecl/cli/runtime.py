@@ -16,12 +16,19 @@ from rich.console import Console
 
 from ecl.config import Settings, load_settings, sources_of
 from ecl.core.durable import Engine
-from ecl.core.errors import InputValidationError
+from ecl.core.errors import DatabaseError, InputValidationError
 from ecl.core.state import WorkflowState
 from ecl.engines.factory import open_engine
 from ecl.llm.registry import provider_names
 from ecl.observability import configure_logging
-from ecl.store.database import create_engine, current_revision, sqlite_path, upgrade
+from ecl.store.database import (
+    check_schema,
+    create_engine,
+    create_sqlite_folder,
+    current_revision,
+    sqlite_path,
+    upgrade,
+)
 from ecl.store.repositories import (
     ArtifactRepository,
     LlmCallRepository,
@@ -37,6 +44,7 @@ __all__ = [
     "ensure_database",
     "open_command_engine",
     "repositories",
+    "require_database",
     "settings_from",
     "tune_gc",
 ]
@@ -106,11 +114,22 @@ def check_llm_choice(llm: str | None) -> str | None:
 def ensure_database(settings: Settings) -> None:
     """A brand-new SQLite database is created on first use; anything else must be migrated."""
     url = settings.database.url
-    path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    create_sqlite_folder(url)
     if url.startswith("sqlite") and current_revision(url) is None:
         upgrade(url)
+
+
+def require_database(settings: Settings) -> None:
+    """For commands that only read: the database must exist and be migrated; nothing is
+    created (connecting to a missing SQLite file would create it, and its folders)."""
+    url = settings.database.url
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise DatabaseError(
+            f"no ECL database at {path}",
+            hint="check database.url (ECL_DATABASE_URL); `ecl run` or `ecl migrate` creates it",
+        )
+    check_schema(url)
 
 
 @dataclass

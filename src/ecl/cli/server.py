@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -12,8 +14,83 @@ import yaml
 
 from ecl.cli.options import LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from, tune_gc
+from ecl.core.errors import ConfigError, InputValidationError
 
 __all__ = ["openapi_document", "register"]
+
+
+def _check_port(port: int | None) -> None:
+    if port is not None and not 1 <= port <= 65535:
+        raise InputValidationError(
+            f"--port {port}: expected a port from 1 to 65535",
+            errors=[{"field": "port", "message": "expected 1-65535", "value": port}],
+        )
+
+
+def _bind(host: str, port: int, key: str) -> socket.socket:
+    """The listening socket, bound before anything starts, so that a port in use is one
+    clear error instead of a failure after start-up (what ``uvicorn`` does when it binds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        label = f"--port {port}" if key == "--port" else f"{key} = {port}"
+        raise ConfigError(
+            f"{label}: cannot listen on {host}:{port}: {reason} "
+            "(choose another port with --port or api.port, or stop what listens there)",
+            key=key,
+            value=port,
+            source="--port" if key == "--port" else "",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _StartupGuard:
+    """An ASGI wrapper that keeps the exception a failed start-up raised (unreachable or
+    unmigrated database, ...) instead of letting ``uvicorn`` log its traceback; the command
+    raises it again, so the CLI's error boundary prints it as one line."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.error: BaseException | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": ""}  # the traceback text uvicorn would log
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet_send)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+
+def _serve(api: Any, host: str, port: int, key: str) -> None:
+    sock = _bind(host, port, key)
+    guard = _StartupGuard(api)
+    server = uvicorn.Server(uvicorn.Config(guard, lifespan="on", log_level="warning", timeout_graceful_shutdown=10))
+    # After a failed start-up uvicorn only logs that it is exiting; the error itself follows.
+    logging.getLogger("uvicorn.error").addFilter(lambda _record: guard.error is None)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        if guard.error is None:
+            raise
+    finally:
+        sock.close()
+    if guard.error is not None:
+        raise guard.error
 
 
 def openapi_document() -> str:
@@ -52,6 +129,7 @@ def register(app: typer.Typer) -> None:
         from ecl.engines.factory import runs_in_process
 
         check_llm_choice(llm)
+        _check_port(port)
         settings = settings_from(config, engine=engine, service=True, modules=modules)
         ensure_database(settings)
         if not runs_in_process(settings) and not api_only:  # serve the worker: Restate's endpoint
@@ -66,12 +144,11 @@ def register(app: typer.Typer) -> None:
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
         # handler it found; a no-op handler makes that a clean exit (status 0).
         signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
-        uvicorn.run(
+        _serve(
             api,
-            host=host or settings.api.host,
-            port=port if port is not None else settings.api.port,
-            log_level="warning",
-            timeout_graceful_shutdown=10,
+            host or settings.api.host,
+            port if port is not None else settings.api.port,
+            "--port" if port is not None else "api.port",
         )
 
     @group.command("openapi")

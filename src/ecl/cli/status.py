@@ -20,6 +20,7 @@ from ecl.cli.runtime import (
     ensure_database,
     open_command_engine,
     repositories,
+    require_database,
     settings_from,
 )
 from ecl.core.errors import InputValidationError
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
         """Show a workflow's state, steps, revisions and tokens (exit 10 failed, 11 cancelled)."""
         check_format(fmt)
         settings = settings_from(config)
-        ensure_database(settings)
+        require_database(settings)
         console = Console()
         last_seen = -1
         while True:
@@ -151,7 +152,7 @@ def register(app: typer.Typer) -> None:
         check_format(fmt)
         wanted = parse_state(state) if state is not None else None
         settings = settings_from(config)
-        ensure_database(settings)
+        require_database(settings)
 
         async def go() -> Any:
             repos = repositories(settings)
@@ -200,7 +201,7 @@ def register(app: typer.Typer) -> None:
         """
         check_format(fmt)
         settings = settings_from(config)
-        ensure_database(settings)
+        require_database(settings)
         printed: set[str] = set()
         while True:
             snap = asyncio.run(_snapshot(settings, workflow_id, step))

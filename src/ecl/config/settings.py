@@ -11,7 +11,9 @@ Sources, highest priority first:
    (relative to the current directory; each is optional).
 
 An invalid value raises :class:`~ecl.core.ConfigError` naming the key, the value and the
-source it came from. Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``.
+source it came from. Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``;
+so does the password of every URL setting wherever settings are shown. In production an
+``api.api_key`` shorter than 16 characters, or blank, is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ecl.core.errors import ConfigError
+from ecl.core.redaction import REDACTED, redact_text, url_secrets
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -291,16 +294,33 @@ class Settings(BaseSettings):
         return "json" if self.environment == "production" else "console"
 
     def redacted_dict(self) -> dict[str, Any]:
-        """All settings as JSON-compatible data, secrets shown as ``**********``."""
-        return self.model_dump(mode="json")
+        """All settings as JSON-compatible data, secrets shown as ``**********``: the keys,
+        and the password of every URL setting (``database.url`` and the others)."""
+        tree: dict[str, Any] = _redact_tree(self.model_dump(mode="json"))
+        return tree
 
     def secrets(self) -> list[str]:
-        """The secret values, for log redaction."""
+        """The secret values, for log redaction: the keys and every URL's credentials."""
         found = []
         for secret in (self.llm.api_key, self.api.api_key):
             if secret is not None and secret.get_secret_value():
                 found.append(secret.get_secret_value())
+        for value in _flatten(self.model_dump(mode="json")).values():
+            if isinstance(value, str):
+                found.extend(url_secrets(value))
         return found
+
+
+MIN_PRODUCTION_API_KEY = 16
+"""Shortest ``api.api_key`` accepted when ``environment = production``."""
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(v) for v in value]
+    return redact_text(value) if isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------- loading
@@ -328,14 +348,32 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""Largest configuration file read (a config file is a few hundred bytes)."""
+
+
 def _read_toml(path: Path, source: str) -> dict[str, Any]:
+    def bad(problem: str) -> ConfigError:
+        return ConfigError(f"{source}: {problem}", key="", value=None, source=source)
+
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}", key="", value=None, source=source) from exc
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{source}: cannot read the file: {exc.strerror}", key="", value=None, source=source) from exc
+        raise bad(f"cannot read the file: {exc.strerror}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise bad(f"larger than {MAX_CONFIG_BYTES} bytes; not a configuration file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad(f"not UTF-8 text (byte {exc.start}): is it a TOML file?") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise bad(f"invalid TOML: {exc}") from exc
+    except RecursionError:
+        # tomllib recurses once per nesting level; no configuration nests this deep.
+        raise bad("invalid TOML: nested too deeply") from None
 
 
 def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
@@ -392,8 +430,28 @@ def load_settings(
         settings = Settings(**merged)
     except ValidationError as exc:
         raise _config_error(exc, merged, sources) from None
+    _check_production(settings, sources)
     object.__setattr__(settings, "_sources", sources)
     return settings
+
+
+def _check_production(settings: Settings, sources: dict[str, str]) -> None:
+    """A guessable API key is refused where it guards real data."""
+    key = settings.api.api_key
+    if settings.environment != "production" or key is None:
+        return
+    value = key.get_secret_value()
+    if len(value) >= MIN_PRODUCTION_API_KEY and value.strip():
+        return
+    source = sources.get("api.api_key", "defaults")
+    problem = f"has {len(value)} characters" if value.strip() else "is blank"
+    raise ConfigError(
+        f"api.api_key = {REDACTED!r} (from {source}): {problem}; in production it must be at least "
+        f"{MIN_PRODUCTION_API_KEY} characters and not blank (e.g. `openssl rand -hex 32`)",
+        key="api.api_key",
+        value=REDACTED,
+        source=source,
+    )
 
 
 def sources_of(settings: Settings) -> dict[str, str]:
@@ -412,7 +470,9 @@ def _config_error(exc: ValidationError, merged: dict[str, Any], sources: dict[st
         if isinstance(value, dict | list):
             value = None
         if "api_key" in key:
-            value = "**********"
+            value = REDACTED
+        elif isinstance(value, str):
+            value = redact_text(value)
         if error["type"] == "extra_forbidden":
             text = f"{key}: unknown setting (from {source})"
         else:

@@ -3,7 +3,8 @@
 Readable console output in development, JSON lines in production. ``workflow_id`` and
 ``step_id`` are bound through contextvars (:func:`bind_workflow`, :func:`bind_step`), so
 every line logged while a step runs carries them, whichever module logs it. A redaction
-processor removes configured secret values and secret-looking keys from every event.
+processor removes configured secret values, URL passwords and secret-looking keys from every
+event.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from ecl.core.redaction import redact_text
 
 __all__ = ["Redactor", "bind_step", "bind_workflow", "configure_logging", "get_logger"]
 
@@ -42,7 +45,8 @@ class Redactor:
             for secret in self.secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            return value
+            # A URL quoted in a message (a connection error, say) keeps its user, not its password.
+            return redact_text(value)
         if isinstance(value, dict):
             return {
                 k: (REDACTED if isinstance(k, str) and _SECRET_KEYS.search(k) and v else self._scrub(v))
@@ -70,6 +74,19 @@ class Redactor:
         return event
 
 
+class _StdlibRedaction(logging.Filter):
+    """The same redaction for libraries that log through :mod:`logging` (uvicorn, SQLAlchemy)."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor._scrub(record.getMessage())
+        record.args = None
+        return True
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "console",
@@ -80,13 +97,14 @@ def configure_logging(
     """Configure structlog (and the standard library's root logger) once, at the edge."""
     out = stream or sys.stderr
     numeric = _LEVELS.get(level.lower(), logging.INFO)
+    redactor = Redactor(secrets)
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
-        Redactor(secrets),
+        redactor,
     ]
     if fmt == "json":
         processors.append(structlog.processors.JSONRenderer())
@@ -99,6 +117,8 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=out, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_StdlibRedaction(redactor))
 
 
 def get_logger(name: str | None = None) -> Any:

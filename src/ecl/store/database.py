@@ -32,10 +32,12 @@ from sqlalchemy.pool import StaticPool
 
 from ecl.core.errors import ConfigError, DatabaseError
 from ecl.core.json_values import load_stored
+from ecl.core.redaction import redact_text
 
 __all__ = [
     "check_schema",
     "create_engine",
+    "create_sqlite_folder",
     "create_sync_engine",
     "current_revision",
     "downgrade",
@@ -52,13 +54,16 @@ _SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 def _parse(url: str) -> URL:
     try:
         return make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError):
+        # ValueError: a port that is not a number (``host:abc``). The cause quotes the whole
+        # URL, password included, so it is not chained.
+        shown = redact_text(url)
         raise ConfigError(
-            f"database.url = {url!r}: not a database URL (expected sqlite:///path.db or "
+            f"database.url = {shown!r}: not a database URL (expected sqlite:///path.db or "
             "postgresql://user@host:port/db)",
             key="database.url",
-            value=url,
-        ) from exc
+            value=shown,
+        ) from None
 
 
 def _backend(parsed: URL) -> str:
@@ -279,6 +284,24 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
         return script.get_revision(revision) is not None
     except Exception:
         return False
+
+
+def create_sqlite_folder(url: str) -> None:
+    """Create the folder of a file-backed SQLite URL (SQLite creates the file itself);
+    :class:`ConfigError` naming the URL when that is impossible (its parent is a file, say)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+        reason = f"{blocker} is a file" if blocker is not None and not blocker.is_dir() else exc.strerror
+        raise ConfigError(
+            f"database.url = {url!r}: cannot create the folder {path.parent}: {reason}",
+            key="database.url",
+            value=url,
+        ) from None
 
 
 def sqlite_path(url: str) -> Path | None:

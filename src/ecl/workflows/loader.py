@@ -4,6 +4,11 @@ A definition file holds one definition (the fields of
 :class:`~ecl.workflows.WorkflowDefinition`), as ``.yaml``/``.yml`` or ``.toml``; see
 ``examples/definitions/critique-revise.yaml``. A definitions folder is every such file
 directly inside it. Every definition is validated when it is loaded.
+
+Definition files are read defensively, because a server loads them at start-up: at most
+:data:`MAX_DEFINITION_BYTES`, UTF-8 only, nesting at most :data:`MAX_DEFINITION_DEPTH`
+levels, and YAML without aliases (``*name``), which is how a "billion laughs" file expands a
+few hundred bytes into gigabytes. Each of these is a one-line :class:`DefinitionError`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,82 @@ from ecl.workflows.definition import WorkflowDefinition, validate_definition
 __all__ = ["DefinitionRegistry", "load_definition_file", "load_definitions", "parse_definition"]
 
 _SUFFIXES = (".yaml", ".yml", ".toml")
+
+MAX_DEFINITION_BYTES = 1024 * 1024
+"""Largest definition file read (the seven-step built-in is under 4 KiB)."""
+MAX_DEFINITION_DEPTH = 32
+"""Deepest nesting of mappings and lists accepted in a definition file."""
+
+
+class _BoundedYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases and nesting deeper than the limit.
+
+    Both are checked while the document is composed, before anything is expanded, so a
+    hostile file fails in milliseconds instead of exhausting memory or the stack.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # The scanner's cost per token grows with the flow depth ("[[[[..."), so this is
+        # checked as each bracket is scanned, not only when the document is composed.
+        super().fetch_flow_collection_start(TokenClass)
+        if self.flow_level > MAX_DEFINITION_DEPTH:
+            self._too_deep(self.get_mark())
+
+    def add_indent(self, column: int) -> bool:
+        added: bool = super().add_indent(column)
+        if len(self.indents) > MAX_DEFINITION_DEPTH:
+            self._too_deep(self.get_mark())
+        return added
+
+    def _too_deep(self, mark: yaml.Mark) -> None:
+        raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEFINITION_DEPTH} levels", mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a definition", mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEFINITION_DEPTH:
+                self._too_deep(self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of parsed data, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEFINITION_DEPTH:
+                stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _parse_text(path: Path, text: str) -> Any:
+    kind = path.suffix[1:].upper()
+    try:
+        # S506: the loader is a SafeLoader subclass.
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.load(text, Loader=_BoundedYamlLoader)  # noqa: S506
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise DefinitionError(f"{path}: not valid YAML: {exc.problem or exc.context}{where}") from None
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise DefinitionError(f"{path}: not valid {kind}: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise DefinitionError(f"{path}: not valid {kind}: nested deeper than {MAX_DEFINITION_DEPTH} levels") from None
+    if _depth(data) > MAX_DEFINITION_DEPTH:
+        raise DefinitionError(f"{path}: nested deeper than {MAX_DEFINITION_DEPTH} levels")
+    return data
 
 
 def parse_definition(data: Any, steps: StepRegistry, *, source: str = "definition") -> WorkflowDefinition:
@@ -60,14 +141,17 @@ def load_definition_file(path: Path, steps: StepRegistry) -> WorkflowDefinition:
     if path.suffix not in _SUFFIXES:
         raise DefinitionError(f"{path}: expected a .yaml, .yml or .toml file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_DEFINITION_BYTES + 1)
     except OSError as exc:
         raise DefinitionError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_DEFINITION_BYTES:
+        raise DefinitionError(f"{path}: larger than {MAX_DEFINITION_BYTES} bytes; not a definition file")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise DefinitionError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
-    return parse_definition(data, steps, source=str(path))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_definition(_parse_text(path, text), steps, source=str(path))
 
 
 def load_definitions(path: Path, steps: StepRegistry) -> list[WorkflowDefinition]:

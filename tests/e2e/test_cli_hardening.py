@@ -1,0 +1,222 @@
+"""Hostile and broken input to the ``ecl`` executable: secrets stay hidden, hostile files are
+refused fast, every failure is one line with its documented exit code, and read-only
+commands create nothing. Also the repository's own hygiene (architecture, licence, version).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from tests.db_fixtures import fresh_pg
+from tests.e2e.helpers import Ecl
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).parents[2]
+EXAMPLE = REPO / "examples/definitions/critique-revise.yaml"
+PASSWORD = "pw-Zq81-s3cret"
+
+
+@pytest.fixture
+def ecl(tmp_path: Path) -> Ecl:
+    return Ecl(tmp_path, "http://127.0.0.1:9")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    """Exit ``code``, ``error: ...`` (plus at most a hint line), no traceback, every needle."""
+    stderr = done.stderr
+    assert done.returncode == code, stderr
+    assert stderr.startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), stderr
+    for needle in needles:
+        assert needle in stderr, stderr
+
+
+# ------------------------------------------------------------------ item 5: secrets
+
+
+def test_url_passwords_are_hidden_everywhere_and_production_refuses_weak_api_keys(ecl: Ecl) -> None:
+    env = {
+        "ECL_DATABASE_URL": f"postgresql://ecl:{PASSWORD}@127.0.0.1:1/ecl",
+        "ECL_LLM_BASE_URL": f"http://proxy:{PASSWORD}@127.0.0.1:9/v1?api_key={PASSWORD}",
+        "ECL_LOG_LEVEL": "debug",
+    }
+    table = ecl.run("config", "show", **env)
+    assert table.returncode == 0, table.stderr
+    doc = ecl.json("config", "show", **env)
+    for shown in (table.stdout + table.stderr, str(doc)):
+        assert PASSWORD not in shown
+    assert doc["database"]["url"] == "postgresql://ecl:**********@127.0.0.1:1/ecl"
+    assert doc["llm"]["base_url"] == "http://proxy:**********@127.0.0.1:9/v1?api_key=**********"
+    assert "postgresql://ecl:****" in table.stdout  # the table shows the URL, not its password
+
+    # Errors and logs: an unreachable database, and a URL SQLAlchemy cannot parse.
+    unreachable = ecl.run("list", **env)
+    assert_one_line_error(unreachable, 7, "127.0.0.1")
+    bad_port = ecl.run("list", **{**env, "ECL_DATABASE_URL": f"postgresql://ecl:{PASSWORD}@db:port/ecl"})
+    assert_one_line_error(bad_port, 5, "database.url", "ecl:**********@db:port")
+    for done in (unreachable, bad_port):
+        assert PASSWORD not in done.stdout + done.stderr
+
+    # Production: a short or blank API key is refused before anything starts, and not echoed.
+    for weak in ("s3cret-key", " " * 24):
+        refused = ecl.run("server", "start", "--port", str(free_port()), ECL_ENV="production", ECL_API_KEY=weak)
+        assert_one_line_error(refused, 5, "api.api_key", "16 characters")
+        if weak.strip():
+            assert weak not in refused.stderr
+    strong = ecl.run("config", "show", "--format", "json", ECL_ENV="production", ECL_API_KEY="k" * 16)
+    assert strong.returncode == 0, strong.stderr
+    assert "k" * 16 not in strong.stdout
+
+
+# ------------------------------------------------------------------ item 6: YAML bombs
+
+
+def _laughs(levels: int) -> str:
+    """A "billion laughs" document: each level is nine aliases of the one before."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for n in range(1, levels):
+        lines.append(f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_hostile_definition_files_are_refused_by_validate_and_at_server_start(ecl: Ecl, tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    bomb = hostile / "bomb.yaml"
+    # Five levels (59,049 leaves) keeps this test harmless where aliases are still expanded.
+    bomb.write_text("id: bomb\nname: Bomb\n" + _laughs(5))
+    cases = {
+        bomb: "aliases",
+        tmp_path / "deep.yaml": "nested deeper than",
+        tmp_path / "block.yaml": "nested deeper than",
+        tmp_path / "deep.toml": "nested deeper than",
+        tmp_path / "huge.yaml": "larger than",
+    }
+    (tmp_path / "deep.yaml").write_text("id: deep\nsteps: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "block.yaml").write_text("id: block\nsteps:\n" + "- " * 5000 + "x\n")
+    (tmp_path / "deep.toml").write_text('id = "deep"\nsteps = ' + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "huge.yaml").write_text("id: huge\n" + "# padding\n" * 200_000)
+    for path, needle in cases.items():
+        done = ecl.run("definitions", "validate", str(path), timeout=60)
+        assert_one_line_error(done, 2, str(path), needle)
+
+    # An anchor used once, without an alias, is still an ordinary document.
+    anchored = tmp_path / "anchored.yaml"
+    anchored.write_text(EXAMPLE.read_text().replace("id: critique-revise", "id: &me critique-revise", 1))
+    assert ecl.run("definitions", "validate", str(anchored)).returncode == 0
+
+    # The same loader guards the server: a definitions folder holding the bomb stops it at once.
+    port = free_port()
+    started = ecl.run("server", "start", "--port", str(port), ECL_DEFINITIONS_PATH=str(hostile), timeout=60)
+    assert_one_line_error(started, 2, "bomb.yaml", "aliases")
+
+
+# ------------------------------------------------------------------ item 7: one-line errors
+
+
+def _binary(path: Path) -> str:
+    path.write_bytes(b"\xff\xfe\x00\x01binary\x80\x81")
+    return str(path)
+
+
+def test_broken_inputs_and_start_up_failures_are_one_line_errors(ecl: Ecl, tmp_path: Path, pg_url: str) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not a SQLite database\x00" * 200)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("id: caf\u00e9\nname: x\n".encode("latin-1"))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    port = str(free_port())
+    cases: list[tuple[list[str], dict[str, str], int, str]] = [
+        (["run", "critique-revise", "--input-file", _binary(tmp_path / "in.json"), "--llm", "mock"], {}, 4, "UTF-8"),
+        (["config", "show", "--config", _binary(tmp_path / "c.toml")], {}, 5, "UTF-8"),
+        (["definitions", "validate", _binary(tmp_path / "b.yaml")], {}, 2, "UTF-8"),
+        (["definitions", "validate", str(latin1)], {}, 2, "UTF-8"),
+        (["definitions", "validate", str(deep)], {}, 2, "nested deeper than"),
+        (["list"], {"ECL_DATABASE_URL": "postgresql://u@localhost:fivefour/db"}, 5, "database.url"),
+        (
+            ["run", "critique-revise", "--topic", "x", "--llm", "mock"],
+            {"ECL_DATABASE_URL": f"sqlite:///{afile}/ecl.db"},
+            5,
+            "is a file",
+        ),
+        (["migrate"], {"ECL_DATABASE_URL": f"sqlite:///{afile}/sub/ecl.db"}, 5, "is a file"),
+        (["server", "start", "--port", "70000"], {}, 4, "--port 70000"),
+        (
+            ["server", "start", "--port", port],
+            {"ECL_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            7,
+            "cannot reach the database",
+        ),
+        (["server", "start", "--port", port], {"ECL_DATABASE_URL": fresh_pg(pg_url)}, 7, "ecl migrate"),
+        (["server", "start", "--port", port], {"ECL_DATABASE_URL": f"sqlite:///{corrupt}"}, 7, "not a database"),
+    ]
+    for args, env, code, needle in cases:
+        done = ecl.run(*args, timeout=120, **env)
+        assert_one_line_error(done, code, needle)
+
+    # A port in use: refused before the server does anything.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = str(holder.getsockname()[1])
+        done = ecl.run("server", "start", "--port", taken, ECL_LLM_PROVIDER="mock", timeout=120)
+    assert_one_line_error(done, 5, f"--port {taken}", "in use")
+
+    # Read-only commands on a SQLite path that does not exist create nothing.
+    missing = tmp_path / "nowhere" / "deeper" / "ecl.db"
+    for args in (["list"], ["status", "wf-1"], ["logs", "wf-1"]):
+        done = ecl.run(*args, ECL_DATABASE_URL=f"sqlite:///{missing}")
+        assert_one_line_error(done, 7, str(missing))
+        assert not (tmp_path / "nowhere").exists()
+    # --debug still shows the traceback.
+    assert "Traceback" in ecl.run("--debug", "definitions", "validate", str(deep)).stderr
+
+
+# ------------------------------------------------------------------ item 13: hygiene
+
+
+def test_architecture_document_licence_and_version(ecl: Ecl) -> None:
+    readme = (REPO / "README.md").read_text()
+    docs = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    assert REPO / "docs/architecture.md" in docs
+    assert "](docs/architecture.md)" in readme
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            resolved = (doc.parent / target).resolve()
+            assert resolved.is_relative_to(REPO), f"{doc.name} links outside the repository: {target}"
+            assert resolved.exists(), f"{doc.name} links to a missing file: {target}"
+    architecture = (REPO / "docs/architecture.md").read_text()
+    for topic in ("## Layers", "## Data flow", "embedded", "Restate", "import-linter"):
+        assert topic in architecture
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "Apache-2.0"}
+    licence = (REPO / "LICENSE").read_text()
+    assert "Apache License" in licence
+    assert "Version 2.0, January 2004" in licence
+    assert "END OF TERMS AND CONDITIONS" in licence
+
+    version = ecl.run("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"ecl {metadata.version(project['name'])}"
