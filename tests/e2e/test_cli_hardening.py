@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import tomllib
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, *ne
 # ------------------------------------------------------------------ item 5: secrets
 
 
+@pytest.mark.timeout(300)  # several `ecl` processes; generous for a busy machine
 def test_url_passwords_are_hidden_everywhere_and_production_refuses_weak_api_keys(ecl: Ecl) -> None:
     env = {
         "ECL_DATABASE_URL": f"postgresql://ecl:{PASSWORD}@127.0.0.1:1/ecl",
@@ -95,6 +97,7 @@ def _laughs(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.timeout(300)  # several `ecl` processes; generous for a busy machine
 def test_hostile_definition_files_are_refused_by_validate_and_at_server_start(ecl: Ecl, tmp_path: Path) -> None:
     hostile = tmp_path / "hostile"
     hostile.mkdir()
@@ -135,50 +138,102 @@ def _binary(path: Path) -> str:
     return str(path)
 
 
-def test_broken_inputs_and_start_up_failures_are_one_line_errors(ecl: Ecl, tmp_path: Path, pg_url: str) -> None:
-    afile = tmp_path / "afile"
-    afile.write_text("not a folder")
-    corrupt = tmp_path / "corrupt.db"
-    corrupt.write_bytes(b"this is not a SQLite database\x00" * 200)
-    latin1 = tmp_path / "latin1.yaml"
-    latin1.write_bytes("id: caf\u00e9\nname: x\n".encode("latin-1"))
-    deep = tmp_path / "deep.yaml"
-    deep.write_text("[" * 100_000 + "]" * 100_000)
-    port = str(free_port())
-    cases: list[tuple[list[str], dict[str, str], int, str]] = [
-        (["run", "critique-revise", "--input-file", _binary(tmp_path / "in.json"), "--llm", "mock"], {}, 4, "UTF-8"),
-        (["config", "show", "--config", _binary(tmp_path / "c.toml")], {}, 5, "UTF-8"),
-        (["definitions", "validate", _binary(tmp_path / "b.yaml")], {}, 2, "UTF-8"),
-        (["definitions", "validate", str(latin1)], {}, 2, "UTF-8"),
-        (["definitions", "validate", str(deep)], {}, 2, "nested deeper than"),
-        (["list"], {"ECL_DATABASE_URL": "postgresql://u@localhost:fivefour/db"}, 5, "database.url"),
-        (
-            ["run", "critique-revise", "--topic", "x", "--llm", "mock"],
-            {"ECL_DATABASE_URL": f"sqlite:///{afile}/ecl.db"},
-            5,
-            "is a file",
-        ),
-        (["migrate"], {"ECL_DATABASE_URL": f"sqlite:///{afile}/sub/ecl.db"}, 5, "is a file"),
-        (["server", "start", "--port", "70000"], {}, 4, "--port 70000"),
-        (
-            ["server", "start", "--port", port],
-            {"ECL_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
-            7,
-            "cannot reach the database",
-        ),
-        (["server", "start", "--port", port], {"ECL_DATABASE_URL": fresh_pg(pg_url)}, 7, "ecl migrate"),
-        (["server", "start", "--port", port], {"ECL_DATABASE_URL": f"sqlite:///{corrupt}"}, 7, "not a database"),
-    ]
-    for args, env, code, needle in cases:
-        done = ecl.run(*args, timeout=120, **env)
-        assert_one_line_error(done, code, needle)
+def _file_in_the_way(tmp: Path) -> Path:
+    blocker = tmp / "afile"
+    blocker.write_text("not a folder")
+    return blocker
 
+
+def _latin1(tmp: Path) -> str:
+    path = tmp / "latin1.yaml"
+    path.write_bytes("id: caf\u00e9\nname: x\n".encode("latin-1"))
+    return str(path)
+
+
+def _deep(tmp: Path) -> str:
+    path = tmp / "deep.yaml"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    return str(path)
+
+
+def _corrupt(tmp: Path) -> str:
+    path = tmp / "corrupt.db"
+    path.write_bytes(b"this is not a SQLite database\x00" * 200)
+    return f"sqlite:///{path}"
+
+
+Case = tuple[list[str], dict[str, str], int, str]
+BROKEN: dict[str, Callable[[Path, Callable[[], str]], Case]] = {
+    "binary --input-file": lambda t, _pg: (
+        ["run", "critique-revise", "--input-file", _binary(t / "in.json"), "--llm", "mock"],
+        {},
+        4,
+        "UTF-8",
+    ),
+    "binary --config": lambda t, _pg: (["config", "show", "--config", _binary(t / "c.toml")], {}, 5, "UTF-8"),
+    "binary definition": lambda t, _pg: (["definitions", "validate", _binary(t / "b.yaml")], {}, 2, "UTF-8"),
+    "latin-1 definition": lambda t, _pg: (["definitions", "validate", _latin1(t)], {}, 2, "UTF-8"),
+    "100k-deep YAML": lambda t, _pg: (["definitions", "validate", _deep(t)], {}, 2, "nested deeper than"),
+    "non-numeric port in database.url": lambda _t, _pg: (
+        ["list"],
+        {"ECL_DATABASE_URL": "postgresql://u@localhost:fivefour/db"},
+        5,
+        "database.url",
+    ),
+    "SQLite parent is a file (run)": lambda t, _pg: (
+        ["run", "critique-revise", "--topic", "x", "--llm", "mock"],
+        {"ECL_DATABASE_URL": f"sqlite:///{_file_in_the_way(t)}/ecl.db"},
+        5,
+        "is a file",
+    ),
+    "SQLite parent is a file (migrate)": lambda t, _pg: (
+        ["migrate"],
+        {"ECL_DATABASE_URL": f"sqlite:///{_file_in_the_way(t)}/sub/ecl.db"},
+        5,
+        "is a file",
+    ),
+    "server start --port 70000": lambda _t, _pg: (["server", "start", "--port", "70000"], {}, 4, "--port 70000"),
+    "server start, database unreachable": lambda _t, _pg: (
+        ["server", "start", "--port", str(free_port())],
+        {"ECL_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        7,
+        "cannot reach the database",
+    ),
+    "server start, database not migrated": lambda _t, pg: (
+        ["server", "start", "--port", str(free_port())],
+        {"ECL_DATABASE_URL": pg()},
+        7,
+        "ecl migrate",
+    ),
+    "server start, database corrupt": lambda t, _pg: (
+        ["server", "start", "--port", str(free_port())],
+        {"ECL_DATABASE_URL": _corrupt(t)},
+        7,
+        "not a database",
+    ),
+}
+"""Broken input and start-up failures: ``(args, env, exit code, text the error names)``."""
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_inputs_and_start_up_failures_are_one_line_errors(
+    ecl: Ecl, tmp_path: Path, request: pytest.FixtureRequest, name: str
+) -> None:
+    args, env, code, needle = BROKEN[name](tmp_path, lambda: fresh_pg(request.getfixturevalue("pg_url")))
+    done = ecl.run(*args, timeout=100, **env)
+    assert_one_line_error(done, code, needle)
+    if name == "100k-deep YAML":  # --debug still shows the traceback
+        assert "Traceback" in ecl.run("--debug", *args).stderr
+
+
+@pytest.mark.timeout(300)  # several `ecl` processes; generous for a busy machine
+def test_port_in_use_and_read_only_commands_without_a_database(ecl: Ecl, tmp_path: Path) -> None:
     # A port in use: refused before the server does anything.
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = str(holder.getsockname()[1])
-        done = ecl.run("server", "start", "--port", taken, ECL_LLM_PROVIDER="mock", timeout=120)
+        done = ecl.run("server", "start", "--port", taken, ECL_LLM_PROVIDER="mock", timeout=100)
     assert_one_line_error(done, 5, f"--port {taken}", "in use")
 
     # Read-only commands on a SQLite path that does not exist create nothing.
@@ -187,8 +242,6 @@ def test_broken_inputs_and_start_up_failures_are_one_line_errors(ecl: Ecl, tmp_p
         done = ecl.run(*args, ECL_DATABASE_URL=f"sqlite:///{missing}")
         assert_one_line_error(done, 7, str(missing))
         assert not (tmp_path / "nowhere").exists()
-    # --debug still shows the traceback.
-    assert "Traceback" in ecl.run("--debug", "definitions", "validate", str(deep)).stderr
 
 
 # ------------------------------------------------------------------ item 13: hygiene
