@@ -17,7 +17,6 @@ from ecl.cli.output import check_format, echo_json, render_rows, short_time
 from ecl.cli.runtime import (
     EXIT_CANCELLED,
     EXIT_FAILED,
-    ensure_database,
     open_command_engine,
     repositories,
     require_database,
