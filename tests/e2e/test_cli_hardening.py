@@ -168,7 +168,7 @@ BROKEN: dict[str, Callable[[Path, Callable[[], str]], Case]] = {
         ["run", "critique-revise", "--input-file", _binary(t / "in.json"), "--llm", "mock"],
         {},
         4,
-        "UTF-8",
+        "in.json",
     ),
     "binary --config": lambda t, _pg: (["config", "show", "--config", _binary(t / "c.toml")], {}, 5, "UTF-8"),
     "binary definition": lambda t, _pg: (["definitions", "validate", _binary(t / "b.yaml")], {}, 2, "UTF-8"),
