@@ -17,7 +17,7 @@ types: setup      ## mypy --strict over src/
 
 test: setup       ## the whole pytest suite with coverage (starts PostgreSQL if needed)
 	@scripts/services.sh
-	$(UV) run pytest --cov --cov-report=term --cov-report=xml -p no:cacheprovider
+	env -u PYTHONDONTWRITEBYTECODE $(UV) run pytest --cov --cov-report=term --cov-report=xml -p no:cacheprovider
 
 check: lint types test   ## everything CI runs
 

@@ -174,26 +174,31 @@ async def test_changed_code_on_replay_is_a_non_determinism_error_naming_the_step
 
 async def test_gathered_steps_are_named_in_call_order_whatever_order_they_finish_in() -> None:
     finished: list[int] = []
+    order = [1, 2, 0]  # the order the steps are let finish in (not the order they were called in)
+    turn = asyncio.Condition()
 
     @ecl.step
-    async def wait(ctx: ecl.StepContext, n: int, delay: float) -> int:
-        await asyncio.sleep(delay)
-        finished.append(n)
+    async def wait(ctx: ecl.StepContext, n: int) -> int:
+        # Event-driven, not timed: step n finishes only after the steps before it in `order`.
+        async with turn:
+            await turn.wait_for(lambda: len(finished) == order.index(n))
+            finished.append(n)
+            turn.notify_all()
         return n * 10
 
     @ecl.workflow("fan")
-    async def fan(ctx: ecl.WorkflowContext, delays: list[float]) -> list[int]:
-        return list(await asyncio.gather(*(wait(ctx, i, d) for i, d in enumerate(delays))))
+    async def fan(ctx: ecl.WorkflowContext, count: int) -> list[int]:
+        return list(await asyncio.gather(*(wait(ctx, i) for i in range(count))))
 
     orchestrator = runner(None, fan)
     ctx = InMemoryDurableContext("wf-g")
-    result = await orchestrator.run(ctx, "fan", {"delays": [0.05, 0.0, 0.02]})
+    result = await asyncio.wait_for(orchestrator.run(ctx, "fan", {"count": 3}), timeout=60)
     assert result.output == [0, 10, 20]
-    assert finished == [1, 2, 0]  # they really ran at once, and finished out of order
+    assert finished == order  # they really ran at once, and finished out of call order
     assert ctx.operations == [("run", "step:wait"), ("run", "step:wait:1"), ("run", "step:wait:2")]
-    again = await orchestrator.run(ctx.replay(), "fan", {"delays": [0.05, 0.0, 0.02]})
+    again = await orchestrator.run(ctx.replay(), "fan", {"count": 3})
     assert again.output == [0, 10, 20]
-    assert finished == [1, 2, 0]  # nothing ran again
+    assert finished == order  # nothing ran again
 
 
 async def test_the_durable_operations_pass_through_and_replay() -> None:
