@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from ecl.testing import FakeAnthropicServer
 from tests.db_fixtures import any_url, pg_url, server_url
 from tests.e2e.helpers import reap, spawned
 
 __all__ = ["any_url", "pg_url", "server_url"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that runs ``ecl`` in-process configures logging onto its captured stderr, which
+    pytest closes afterwards: put the previous configuration back so later tests can log."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
