@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _reap_leftover_processes() -> Iterator[None]:
     """At the end, stop whatever a module's fixtures left running."""
     yield
-    reap()
+    reap(kept=True)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,7 @@ START_TIMEOUT = float(os.environ.get("ECL_TEST_START_TIMEOUT", "300"))
 start that takes 2 s alone take a minute; a process that dies ends the wait at once."""
 
 _spawned: list[subprocess.Popen[str]] = []
+_kept: list[subprocess.Popen[str]] = []
 
 PASS = json.dumps({"critique": "good", "decision": "pass", "feedback": None})
 REVISE = json.dumps({"critique": "thin", "decision": "revise", "feedback": "add an example"})
@@ -204,14 +205,25 @@ def answers(url: str) -> Callable[[], bool]:
     return probe
 
 
-def reap(since: int = 0) -> list[subprocess.Popen[str]]:
-    """Stop every process started after the first ``since``; returns those that were still running."""
+def keep(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """Hand ``proc`` to a module fixture that stops it itself: a test that first asks for the
+    fixture (``request.getfixturevalue``) starts it after its mark, and must not reap it."""
+    _spawned.remove(proc)
+    _kept.append(proc)
+    return proc
+
+
+def reap(since: int = 0, *, kept: bool = False) -> list[subprocess.Popen[str]]:
+    """Stop every process started after the first ``since`` (and the kept ones if ``kept``);
+    returns those that were still running."""
     running: list[subprocess.Popen[str]] = []
     while len(_spawned) > since:
         proc = _spawned.pop()
         if proc.poll() is None:
             running.append(proc)
         stop(proc, timeout=30)
+    while kept and _kept:
+        stop(_kept.pop(), timeout=30)
     return running
 
 

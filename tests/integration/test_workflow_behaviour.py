@@ -28,6 +28,7 @@ from tests.e2e.helpers import (
     is_critique,
     is_generate,
     is_revise,
+    keep,
     kill,
     responder,
     stop,
@@ -54,7 +55,7 @@ class RestateStack:
         }
 
     def start_endpoint(self) -> None:
-        self.endpoint = self.ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **self.env())
+        self.endpoint = keep(self.ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **self.env()))
 
         def registered() -> bool:
             deployments = httpx.get(f"{self.server.admin_url}/deployments", timeout=5).json()
