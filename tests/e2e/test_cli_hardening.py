@@ -234,7 +234,12 @@ def test_port_in_use_and_read_only_commands_without_a_database(ecl: Ecl, tmp_pat
         holder.listen()
         taken = str(holder.getsockname()[1])
         done = ecl.run("server", "start", "--port", taken, ECL_LLM_PROVIDER="mock", timeout=100)
-    assert_one_line_error(done, 5, f"--port {taken}", "in use")
+        assert_one_line_error(done, 5, f"--port {taken}", "in use")
+        # The Restate endpoint too, from the flag or from its setting.
+        done = ecl.run("server", "start", "--engine", "restate", "--port", taken, timeout=100)
+        assert_one_line_error(done, 5, f"--port {taken}", "in use")
+        done = ecl.run("server", "start", "--engine", "restate", ECL_RESTATE__ENDPOINT_PORT=taken, timeout=100)
+        assert_one_line_error(done, 5, f"restate.endpoint_port = {taken}", "in use")
 
     # Read-only commands on a SQLite path that does not exist create nothing.
     missing = tmp_path / "nowhere" / "deeper" / "ecl.db"

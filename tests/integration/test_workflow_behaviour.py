@@ -55,7 +55,8 @@ class RestateStack:
         }
 
     def start_endpoint(self) -> None:
-        self.endpoint = keep(self.ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **self.env()))
+        args = ("server", "start", "--engine", "restate", "--llm", "anthropic")
+        self.endpoint = keep(self.ecl.start(*args, **self.env()))
 
         def registered() -> bool:
             deployments = httpx.get(f"{self.server.admin_url}/deployments", timeout=5).json()

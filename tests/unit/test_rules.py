@@ -103,6 +103,21 @@ def test_critique_revise_input_model() -> None:
     validate_input("anything", None, {"whatever": 1})
 
 
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [("\ud800", "surrogate"), ("a\x00b", "NUL"), (float("nan"), "NaN"), (2**64, "64"), ({"a": [1]}, None)],
+)
+def test_input_from_python_follows_the_json_rules(value: Any, needle: str | None) -> None:
+    """Input submitted from Python (``engine.run``) cannot store a row no reader can serve."""
+    if needle is None:
+        validate_input("anything", None, {"x": value})
+        return
+    with pytest.raises(InputValidationError) as caught:
+        validate_input("anything", None, {"x": value})
+    assert caught.value.message.startswith("input.x = ")
+    assert needle in caught.value.message
+
+
 class _In(BaseModel):
     count: int = Field(ge=1)
     label: str = "x"

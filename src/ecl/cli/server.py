@@ -137,6 +137,10 @@ def register(app: typer.Typer) -> None:
 
             from ecl.engines.restate.endpoint import serve_endpoint
 
+            # hypercorn binds after start-up work: probe the port first, for the same one-line error
+            endpoint_port = port if port is not None else settings.restate.endpoint_port
+            key = "--port" if port is not None else "restate.endpoint_port"
+            _bind(host or settings.restate.endpoint_host, endpoint_port, key).close()
             asyncio.run(serve_endpoint(settings, host=host, port=port, llm=llm))
             return
         tune_gc(settings.embedded.gc_threshold)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from ecl.core.errors import ConflictError, FieldError, InputValidationError
+from ecl.core.json_values import JsonLimits, check_json
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 
@@ -46,6 +47,10 @@ __all__ = [
     "submission_hash",
     "validate_input",
 ]
+
+_STORABLE = JsonLimits(max_depth=200, max_string_chars=2**62)
+"""What any input must satisfy to be stored: the API's own limits (``api.max_json_depth`` is
+at most 200) are tighter; strings are bounded only there."""
 
 APPROVAL_PROMISE = "approval"
 """The promise human approval waits on (round 1; later rounds: :func:`promise_name`)."""
@@ -115,12 +120,15 @@ def validate_input(definition_id: str, model: type[BaseModel] | None, input: Any
     ``input`` is a JSON object that satisfies ``model`` (any object when ``model`` is None).
 
     Only a check: the input is stored as given, so its submission hash does not change.
+    The JSON rules of :mod:`ecl.core.json_values` apply to input from Python too (no lone
+    surrogate, NUL, ``NaN`` or 64-bit overflow); size is bounded only at the doors (API, CLI).
     """
     if not isinstance(input, dict):
         raise InputValidationError(
             f"workflow input must be a JSON object, got {type(input).__name__}",
             errors=[{"field": "input", "message": "must be an object", "value": repr(input)[:200]}],
         )
+    check_json(input, _STORABLE, field="input")  # no row that a reader cannot serve back
     if model is None:
         return
     try:
