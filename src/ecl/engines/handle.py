@@ -157,3 +157,6 @@ async def open_engine(
     finally:
         await engine.close()
         await db.dispose()
+        closer = getattr(provider, "close", None) if provider is not llm else None
+        if closer is not None:  # the provider built here owns an HTTP client
+            await closer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,6 +40,8 @@ def _usage(raw: Any) -> TokenUsage:
 
 def _translate(exc: Exception) -> LlmError:
     """Every SDK failure as an :class:`LlmError` (never carrying the API key)."""
+    if isinstance(exc, TimeoutError):  # the whole-request bound (llm.timeout_seconds)
+        return LlmError("anthropic: request timed out", kind="timeout", retryable=True)
     if isinstance(exc, anthropic.APITimeoutError):
         return LlmError("anthropic: request timed out", kind="timeout", retryable=True)
     if isinstance(exc, anthropic.APIConnectionError):
@@ -116,6 +119,8 @@ class AnthropicProvider:
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self.model = model
+        self.timeout = timeout
+        """Seconds one request may take, start to end (``llm.timeout_seconds``)."""
         self.max_tokens = max_tokens
         self._client = anthropic.AsyncAnthropic(
             api_key=key or "missing-api-key",
@@ -148,7 +153,9 @@ class AnthropicProvider:
         """One Messages API call."""
         started = time.perf_counter()
         try:
-            message = await self._client.messages.create(**self._params(request))
+            # The SDK's timeout bounds each read; this bounds the whole request (monotonic).
+            async with asyncio.timeout(self.timeout):
+                message = await self._client.messages.create(**self._params(request))
         except Exception as exc:
             raise _translate(exc) from exc
         text = _text(message.content)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,8 @@ _STOP: dict[str, StopReason] = {
 
 
 def _translate(exc: Exception) -> LlmError:
+    if isinstance(exc, TimeoutError):  # the whole-request bound (llm.timeout_seconds)
+        return LlmError("openai: request timed out", kind="timeout", retryable=True)
     if isinstance(exc, openai.APITimeoutError):
         return LlmError("openai: request timed out", kind="timeout", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
@@ -89,6 +92,8 @@ class OpenAICompatibleProvider:
     ) -> None:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         self.model = model
+        self.timeout = timeout
+        """Seconds one request may take, start to end (``llm.timeout_seconds``)."""
         self.max_tokens = max_tokens
         self._client = openai.AsyncOpenAI(
             api_key=key or "not-needed", base_url=base_url, timeout=timeout, max_retries=0
@@ -123,7 +128,9 @@ class OpenAICompatibleProvider:
         """One chat completion."""
         started = time.perf_counter()
         try:
-            reply = await self._client.chat.completions.create(**self._params(request))
+            # The SDK's timeout bounds each read; this bounds the whole request (monotonic).
+            async with asyncio.timeout(self.timeout):
+                reply = await self._client.chat.completions.create(**self._params(request))
         except Exception as exc:
             raise _translate(exc) from exc
         choice = reply.choices[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import structlog
 from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
 from ecl.core.metadata import TokenUsage
-from ecl.core.records import PENDING, LlmCall
+from ecl.core.records import INTERRUPTED, PENDING, LlmCall
 from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
@@ -138,6 +139,22 @@ class RecordingLlm:
         started = time.perf_counter()
         try:
             response = await self.inner.complete(request)
+        except asyncio.CancelledError:
+            # Cut short (the step's timeout, a cancellation): the provider may bill it, its
+            # tokens are unknown; settled now rather than left pending.
+            await self._recorder.llm_call(
+                LlmCall(
+                    workflow_id=self._workflow_id,
+                    execution_id=self._execution_id,
+                    provider=self.inner.name,
+                    model=request.model or self.model,
+                    usage=TokenUsage(),
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    outcome=INTERRUPTED,
+                    call_id=call_id,
+                )
+            )
+            raise
         except LlmError as err:
             await self._record(
                 request.model or self.model,

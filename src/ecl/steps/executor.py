@@ -13,7 +13,7 @@ import structlog
 from pydantic import BaseModel
 
 from ecl.artifacts.store import ArtifactStore
-from ecl.core.errors import BudgetExceeded, EclError, StepError, StepValidationError
+from ecl.core.errors import BudgetExceeded, EclError, StepError, StepTimeoutError, StepValidationError
 from ecl.core.metadata import StepMetadata
 from ecl.core.policy import step_may_retry
 from ecl.core.records import StepFinished, StepStarted
@@ -73,12 +73,13 @@ class StepExecutor:
         iteration: int = 0,
         recorder: StepRecorder | None = None,
         budget: BudgetGuard | None = None,
+        timeout: float | None = None,
     ) -> StepExecution:
         """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed
         (:class:`~ecl.core.BudgetExceeded`, never retried, when ``budget`` refused a call)."""
         step = self.registry.get(step_id)
         return await self.execute_step(
-            step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder, budget=budget
+            step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder, budget=budget, timeout=timeout
         )
 
     async def execute_step(
@@ -90,8 +91,14 @@ class StepExecutor:
         iteration: int = 0,
         recorder: StepRecorder | None = None,
         budget: BudgetGuard | None = None,
+        timeout: float | None = None,
     ) -> StepExecution:
-        """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``."""
+        """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``.
+
+        Each attempt may run ``timeout`` seconds (default: the step's own ``timeout``; ``None``:
+        no limit), measured on the event loop's monotonic clock; an attempt over it is
+        cancelled and fails with :class:`~ecl.core.StepTimeoutError` (retryable, so the
+        step's retry policy decides whether another attempt runs)."""
         step_id = step.id
         recorder = recorder or self.recorder
         log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
@@ -109,6 +116,7 @@ class StepExecutor:
         raw_input = model.model_dump(mode="json")
 
         policy = step.retry_policy
+        deadline = timeout if timeout is not None else getattr(step, "timeout", None)
         attempt = 0
         spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
         spent_tokens = 0
@@ -139,7 +147,7 @@ class StepExecutor:
             )
             log.info("step attempt", attempt=attempt)
             try:
-                output, feedback = await self._attempt(step, ctx, model)
+                output, feedback = await self._bounded(step, ctx, model, deadline)
             except StepError as caught:
                 spent += llm.cost
                 spent_tokens += llm.usage.total
@@ -191,6 +199,26 @@ class StepExecutor:
                 ),
                 traces=traces,
             )
+
+    async def _bounded(
+        self, step: Any, ctx: StepContext, model: BaseModel, deadline: float | None
+    ) -> tuple[BaseModel, str | None]:
+        """One attempt, cancelled after ``deadline`` seconds (loop clock: monotonic)."""
+        if deadline is None:
+            return await self._attempt(step, ctx, model)
+        limit = asyncio.timeout(deadline)
+        try:
+            async with limit:
+                return await self._attempt(step, ctx, model)
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the step's own timeout, not the deadline
+            raise StepTimeoutError(
+                f"step {ctx.step_id} attempt {ctx.attempt} exceeded its timeout of {deadline:g} s",
+                timeout_seconds=deadline,
+                step_id=ctx.step_id,
+                retryable=True,
+            ) from None
 
     async def _attempt(self, step: Any, ctx: StepContext, model: BaseModel) -> tuple[BaseModel, str | None]:
         try:

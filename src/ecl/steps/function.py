@@ -100,7 +100,14 @@ def _output_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], b
 class FunctionStep(Step[BaseModel, BaseModel]):
     """The :class:`Step` of a decorated async function (what a ``StepRegistry`` holds)."""
 
-    def __init__(self, fn: Callable[..., Awaitable[Any]], *, name: str, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        name: str,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(f"@ecl.step {fn.__qualname__}: a step must be an async function")
         if not _NAME.match(name):
@@ -114,6 +121,12 @@ class FunctionStep(Step[BaseModel, BaseModel]):
         self.output_model, self.boxed = _output_model(fn, name)
         if retry is not None:
             self.retry_policy = retry
+        if timeout is not None:
+            if not timeout > 0 or timeout == float("inf"):
+                raise DefinitionError(
+                    f"@ecl.step {fn.__qualname__}: timeout={timeout!r} must be a positive number of seconds"
+                )
+            self.timeout = float(timeout)
         self._fields = tuple(self.input_model.model_fields)
 
     async def execute(self, ctx: StepContext, input: BaseModel) -> StepResult[BaseModel]:
@@ -231,7 +244,7 @@ def step(fn: Step[Any, Any], /) -> StepFunction[..., Any]: ...
 
 @overload
 def step(
-    *, name: str | None = None, retry: RetryPolicy | None = None
+    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
 ) -> Callable[[Callable[Concatenate[StepContext, P], Awaitable[R]]], StepFunction[P, R]]: ...
 
 
@@ -241,22 +254,25 @@ def step(
     *,
     name: str | None = None,
     retry: RetryPolicy | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Make an async function (or a class-based step instance) a durable step.
 
     ``name`` defaults to the function's name (``_`` kept); ``retry`` is the step's
     :class:`~ecl.core.RetryPolicy` (default: 3 attempts with backoff, for retryable
-    :class:`~ecl.core.StepError` s such as a transient LLM failure or invalid model output).
+    :class:`~ecl.core.StepError` s such as a transient LLM failure or invalid model output);
+    ``timeout`` is how many seconds one attempt may run before it fails with
+    :class:`~ecl.core.StepTimeoutError` (retried by ``retry``; default: no limit).
     """
 
     def wrap(target: Callable[..., Awaitable[Any]] | Step[Any, Any]) -> StepFunction[Any, Any]:
         if isinstance(target, Step):
-            if name is not None or retry is not None:
+            if name is not None or retry is not None or timeout is not None:
                 raise TypeError("ecl.step(instance) takes no options: set them on the Step class")
             return StepFunction(target, None)
         if isinstance(target, StepFunction):
             raise TypeError(f"{target.name} is already a step")
-        impl = FunctionStep(target, name=name or target.__name__, retry=retry)
+        impl = FunctionStep(target, name=name or target.__name__, retry=retry, timeout=timeout)
         return StepFunction(impl, target)
 
     if fn is None:

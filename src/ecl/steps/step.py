@@ -35,6 +35,10 @@ class Step(ABC, Generic[In, Out]):
     input_model: type[BaseModel]
     output_model: type[BaseModel]
     retry_policy: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+    """Seconds one attempt may run (monotonic clock) before it fails with
+    :class:`~ecl.core.StepTimeoutError`, which the step's ``retry_policy`` retries like any
+    retryable failure; ``None``: no limit. A graph step's ``timeout`` overrides it."""
     prompt_cache: bool = True
     """Let this step's requests use the provider's prompt cache where they mark a system
     prompt or a repeated prefix (``CompletionRequest.cache_system``, ``Message.cache_prefix``);

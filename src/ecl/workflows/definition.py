@@ -87,6 +87,9 @@ class StepDefinition(_Model):
     """The validator that may ask this step for a revision (must match a revision loop)."""
     input: dict[str, Any] = Field(default_factory=dict)
     """Input field -> ``$`` reference or literal."""
+    timeout: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
+    """Seconds one attempt of this step may run before it fails with ``STEP_TIMEOUT``
+    (retried by the step's retry policy); overrides the implementation's own ``timeout``."""
 
     @property
     def implementation(self) -> str:

@@ -473,6 +473,7 @@ class WorkflowOrchestrator:
                     iteration=iteration,
                     recorder=step_recorder,
                     budget=guard,
+                    timeout=spec.timeout,
                 )
             except BudgetExceeded as refusal:
                 assert guard is not None
