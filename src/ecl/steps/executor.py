@@ -149,17 +149,18 @@ class StepExecutor:
             try:
                 output, feedback = await self._bounded(step, ctx, model, deadline)
             except StepError as caught:
-                spent += llm.cost
-                spent_tokens += llm.usage.total
                 # A budget refusal stands even if the step's code caught it: never retried.
                 failure = budget.refusal if budget is not None and budget.refusal is not None else caught
                 failure.step_id = failure.step_id or step_id
                 kind = "validation_failed" if isinstance(failure, StepValidationError) else "attempt_failed"
                 traces.append(TraceEvent(kind=kind, attempt=attempt, detail=failure.to_dict()))
-                await recorder.step_finished(
-                    execution_id, StepFinished("failed", error=failure.to_dict(), tokens=llm.usage)
+                await _finish_attempt(
+                    recorder,
+                    execution_id,
+                    step_id,
+                    StepFinished("failed", error=failure.to_dict(), tokens=llm.usage),
+                    attempt_started,
                 )
-                metrics.step_finished(step_id, "failed", time.monotonic() - attempt_started)
                 if step_may_retry(failure) and attempt < policy.max_attempts:
                     wait = policy.delay(attempt)
                     log.warning("step attempt failed; retrying", error=failure.message, wait_s=wait)
@@ -176,11 +177,17 @@ class StepExecutor:
                 if failure is caught:
                     raise
                 raise failure from None
-            spent += llm.cost
-            spent_tokens += llm.usage.total
+            finally:
+                spent += llm.cost
+                spent_tokens += llm.usage.total
             data = output.model_dump(mode="json")
-            await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
-            metrics.step_finished(step_id, "completed", time.monotonic() - attempt_started)
+            await _finish_attempt(
+                recorder,
+                execution_id,
+                step_id,
+                StepFinished("completed", output=data, tokens=llm.usage),
+                attempt_started,
+            )
             traces.append(TraceEvent(kind="completed", attempt=attempt))
             log.info("step completed", attempt=attempt, tokens=llm.usage.total)
             return StepExecution(
@@ -240,3 +247,11 @@ class StepExecutor:
         await step.validate_output(output, model)
         feedback = result.feedback if isinstance(result, NeedsRevision) else None
         return output, feedback
+
+
+async def _finish_attempt(
+    recorder: StepRecorder, execution_id: str, step_id: str, finished: StepFinished, started: float
+) -> None:
+    """Record an attempt's end and count it (the one bookkeeping of failed and completed attempts)."""
+    await recorder.step_finished(execution_id, finished)
+    metrics.step_finished(step_id, finished.state, time.monotonic() - started)
