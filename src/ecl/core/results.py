@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +16,7 @@ from ecl.core.state import WorkflowState
 __all__ = [
     "Failed",
     "NeedsRevision",
+    "RunTotals",
     "StepResult",
     "Success",
     "WorkflowResult",
@@ -79,6 +81,16 @@ def step_result_from_dict(data: dict[str, Any]) -> StepResult[Any]:
     raise ValueError(f"unknown step result kind {kind!r}")
 
 
+class RunTotals(Protocol):
+    """What a run's steps have added up to so far (a graph run's or a code-first run's)."""
+
+    outputs: dict[str, Any]
+    steps: list[StepMetadata]
+    revisions: int
+    tokens: TokenUsage
+    cost: Decimal
+
+
 class WorkflowResult(BaseModel):
     """The outcome of one workflow run: every step's output and metadata."""
 
@@ -96,3 +108,31 @@ class WorkflowResult(BaseModel):
     """The journaled spend of the run (USD): the sum of its steps' ``cost_usd``."""
     error: dict[str, Any] | None = None
     duration_ms: float | None = None
+
+    @classmethod
+    def of_run(
+        cls,
+        totals: RunTotals,
+        *,
+        workflow_id: str,
+        definition_id: str,
+        state: WorkflowState,
+        started: float,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> WorkflowResult:
+        """The result of a run that ended now, from its ``totals``; ``started`` is the
+        :func:`time.perf_counter` reading of its start."""
+        return cls(
+            workflow_id=workflow_id,
+            definition_id=definition_id,
+            state=state,
+            outputs=totals.outputs,
+            output=output,
+            steps=totals.steps,
+            revisions=totals.revisions,
+            tokens=totals.tokens,
+            cost_usd=totals.cost,
+            error=error,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )

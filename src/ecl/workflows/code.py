@@ -229,39 +229,24 @@ class CodeOrchestrator:
                 raise  # the engine underneath failed (a lost lease, the database): not the code's fault
             error = StepError(f"workflow {definition_id} raised {type(exc).__name__}: {exc}", retryable=False).to_dict()
         else:
-            result = self._result(wctx, definition_id, WorkflowState.COMPLETED, started, output=output)
+            result = WorkflowResult.of_run(
+                wctx,
+                workflow_id=wid,
+                definition_id=definition_id,
+                state=WorkflowState.COMPLETED,
+                started=started,
+                output=output,
+            )
             await rec.workflow_state(
                 StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=wctx.revisions)
             )
             log.info("workflow completed", revisions=wctx.revisions, tokens=wctx.tokens.total)
             return result
         log.warning("workflow failed", error=error.get("message"), step_id=error.get("step_id"))
-        result = self._result(wctx, definition_id, WorkflowState.FAILED, started, error=error)
+        result = WorkflowResult.of_run(
+            wctx, workflow_id=wid, definition_id=definition_id, state=WorkflowState.FAILED, started=started, error=error
+        )
         await rec.workflow_state(
             StateChange(wid, WorkflowState.FAILED, error=result.error, revision_count=wctx.revisions)
         )
         return result
-
-    @staticmethod
-    def _result(
-        wctx: WorkflowContext,
-        definition_id: str,
-        state: WorkflowState,
-        started: float,
-        *,
-        output: Any = None,
-        error: dict[str, Any] | None = None,
-    ) -> WorkflowResult:
-        return WorkflowResult(
-            workflow_id=wctx.workflow_id,
-            definition_id=definition_id,
-            state=state,
-            outputs=wctx.outputs,
-            output=output,
-            steps=wctx.steps,
-            revisions=wctx.revisions,
-            tokens=wctx.tokens,
-            cost_usd=wctx.cost,
-            error=error,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )

@@ -126,7 +126,7 @@ class _Run:
         self.defn = defn
         self.input = data
         self.outputs: dict[str, Any] = {}
-        self.metadata: list[StepMetadata] = []
+        self.steps: list[StepMetadata] = []
         self.tokens = TokenUsage()
         self.cost = Decimal(0)
         self.spent_tokens = 0
@@ -143,7 +143,7 @@ class _Run:
 
     def absorb(self, execution: StepExecution) -> None:
         self.outputs[execution.step_id] = execution.output
-        self.metadata.append(execution.metadata)
+        self.steps.append(execution.metadata)
         if execution.metadata.llm_tokens_used is not None:
             self.tokens = self.tokens + execution.metadata.llm_tokens_used
         self.cost += execution.metadata.cost_usd
@@ -228,12 +228,21 @@ class WorkflowOrchestrator:
                 await self._approval(run, rec)
         except StepError as err:
             log.warning("workflow failed", error=err.message, step_id=err.step_id)
-            result = self._result(run, WorkflowState.FAILED, started, error=err.to_dict())
+            result = WorkflowResult.of_run(
+                run,
+                workflow_id=wid,
+                definition_id=defn.id,
+                state=WorkflowState.FAILED,
+                started=started,
+                error=err.to_dict(),
+            )
             await rec.workflow_state(
                 StateChange(wid, WorkflowState.FAILED, error=result.error, revision_count=run.revisions)
             )
             return result
-        result = self._result(run, WorkflowState.COMPLETED, started)
+        result = WorkflowResult.of_run(
+            run, workflow_id=wid, definition_id=defn.id, state=WorkflowState.COMPLETED, started=started
+        )
         await rec.workflow_state(
             StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=run.revisions)
         )
@@ -268,26 +277,6 @@ class WorkflowOrchestrator:
             raise StepError(f"budget top-up: {err.message}", step_id="budget") from None
         run.limits = run.limits.raised(add_usd, add_tokens)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
-
-    def _result(
-        self,
-        run: _Run,
-        state: WorkflowState,
-        started: float,
-        error: dict[str, Any] | None = None,
-    ) -> WorkflowResult:
-        return WorkflowResult(
-            workflow_id=run.ctx.workflow_id,
-            definition_id=run.defn.id,
-            state=state,
-            outputs=run.outputs,
-            steps=run.metadata,
-            revisions=run.revisions,
-            tokens=run.tokens,
-            cost_usd=run.cost,
-            error=error,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
 
     # ------------------------------------------------------------------ the graph
 
