@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+import ecl
 from ecl.core import BudgetExceeded, InputValidationError, WorkflowState, error_from_dict
-from ecl.llm import MockLlmProvider
+from ecl.llm import CompletionRequest, MockLlmProvider
 from ecl.llm.budget import BudgetPolicy, parse_budget, parse_top_up
 from ecl.testing import InMemoryDurableContext
-from tests.unit.workflows_support import PASS, RecordingRecorder, critique_orchestrator, scripted
+from ecl.workflows import WorkflowCatalog
+from tests.unit.workflows_support import PASS, RecordingRecorder, critique_orchestrator, no_sleep, scripted
 
 
 def _mock() -> MockLlmProvider:
@@ -107,3 +110,104 @@ async def test_a_bad_budget_in_the_input_fails_the_run_naming_it() -> None:
     assert result.state is WorkflowState.FAILED
     assert "budget_usd = 'x'" in (result.error or {})["message"]
     assert llm.requests == []
+
+
+# ---------------------------------------------------------------- code-first workflows
+
+
+def _code_runner(llm: MockLlmProvider, policy: BudgetPolicy | None = None, *workflows: object) -> Any:
+    catalog = WorkflowCatalog.build(entry_points=False, workflows=workflows)
+    orchestrator = catalog.orchestrator(llm, budget=policy)
+    orchestrator.graph.executor._sleep = no_sleep
+    return orchestrator
+
+
+async def test_code_first_fail_mode_refuses_the_call_before_it_is_sent() -> None:
+    llm = _mock()
+    orchestrator = _code_runner(llm, BudgetPolicy(on_exceeded="fail"))
+    rec = RecordingRecorder()
+    data = {"topic": "Rust", "budget_usd": "0.0001"}
+    result = await orchestrator.run(InMemoryDurableContext("c1"), "critique-revise-py", data, recorder=rec)
+    assert result.state is WorkflowState.FAILED
+    assert llm.requests == [] and rec.calls == []
+    error = error_from_dict(result.error or {})
+    assert isinstance(error, BudgetExceeded)
+    assert error.budget_usd == "0.0001" and error.spent_usd == "0" and error.step_id == "generate"
+    assert error.call["model"] == "mock-model"
+
+
+async def test_code_first_wait_mode_waits_on_the_budget_promise_and_the_spend_replays_exactly() -> None:
+    llm = _mock()
+    orchestrator = _code_runner(llm)
+    rec = RecordingRecorder()
+    ctx = InMemoryDurableContext("c2")
+    data = {"topic": "Rust", "budget_tokens": 1150}  # as the graph test: generate fits, critique not on top
+    run = asyncio.create_task(orchestrator.run(ctx, "critique-revise-py", data, recorder=rec))
+    assert await ctx.until_waiting("budget") == "budget"
+    assert len(llm.requests) == 1
+    assert rec.state_names[-1] == "waiting_for_budget"
+    assert rec.states[-1][1]["error"]["budget_tokens"] == 1150
+    ctx.signal("budget", {"add_tokens": 5000})
+    result = await asyncio.wait_for(run, 10)
+    assert result.state is WorkflowState.COMPLETED
+    assert len(llm.requests) == 2
+    assert "step:critique" in ctx.journal and "step:critique#budget1" in ctx.journal
+    recorded = sum((c["cost_usd"] for c in rec.calls), Decimal(0))
+    assert result.cost_usd == recorded > 0
+    again = await orchestrator.run(ctx.replay(), "critique-revise-py", data)
+    assert again.cost_usd == result.cost_usd and again.state is WorkflowState.COMPLETED
+    assert len(llm.requests) == 2
+
+
+@ecl.step(name="ask")
+async def ask(ctx: ecl.StepContext, n: int) -> str:
+    """One LLM call."""
+    reply = await ctx.llm.complete(CompletionRequest.of(f"question {n}", max_tokens=100))
+    return reply.content
+
+
+@ecl.workflow("asking", budget_tokens=10)
+async def asking(ctx: ecl.WorkflowContext, count: int) -> list[str]:
+    """``count`` questions at once."""
+    return list(await asyncio.gather(*(ask(ctx, n=i) for i in range(count))))
+
+
+async def test_a_code_first_budget_from_the_decorator_the_input_or_the_configuration() -> None:
+    llm = MockLlmProvider(["an answer"])
+    tiny = _code_runner(llm, BudgetPolicy(on_exceeded="fail"), asking)
+    refused = await tiny.run(InMemoryDurableContext("c3"), "asking", {"count": 1})
+    assert refused.state is WorkflowState.FAILED and llm.requests == []
+    assert error_from_dict(refused.error or {}).budget_tokens == 10  # type: ignore[attr-defined]
+    roomy = await tiny.run(InMemoryDurableContext("c4"), "asking", {"count": 1, "budget_tokens": 500})
+    assert roomy.state is WorkflowState.COMPLETED and roomy.output == ["an answer"]
+    configured = _code_runner(llm, BudgetPolicy(usd=Decimal("0.0001"), on_exceeded="fail"))
+    result = await configured.run(InMemoryDurableContext("c5"), "critique-revise-py", {"topic": "Rust"})
+    assert result.state is WorkflowState.FAILED and len(llm.requests) == 1
+    bad = await configured.run(InMemoryDurableContext("c6"), "critique-revise-py", {"topic": "R", "budget_usd": "x"})
+    assert bad.state is WorkflowState.FAILED and "budget_usd = 'x'" in (bad.error or {})["message"]
+
+
+async def test_concurrent_calls_never_cross_the_budget_together_and_share_one_top_up_round() -> None:
+    llm = MockLlmProvider(["an answer"], delay=0.05)
+    orchestrator = _code_runner(llm, None, asking)
+    rec = RecordingRecorder()
+    ctx = InMemoryDurableContext("c7")
+    # Room for one call's worst case (~20 input + 100 output tokens), not two at once.
+    data = {"count": 4, "budget_tokens": 210}
+    run = asyncio.create_task(orchestrator.run(ctx, "asking", data, recorder=rec))
+    assert await ctx.until_waiting("budget") == "budget"
+    await asyncio.sleep(0.2)  # the calls let through finish; the others join the same round
+    sent = len(llm.requests)
+    assert sent == 1  # a call in flight holds its worst case (120 tokens): no second one fits
+    assert ctx.waiting == {"budget"}
+    ctx.signal("budget", {"add_tokens": 1000})  # one top-up resumes every refused step
+    result = await asyncio.wait_for(run, 10)
+    assert result.state is WorkflowState.COMPLETED and result.output == ["an answer"] * 4
+    assert len(llm.requests) == 4
+    assert "budget#2" not in ctx.promises
+    reruns = sorted(name for name in ctx.journal if name.endswith("#budget1"))
+    assert len(reruns) == 4 - sent
+    # Replayed in journal order (checked): the same spend, nothing sent again.
+    again = await orchestrator.run(ctx.replay(), "asking", data)
+    assert again.cost_usd == result.cost_usd and again.tokens == result.tokens
+    assert len(llm.requests) == 4

@@ -88,7 +88,11 @@ class RunTotals(Protocol):
     steps: list[StepMetadata]
     revisions: int
     tokens: TokenUsage
-    cost: Decimal
+
+    @property
+    def cost(self) -> Decimal:
+        """What the run's LLM calls cost so far (USD)."""
+        ...
 
 
 class WorkflowResult(BaseModel):

@@ -5,12 +5,13 @@ all priced as cache writes, plus its whole ``max_tokens`` of output) would cross
 is not sent; :class:`~ecl.core.BudgetExceeded` says why. The running total a call is checked
 against comes from the journal (each step's journaled result carries what its calls cost),
 so a resume, a retry or a Restate replay sees the same spend. What happens on a refusal
-(fail, or wait for ``ecl signal ID budget --add-usd N``) is the orchestrator's business.
+(fail, or wait for ``ecl signal ID budget --add-usd N``) is the workflow run's business
+(:mod:`ecl.workflows.budget`, for both workflow forms).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -118,12 +119,28 @@ def parse_top_up(payload: Any) -> tuple[Decimal, int]:
 
 
 class BudgetGuard:
-    """A workflow's spend against its limits, while one step runs (all its attempts)."""
+    """A workflow's spend against its limits, while one step runs (all its attempts).
 
-    def __init__(self, limits: BudgetLimits, *, spent_usd: Decimal = Decimal(0), spent_tokens: int = 0) -> None:
+    ``spent_usd``/``spent_tokens`` count from the values given (what this guard's calls add);
+    a call let through holds its worst case (:attr:`held`) until it is counted. ``elsewhere``,
+    when given, tells what the rest of the run has spent or holds meanwhile (the journaled
+    steps and the steps running concurrently), so that concurrent calls cannot together cross
+    the budget.
+    """
+
+    def __init__(
+        self,
+        limits: BudgetLimits,
+        *,
+        spent_usd: Decimal = Decimal(0),
+        spent_tokens: int = 0,
+        elsewhere: Callable[[], tuple[Decimal, int]] | None = None,
+    ) -> None:
         self.limits = limits
         self.spent_usd = spent_usd
         self.spent_tokens = spent_tokens
+        self._elsewhere = elsewhere
+        self._holds: list[tuple[Decimal, int]] = []
         self.refusal: BudgetExceeded | None = None
         """The last refusal (kept so that a step that swallows the error cannot hide it)."""
 
@@ -131,29 +148,34 @@ class BudgetGuard:
         """Raise :class:`BudgetExceeded` if the call's worst case would cross a limit."""
         if self.limits.unlimited:
             return
+        other_usd, other_tokens = self._elsewhere() if self._elsewhere is not None else (Decimal(0), 0)
+        held_usd, held_tokens = self.held
+        spent_usd = self.spent_usd + held_usd + other_usd
+        spent_tokens = self.spent_tokens + held_tokens + other_tokens
         input_tokens = estimate_input_tokens(request)
         worst_tokens = input_tokens + request.max_tokens
         worst_usd = price.worst_case(input_tokens, request.max_tokens) if price is not None else Decimal(0)
-        over_usd = self.limits.usd is not None and self.spent_usd + worst_usd > self.limits.usd
-        over_tokens = self.limits.tokens is not None and self.spent_tokens + worst_tokens > self.limits.tokens
+        over_usd = self.limits.usd is not None and spent_usd + worst_usd > self.limits.usd
+        over_tokens = self.limits.tokens is not None and spent_tokens + worst_tokens > self.limits.tokens
         if not (over_usd or over_tokens):
+            self._holds.append((worst_usd, worst_tokens))
             return
         if over_usd:
             what = (
                 f"worst case ${worst_usd.normalize():f}, would cross the budget of ${self.limits.usd} "
-                f"(spent ${self.spent_usd})"
+                f"(spent ${spent_usd})"
             )
         else:
             what = (
                 f"worst case {worst_tokens} tokens, would cross the budget of {self.limits.tokens} tokens "
-                f"(spent {self.spent_tokens})"
+                f"(spent {spent_tokens})"
             )
         self.refusal = BudgetExceeded(
             f"LLM call not sent: {model}, ~{input_tokens} input + {request.max_tokens} max output tokens, {what}",
             budget_usd=None if self.limits.usd is None else str(self.limits.usd),
             budget_tokens=self.limits.tokens,
-            spent_usd=str(self.spent_usd),
-            spent_tokens=self.spent_tokens,
+            spent_usd=str(spent_usd),
+            spent_tokens=spent_tokens,
             call={
                 "model": model,
                 "estimated_input_tokens": input_tokens,
@@ -164,7 +186,14 @@ class BudgetGuard:
         )
         raise self.refusal
 
+    @property
+    def held(self) -> tuple[Decimal, int]:
+        """The worst cases of the calls let through and not counted yet (USD, tokens)."""
+        return sum((h[0] for h in self._holds), Decimal(0)), sum(h[1] for h in self._holds)
+
     def add(self, cost: Decimal, tokens: int) -> None:
-        """Count a call that was made."""
+        """Count a call that was made (it no longer holds its worst case)."""
+        if self._holds:
+            self._holds.pop(0)
         self.spent_usd += cost
         self.spent_tokens += tokens

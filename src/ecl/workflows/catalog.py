@@ -356,7 +356,7 @@ class CatalogOrchestrator:
             prices=prices,
             budget=budget,
         )
-        self.code = CodeOrchestrator(catalog.code, self.graph.executor)
+        self.code = CodeOrchestrator(catalog.code, self.graph.executor, budget=budget)
 
     async def run(
         self,

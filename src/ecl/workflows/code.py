@@ -26,19 +26,22 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
 import structlog
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from ecl.core.durable import DurableContext
 from ecl.core.errors import DefinitionError, InputValidationError, NotFoundError, RuntimeFailure, StepError, UserError
 from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
+from ecl.llm.budget import BudgetPolicy, parse_budget
 from ecl.steps.executor import StepExecutor
 from ecl.steps.function import StepFunction, signature_model
 from ecl.steps.validation import field_errors
+from ecl.workflows.budget import BUDGET_FIELDS, RunBudget, resolve_limits
 from ecl.workflows.context import WorkflowContext
 from ecl.workflows.recorder import NullWorkflowRecorder, WorkflowRecorder
 
@@ -63,7 +66,16 @@ class CodeWorkflow(Generic[P, R]):
 
     kind = "code"
 
-    def __init__(self, fn: Callable[..., Awaitable[Any]], *, id: str, name: str | None, description: str | None):
+    def __init__(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        id: str,
+        name: str | None,
+        description: str | None,
+        budget_usd: Decimal | float | str | None = None,
+        budget_tokens: int | None = None,
+    ):
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(f"@ecl.workflow {fn.__qualname__}: a workflow must be an async function")
         if not _ID.match(id):
@@ -76,7 +88,22 @@ class CodeWorkflow(Generic[P, R]):
         self.id = id
         self.name = name or doc.split("\n", 1)[0] or id
         self.description = description if description is not None else doc
-        self.input_model: type[BaseModel] = signature_model(fn, f"{_pascal(id)}Input")
+        try:
+            usd, tokens = parse_budget({"budget_usd": budget_usd, "budget_tokens": budget_tokens})
+        except UserError as err:
+            raise DefinitionError(f"@ecl.workflow {fn.__qualname__}: {err.message}", definition_id=id) from None
+        self.budget_usd: Decimal | None = usd
+        """Spending limit of each run in USD (``input.budget_usd`` overrides; default: ``budget.usd``)."""
+        self.budget_tokens: int | None = tokens
+        """Token limit of each run (``input.budget_tokens`` overrides; default: ``budget.tokens``)."""
+        self.parameters: type[BaseModel] = signature_model(fn, f"{_pascal(id)}Parameters")
+        """The function's own parameters (after the context)."""
+        # Every workflow takes its budget in the input, as a graph's does (checked by the run,
+        # naming the value); the function receives them only when it declares them.
+        extra: dict[str, Any] = {
+            f: (Any, Field(default=None, exclude=True)) for f in BUDGET_FIELDS if f not in self.parameters.model_fields
+        }
+        self.input_model: type[BaseModel] = create_model(f"{_pascal(id)}Input", __base__=self.parameters, **extra)
         self.input_model.__doc__ = f"The input of workflow {id}."
         annotation = get_type_hints(fn).get("return", Any)
         self._output: TypeAdapter[Any] = TypeAdapter(annotation)
@@ -151,7 +178,13 @@ def workflow(id: Callable[Concatenate[WorkflowContext, P], Awaitable[R]], /) -> 
 
 @overload
 def workflow(
-    id: str | None = None, /, *, name: str | None = None, description: str | None = None
+    id: str | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    budget_usd: Decimal | float | str | None = None,
+    budget_tokens: int | None = None,
 ) -> Callable[[Callable[Concatenate[WorkflowContext, P], Awaitable[R]]], CodeWorkflow[P, R]]: ...
 
 
@@ -161,18 +194,25 @@ def workflow(
     *,
     name: str | None = None,
     description: str | None = None,
+    budget_usd: Decimal | float | str | None = None,
+    budget_tokens: int | None = None,
 ) -> Any:
     """Make an async function a durable workflow, registered under ``id``.
 
     ``id`` defaults to the function's name with ``_`` as ``-``; ``name`` to the docstring's
-    first line; ``description`` to the docstring.
+    first line; ``description`` to the docstring. ``budget_usd`` / ``budget_tokens`` limit
+    each run's LLM spend (the input's ``budget_usd`` / ``budget_tokens`` override them; the
+    configured ``budget.*`` applies when neither is set), as a graph's ``options`` do.
     """
-    if callable(id):
-        fn = id
-        return CodeWorkflow(fn, id=fn.__name__.replace("_", "-"), name=name, description=description)
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> CodeWorkflow[Any, Any]:
-        return CodeWorkflow(fn, id=id or fn.__name__.replace("_", "-"), name=name, description=description)
+        wid = id if isinstance(id, str) and id else fn.__name__.replace("_", "-")
+        return CodeWorkflow(
+            fn, id=wid, name=name, description=description, budget_usd=budget_usd, budget_tokens=budget_tokens
+        )
+
+    if callable(id):
+        return wrap(id)
 
     return wrap
 
@@ -181,11 +221,16 @@ class CodeOrchestrator:
     """Runs code-first workflows on an engine's durable context (the orchestrator protocol)."""
 
     def __init__(
-        self, workflows: Mapping[str, CodeWorkflow[Any, Any]] | Iterable[CodeWorkflow[Any, Any]], executor: StepExecutor
+        self,
+        workflows: Mapping[str, CodeWorkflow[Any, Any]] | Iterable[CodeWorkflow[Any, Any]],
+        executor: StepExecutor,
+        *,
+        budget: BudgetPolicy | None = None,
     ) -> None:
         # A mapping is kept as is (the catalog's own), so workflows added later are seen.
         self.workflows = workflows if isinstance(workflows, Mapping) else {wf.id: wf for wf in workflows}
         self.executor = executor
+        self.budget = budget or BudgetPolicy()
 
     def get(self, definition_id: str) -> CodeWorkflow[Any, Any]:
         """The workflow, or :class:`NotFoundError`."""
@@ -211,13 +256,14 @@ class CodeOrchestrator:
         wf = self.get(definition_id)
         rec: WorkflowRecorder = recorder or NullWorkflowRecorder()
         started = time.perf_counter()
-        wctx = WorkflowContext(ctx, self.executor, rec)
+        wctx = WorkflowContext(ctx, self.executor, rec, RunBudget(ctx, rec, self.budget))
         wid = ctx.workflow_id
         log = _log.bind(workflow_id=wid, definition_id=definition_id)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             model = wf.validate_input(input)
-            args = {field: getattr(model, field) for field in type(model).model_fields}
+            wctx.budget.limits = resolve_limits(input, self.budget, usd=wf.budget_usd, tokens=wf.budget_tokens)
+            args = {field: getattr(model, field) for field in wf.parameters.model_fields}
             value = await wf.fn(wctx, **args)
             output = wf.output_json(value)
         except (StepError, UserError) as err:
@@ -240,7 +286,7 @@ class CodeOrchestrator:
             await rec.workflow_state(
                 StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=wctx.revisions)
             )
-            log.info("workflow completed", revisions=wctx.revisions, tokens=wctx.tokens.total)
+            log.info("workflow completed", revisions=wctx.revisions, tokens=wctx.tokens.total, cost_usd=str(wctx.cost))
             return result
         log.warning("workflow failed", error=error.get("message"), step_id=error.get("step_id"))
         result = WorkflowResult.of_run(

@@ -24,9 +24,11 @@ from ecl.core.metadata import StepMetadata, TokenUsage
 from ecl.core.policy import RetryPolicy
 from ecl.core.records import StateChange
 from ecl.core.state import WorkflowState
+from ecl.llm.budget import BudgetGuard
 from ecl.steps.execution import StepExecution
 from ecl.steps.executor import StepExecutor
 from ecl.steps.step import Step
+from ecl.workflows.budget import RunBudget
 from ecl.workflows.orchestrator import STATE_REVISIONS, journal_name
 from ecl.workflows.recorder import WorkflowRecorder
 
@@ -42,10 +44,18 @@ class WorkflowContext:
     own; call a step or ``run`` for those).
     """
 
-    def __init__(self, ctx: DurableContext, executor: StepExecutor, recorder: WorkflowRecorder) -> None:
+    def __init__(
+        self,
+        ctx: DurableContext,
+        executor: StepExecutor,
+        recorder: WorkflowRecorder,
+        budget: RunBudget | None = None,
+    ) -> None:
         self._ctx = ctx
         self._executor = executor
         self._recorder = recorder
+        self.budget = budget if budget is not None else RunBudget(ctx, recorder)
+        """The run's budget (limits, spend, top-up rounds), as for a graph run."""
         self._calls: dict[str, int] = {}
         self.outputs: dict[str, Any] = {}
         """The latest output of every step, by step name (as in a graph run's result)."""
@@ -53,12 +63,15 @@ class WorkflowContext:
         """Metadata of every step run, in journal order of completion."""
         self.tokens = TokenUsage()
         """Tokens used by the steps so far."""
-        self.cost = Decimal(0)
-        """What the steps' LLM calls cost so far (USD)."""
         self.revisions = 0
         """The revision count (see :meth:`record_revision`)."""
         self.machinery_error: BaseException | None = None
         """The last failure of the engine underneath (not a step's): never a workflow's fault."""
+
+    @property
+    def cost(self) -> Decimal:
+        """What the steps' LLM calls cost so far (USD), refused steps' calls included."""
+        return self.budget.spent_usd
 
     @property
     def workflow_id(self) -> str:
@@ -99,21 +112,21 @@ class WorkflowContext:
         executor, recorder, wid = self._executor, self._recorder, self.workflow_id
         fresh: list[StepExecution] = []
 
-        async def execute() -> Any:
+        async def execute(guard: BudgetGuard | None) -> dict[str, Any]:
             execution = await executor.execute_step(
-                step, input, workflow_id=wid, iteration=iteration, recorder=recorder
+                step, input, workflow_id=wid, iteration=iteration, recorder=recorder, budget=guard
             )
             fresh.append(execution)
             return execution.model_dump(mode="json")
 
-        raw = await self._through(self._ctx.run(journal_name(name, iteration), execute))
+        # Within the run's budget: a refused call is not sent; the run fails or waits for a top-up.
+        raw = await self._through(self.budget.run(journal_name(name, iteration), name, execute))
         # Run just now: the object is at hand. Replayed: rebuilt from the journal.
         execution = fresh[-1] if fresh else StepExecution.model_validate(raw)
         self.outputs[name] = execution.output
         self.steps.append(execution.metadata)
         if execution.metadata.llm_tokens_used is not None:
             self.tokens = self.tokens + execution.metadata.llm_tokens_used
-        self.cost += execution.metadata.cost_usd
         return execution.output
 
     async def record_revision(self, count: int) -> None:

@@ -33,15 +33,12 @@ makes at most ``retry_policy.max_attempts`` attempts, each with at most
 ``llm.retry.max_attempts`` LLM requests.
 
 Budgets: a run's limits are ``input.budget_usd`` / ``input.budget_tokens``, else the
-definition's options, else the configured :class:`~ecl.llm.budget.BudgetPolicy`. Each step
-runs with the spend so far (the sum of the journaled steps' ``cost_usd`` and
-``spent_tokens``); a call that could cross the budget is not sent and the step's journal
-entry records the refusal and what the step had spent (``{"budget_refused": error,
-"cost_usd": ..., "spent_tokens": ...}``). Then the run fails with
+definition's options, else the configured :class:`~ecl.llm.budget.BudgetPolicy`. Every step
+runs through the run's :class:`~ecl.workflows.budget.RunBudget` (shared with code-first
+workflows): a call that could cross the budget is not sent; the run then fails with
 :class:`~ecl.core.BudgetExceeded`, or (``on_exceeded = "wait"``) waits in state
-``waiting_for_budget`` on the promise ``budget`` (then ``budget#2``...; payload
-``{"add_usd": N, "add_tokens": N}``) and runs the step again as
-``<journal name>#budget<round>`` (persisted names too).
+``waiting_for_budget`` on the promise ``budget`` (then ``budget#2``...) and runs the step
+again as ``<journal name>#budget<round>`` (persisted names too; see that module).
 
 Durable state is written with ``ctx.set`` and never read back with ``ctx.get``: replay
 re-executes this code against the journal, which rebuilds the same values in the same
@@ -61,20 +58,13 @@ import structlog
 
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
-from ecl.core.errors import (
-    BudgetExceeded,
-    DefinitionError,
-    EclError,
-    MaxRevisionsExceeded,
-    StepError,
-    error_from_dict,
-)
+from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
 from ecl.core.metadata import StepMetadata, TokenUsage
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.results import WorkflowResult
 from ecl.core.rules import APPROVAL_PROMISE, promise_name
 from ecl.core.state import WorkflowState
-from ecl.llm.budget import BudgetGuard, BudgetLimits, BudgetPolicy, parse_budget, parse_top_up
+from ecl.llm.budget import BudgetGuard, BudgetPolicy
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.steps.execution import StepExecution
@@ -82,6 +72,7 @@ from ecl.steps.executor import StepExecutor
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
 from ecl.steps.registry import StepRegistry
+from ecl.workflows.budget import BUDGET_PROMISE, RunBudget, budget_journal_name, resolve_limits
 from ecl.workflows.definition import RevisionLoop, WorkflowDefinition, is_reference, literal_value
 from ecl.workflows.expression import ExpressionError, parse_expression, resolve_reference
 from ecl.workflows.loader import DefinitionRegistry
@@ -100,8 +91,6 @@ __all__ = [
 
 _log = structlog.get_logger("ecl.workflows")
 
-BUDGET_PROMISE = "budget"
-"""The promise a run over budget waits on (round 1; later rounds: :func:`promise_name`)."""
 STATE_DRAFT = "current_draft"
 """Durable state key of the revision loop's current draft."""
 STATE_REVISIONS = "revision_count"
@@ -113,25 +102,17 @@ def journal_name(step_id: str, iteration: int = 0) -> str:
     return f"step:{step_id}" if iteration == 0 else f"step:{step_id}:{iteration}"
 
 
-def budget_journal_name(name: str, round_: int) -> str:
-    """The journal name of a step run again after budget top-up ``round_`` (persisted)."""
-    return f"{name}#budget{round_}"
-
-
 class _Run:
     """The bookkeeping of one orchestrator run (rebuilt identically on replay)."""
 
-    def __init__(self, ctx: DurableContext, defn: WorkflowDefinition, data: dict[str, Any]) -> None:
+    def __init__(self, ctx: DurableContext, defn: WorkflowDefinition, data: dict[str, Any], budget: RunBudget) -> None:
         self.ctx = ctx
         self.defn = defn
         self.input = data
         self.outputs: dict[str, Any] = {}
         self.steps: list[StepMetadata] = []
         self.tokens = TokenUsage()
-        self.cost = Decimal(0)
-        self.spent_tokens = 0
-        self.limits = BudgetLimits()
-        self.budget_rounds = 0
+        self.budget = budget
         self.state: dict[str, Any] = {}
         self.revisions = 0
         self.skipped: set[str] = set()
@@ -146,8 +127,11 @@ class _Run:
         self.steps.append(execution.metadata)
         if execution.metadata.llm_tokens_used is not None:
             self.tokens = self.tokens + execution.metadata.llm_tokens_used
-        self.cost += execution.metadata.cost_usd
-        self.spent_tokens += execution.metadata.spent_tokens
+
+    @property
+    def cost(self) -> Decimal:
+        """What the run's LLM calls cost so far (USD), refused steps' calls included."""
+        return self.budget.spent_usd
 
 
 class _StepLabel:
@@ -217,12 +201,15 @@ class WorkflowOrchestrator:
         rec: WorkflowRecorder = recorder or NullWorkflowRecorder()
         started = time.perf_counter()
         defn = self.definitions.get(definition_id)
-        run = _Run(ctx, defn, dict(input))
+        run = _Run(ctx, defn, dict(input), RunBudget(ctx, rec, self.budget))
         wid = ctx.workflow_id
         log = _log.bind(workflow_id=wid, definition_id=definition_id)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
-            run.limits = self._limits(run)
+            options = defn.options
+            run.budget.limits = resolve_limits(
+                run.input, self.budget, usd=options.budget_usd, tokens=options.budget_tokens
+            )
             await self._graph(run, rec)
             if bool(run.input.get("require_approval", defn.options.require_approval)):
                 await self._approval(run, rec)
@@ -248,35 +235,6 @@ class WorkflowOrchestrator:
         )
         log.info("workflow completed", revisions=run.revisions, tokens=run.tokens.total, cost_usd=str(run.cost))
         return result
-
-    def _limits(self, run: _Run) -> BudgetLimits:
-        try:
-            usd, tokens = parse_budget(run.input)
-        except EclError as err:
-            raise StepError(f"input: {err.message}", step_id="budget") from None
-        options = run.defn.options
-        return BudgetLimits(
-            usd=usd if usd is not None else (options.budget_usd if options.budget_usd is not None else self.budget.usd),
-            tokens=tokens
-            if tokens is not None
-            else (options.budget_tokens if options.budget_tokens is not None else self.budget.tokens),
-        )
-
-    async def _wait_for_budget(self, run: _Run, rec: WorkflowRecorder, refusal: BudgetExceeded) -> None:
-        """Wait durably for a top-up; raises the refusal when configured to fail."""
-        if self.budget.on_exceeded == "fail":
-            raise refusal
-        wid = run.ctx.workflow_id
-        run.budget_rounds += 1
-        _log.info("workflow waits for budget", workflow_id=wid, error=refusal.message)
-        await rec.workflow_state(StateChange(wid, WorkflowState.WAITING_FOR_BUDGET, error=refusal.to_dict()))
-        answer = await run.ctx.promise(promise_name(BUDGET_PROMISE, run.budget_rounds))
-        try:
-            add_usd, add_tokens = parse_top_up(answer)
-        except EclError as err:
-            raise StepError(f"budget top-up: {err.message}", step_id="budget") from None
-        run.limits = run.limits.raised(add_usd, add_tokens)
-        await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
 
     # ------------------------------------------------------------------ the graph
 
@@ -450,46 +408,23 @@ class WorkflowOrchestrator:
         wid = run.ctx.workflow_id
         step_recorder: StepRecorder = rec if spec.implementation == step_id else _StepLabel(rec, step_id)
 
-        async def execute() -> Any:
-            guard = None
-            if not run.limits.unlimited:
-                guard = BudgetGuard(run.limits, spent_usd=run.cost, spent_tokens=run.spent_tokens)
-            try:
-                execution = await self.executor.execute(
-                    spec.implementation,
-                    step_input,
-                    workflow_id=wid,
-                    iteration=iteration,
-                    recorder=step_recorder,
-                    budget=guard,
-                    timeout=spec.timeout,
-                )
-            except BudgetExceeded as refusal:
-                assert guard is not None
-                refusal.step_id = step_id
-                # What the step spent before the refusal is journaled with it: the spend
-                # replays exactly and the step, run again after a top-up, is not charged twice.
-                return {
-                    "budget_refused": refusal.to_dict(),
-                    "cost_usd": str(guard.spent_usd - run.cost),
-                    "spent_tokens": guard.spent_tokens - run.spent_tokens,
-                }
+        async def execute(guard: BudgetGuard | None) -> dict[str, Any]:
+            execution = await self.executor.execute(
+                spec.implementation,
+                step_input,
+                workflow_id=wid,
+                iteration=iteration,
+                recorder=step_recorder,
+                budget=guard,
+                timeout=spec.timeout,
+            )
             data = execution.model_dump(mode="json")
             data["step_id"] = step_id
             data["metadata"]["step_id"] = step_id
             return data
 
-        name = journal_name(step_id, iteration)
-        while True:
-            raw = await run.ctx.run(name, execute)
-            if not (isinstance(raw, dict) and "budget_refused" in raw):
-                return StepExecution.model_validate(raw)
-            run.cost += Decimal(raw["cost_usd"])
-            run.spent_tokens += int(raw["spent_tokens"])
-            refusal = error_from_dict(raw["budget_refused"])
-            assert isinstance(refusal, BudgetExceeded)
-            await self._wait_for_budget(run, rec, refusal)
-            name = budget_journal_name(journal_name(step_id, iteration), run.budget_rounds)
+        raw = await run.budget.run(journal_name(step_id, iteration), step_id, execute)
+        return StepExecution.model_validate(raw)
 
     @staticmethod
     def _resolve(value: Any, scope: dict[str, Any]) -> Any:
