@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from importlib.metadata import entry_points
 
 from pydantic import SecretStr
@@ -48,28 +49,21 @@ ProviderFactory = Callable[[ProviderOptions], LlmProvider]
 """Builds a provider from options (what an ``ecl.providers`` entry point names)."""
 
 
-def _anthropic(options: ProviderOptions) -> LlmProvider:
-    from ecl.llm.anthropic import AnthropicProvider
+def _remote(module: str, cls: str) -> ProviderFactory:
+    """The factory of a remote provider class (``anthropic``, ``openai``): one constructor
+    signature; the class is imported when the first provider is built."""
 
-    return AnthropicProvider(
-        options.api_key,
-        options.model,
-        base_url=options.base_url,
-        timeout=options.timeout,
-        max_tokens=options.max_tokens,
-    )
+    def build(options: ProviderOptions) -> LlmProvider:
+        provider: LlmProvider = getattr(import_module(module), cls)(
+            options.api_key,
+            options.model,
+            base_url=options.base_url,
+            timeout=options.timeout,
+            max_tokens=options.max_tokens,
+        )
+        return provider
 
-
-def _openai(options: ProviderOptions) -> LlmProvider:
-    from ecl.llm.openai_compat import OpenAICompatibleProvider
-
-    return OpenAICompatibleProvider(
-        options.api_key,
-        options.model,
-        base_url=options.base_url,
-        timeout=options.timeout,
-        max_tokens=options.max_tokens,
-    )
+    return build
 
 
 def _mock(options: ProviderOptions) -> LlmProvider:
@@ -79,8 +73,8 @@ def _mock(options: ProviderOptions) -> LlmProvider:
 
 
 BUILTIN: dict[str, tuple[ProviderFactory, bool]] = {
-    "anthropic": (_anthropic, True),
-    "openai": (_openai, True),
+    "anthropic": (_remote("ecl.llm.anthropic", "AnthropicProvider"), True),
+    "openai": (_remote("ecl.llm.openai_compat", "OpenAICompatibleProvider"), True),
     "mock": (_mock, False),
 }
 """Built-in providers: factory and whether it is wrapped in retries and a circuit breaker."""
