@@ -36,6 +36,15 @@ State = Literal["closed", "open", "half_open"]
 
 _log = structlog.get_logger("ecl.llm.breaker")
 
+FAILURE_THRESHOLD = 5
+"""Retryable failures within :data:`WINDOW` that open a circuit (by default)."""
+
+WINDOW = 60.0
+"""Seconds over which failures are counted (by default)."""
+
+OPEN_FOR = 30.0
+"""Seconds a circuit stays open before its half-open trial (by default)."""
+
 HALF_OPEN_RETRY = 1.0
 """Seconds a call refused in half-open (the trial is in flight) waits before it asks again."""
 
@@ -51,9 +60,9 @@ class CircuitBreaker:
     def __init__(
         self,
         *,
-        failure_threshold: int = 5,
-        window: float = 60.0,
-        open_for: float = 30.0,
+        failure_threshold: int = FAILURE_THRESHOLD,
+        window: float = WINDOW,
+        open_for: float = OPEN_FOR,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
         on_transition: Callable[[CircuitBreaker, State], None] | None = None,
@@ -175,9 +184,9 @@ class BreakerBoard:
     def __init__(
         self,
         *,
-        failure_threshold: int = 5,
-        window: float = 60.0,
-        open_for: float = 30.0,
+        failure_threshold: int = FAILURE_THRESHOLD,
+        window: float = WINDOW,
+        open_for: float = OPEN_FOR,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.failure_threshold = failure_threshold
