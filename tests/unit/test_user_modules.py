@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
+from ecl.cli.app import describe_error
 from ecl.config import load_settings
 from ecl.core import ConfigError
-from ecl.engines.factory import build_catalog
-from ecl.llm import build_provider, provider_names
+from ecl.engines.factory import build_catalog, build_prices
+from ecl.llm import PROVIDERS_GROUP, build_provider, provider_names
+from ecl.llm import registry as llm_registry
 from ecl.workflows import CodeWorkflow, WorkflowCatalog
 
 FLOWS = '''
@@ -147,3 +150,65 @@ def test_provider_names_come_from_the_registry() -> None:
         build_provider("nope", model="m")
     assert str(info.value).startswith("llm.provider = 'nope': expected one of anthropic, openai, mock")
     assert build_provider("mock", model="m").name == "mock"
+
+
+@pytest.fixture
+def provider_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Three installed ``ecl.providers`` entry points: one whose module is missing, one whose
+    module raises a two-line error, one that works."""
+    (tmp_path / "raising_llm.py").write_text('raise RuntimeError("no key for the model\\nsecond line")\n')
+    (tmp_path / "good_llm.py").write_text(
+        "from ecl.llm import MockLlmProvider\n"
+        "def build(options):\n"
+        "    return MockLlmProvider(['hi'], model=options.model)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed = [
+        EntryPoint(name="missing", value="no_such_provider_pkg.llm:build", group=PROVIDERS_GROUP),
+        EntryPoint(name="raising", value="raising_llm:build", group=PROVIDERS_GROUP),
+        EntryPoint(name="good", value="good_llm:build", group=PROVIDERS_GROUP),
+    ]
+    monkeypatch.setattr(llm_registry, "entry_points", lambda group: installed if group == PROVIDERS_GROUP else [])
+    try:
+        yield
+    finally:
+        for name in ("raising_llm", "good_llm"):
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.usefixtures("provider_entry_points")
+def test_a_provider_entry_point_is_one_more_name() -> None:
+    assert provider_names() == ["anthropic", "openai", "mock", "good", "missing", "raising"]
+    llm = build_provider("good", model="m-1")
+    assert (llm.name, llm.model) == ("mock", "m-1")
+
+
+@pytest.mark.usefixtures("provider_entry_points")
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "missing",
+            "LLM provider 'missing': entry point missing (no_such_provider_pkg.llm:build) failed to import: "
+            "ModuleNotFoundError: No module named 'no_such_provider_pkg'",
+        ),
+        (
+            "raising",
+            "LLM provider 'raising': entry point raising (raising_llm:build) failed to import: "
+            "RuntimeError: no key for the model",
+        ),
+    ],
+)
+def test_a_provider_entry_point_that_fails_to_import_is_one_line_exit_5(name: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_provider(name, model="m")
+    assert describe_error(info.value) == (expected, None, 5)  # what `ecl` prints after "error: ", and exits with
+    assert (info.value.key, info.value.value) == ("llm.provider", name)
+
+
+@pytest.mark.usefixtures("provider_entry_points")
+def test_a_bad_provider_name_is_reported_before_a_missing_price(tmp_path: Path) -> None:
+    for name, start in [("nope", "llm.provider = 'nope': expected one of"), ("missing", "LLM provider 'missing':")]:
+        with pytest.raises(ConfigError) as info:
+            build_prices(load_settings(environ={"ECL_LLM_PROVIDER": name, "ECL_LLM_MODEL": "m"}, cwd=tmp_path))
+        assert str(info.value).startswith(start)

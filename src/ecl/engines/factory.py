@@ -24,6 +24,7 @@ from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
 from ecl.llm import BreakerBoard, LlmProvider, build_provider
 from ecl.llm.budget import BudgetPolicy
 from ecl.llm.prices import PriceTable
+from ecl.llm.registry import provider_factory
 from ecl.steps import PromptLibrary
 from ecl.store.database import check_schema, create_engine, create_sync_engine
 from ecl.store.models import Base
@@ -96,9 +97,13 @@ def build_provider_from(
 
 def build_prices(settings: Settings, provider: str | None = None) -> PriceTable:
     """The price table (shipped, with ``llm.prices`` on top); the configured model must have
-    a price unless ``llm.allow_unpriced`` (a :class:`~ecl.core.ConfigError` naming it)."""
-    table = PriceTable.shipped({model: price.model_dump() for model, price in settings.llm.prices.items()})
+    a price unless ``llm.allow_unpriced`` (a :class:`~ecl.core.ConfigError` naming it).
+
+    The provider's name is checked first (the registry's error: an unknown name, an entry
+    point that fails to import), so a bad name is never reported as an unpriced model."""
     name = provider or settings.llm.provider
+    provider_factory(name)
+    table = PriceTable.shipped({model: price.model_dump() for model, price in settings.llm.prices.items()})
     if not settings.llm.allow_unpriced and name != "mock":
         table.require(name, settings.llm.model)
     return table

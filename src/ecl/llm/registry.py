@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from pydantic import SecretStr
 
@@ -80,7 +80,7 @@ BUILTIN: dict[str, tuple[ProviderFactory, bool]] = {
 """Built-in providers: factory and whether it is wrapped in retries and a circuit breaker."""
 
 
-def _entry_points() -> dict[str, object]:
+def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=PROVIDERS_GROUP)}
 
 
@@ -102,13 +102,17 @@ def provider_factory(name: str) -> tuple[ProviderFactory, bool]:
             key="llm.provider",
             value=name,
         )
+    source = f"entry point {name} ({found.value})"
     try:
-        factory = found.load()  # type: ignore[attr-defined]
-    except Exception as exc:
+        factory = found.load()
+    except Exception as exc:  # any failure of the package's module: one line, never a traceback
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(
-            f"LLM provider {name!r} ({found.value}) failed to load: {type(exc).__name__}: {exc}".splitlines()[0],  # type: ignore[attr-defined]
+            f"LLM provider {name!r}: {source} failed to import: {type(exc).__name__}"
+            + (f": {detail}" if detail else ""),
             key="llm.provider",
             value=name,
+            source=source,
         ) from exc
     if not callable(factory):
         raise ConfigError(
