@@ -1,8 +1,9 @@
 """The example user package (examples/user-package) in a fresh venv beside ECL.
 
 Installed with uv (from its cache; PyPI only when a wheel is missing), it must pass its own
-tests and run through ``ecl run -m``, the HTTP API (``ecl server start -m``), Restate
-(``ecl dev -m`` + ``ecl run --engine restate``), and survive one SIGKILL on the embedded
+tests and run through ``ecl run -m`` (also with its own LLM provider, an ``ecl.providers`` entry
+point), the HTTP API (``ecl server start -m``), Restate (``ecl dev -m`` + ``ecl run --engine
+restate``), and survive one SIGKILL on the embedded
 engine without repeating a completed step (the fake LLM counts the requests).
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ecl.config.settings import DEFAULT_MODEL
 from ecl.engines.restate.server import find_server_binary, free_port
 from ecl.testing import FakeAnthropicServer, ReceivedRequest
 from tests.e2e.helpers import Ecl
@@ -129,6 +131,37 @@ def test_ecl_run_with_the_module(ecl: Venv, fake: FakeAnthropicServer) -> None:
     quick = ecl.run("run", "quick-note", "-m", MODULE, "--input", '{"change": "speed"}', "--format", "json")
     assert quick.returncode == 0, quick.stderr
     assert json.loads(quick.stdout)["outputs"]["summarise"] == {"change": "speed", "line": "Did speed."}
+
+
+def test_the_package_provider_is_chosen_by_name_and_recorded(ecl: Venv, fake: FakeAnthropicServer) -> None:
+    """``canned``, the package's ``ecl.providers`` entry point: listed, chosen, recorded."""
+    helped = ecl.run("run", "--help")
+    assert "LLM provider: anthropic, openai, mock, canned." in helped.stdout, helped.stdout + helped.stderr
+    unknown = ecl.run("run", "quick-note", "--input", '{"change": "x"}', ECL_LLM_PROVIDER="nope")
+    assert unknown.returncode == 5, unknown.stderr
+    assert "llm.provider = 'nope': expected one of anthropic, openai, mock, canned" in unknown.stderr
+    asked = fake.count()
+    free = {"ECL_LLM__ALLOW_UNPRICED": "true"}  # no price in the table for a local provider's models
+    data = json.dumps({"changes": ["login", "search"]})
+    done = ecl.run("run", "release-notes", "--input", data, "--id", "canned-1", "--llm", "canned", "--format", "json",
+                   ECL_LLM_MODEL="canned-v1", **free)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"] == "# Release notes\n\n- Noted: login.\n- Noted: search."
+    # The setting (not the flag) selects it too.
+    quick = ecl.run("run", "quick-note", "--input", '{"change": "speed"}', "--id", "canned-2", "--format", "json",
+                    ECL_LLM_PROVIDER="canned", **free)  # fmt: skip
+    assert quick.returncode == 0, quick.stderr
+    assert json.loads(quick.stdout)["outputs"]["summarise"] == {"change": "speed", "line": "Noted: speed."}
+    calls = ecl.query(
+        "SELECT workflow_id, provider, model, outcome FROM llm_calls WHERE workflow_id LIKE 'canned-%' "
+        "ORDER BY workflow_id"
+    )
+    assert calls == [
+        ("canned-1", "canned", "canned-v1", "ok"),
+        ("canned-1", "canned", "canned-v1", "ok"),
+        ("canned-2", "canned", DEFAULT_MODEL, "ok"),
+    ]
+    assert fake.count() == asked  # nothing reached the Anthropic endpoint
 
 
 def test_the_http_api_runs_the_package_workflows(ecl: Venv) -> None:

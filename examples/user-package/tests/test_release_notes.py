@@ -8,6 +8,7 @@ import pytest
 
 import ecl
 from ecl.config import load_settings
+from ecl.llm import build_provider
 from ecl.testing import FakeAnthropicServer, InMemoryDurableContext, run_workflow
 from release_notes.flows import release_notes, summarise
 
@@ -78,3 +79,10 @@ async def test_durably_on_an_engine_against_the_fake_anthropic_server(tmp_path: 
             with pytest.raises(ecl.EclError, match="changes"):
                 await engine.run("release-notes", {"changes": "not a list"})
         assert len(fake.requests) == 2
+
+
+async def test_the_canned_provider_is_found_by_name() -> None:
+    """The package's ``ecl.providers`` entry point, as ECL builds it (retries and breaker around it)."""
+    llm = build_provider("canned", model="canned-v1")
+    reply = await llm.complete(ecl.CompletionRequest.of("Summarise.\n\nChange: fix login"))
+    assert (llm.name, reply.content, reply.model) == ("canned", "Noted: fix login.", "canned-v1")
