@@ -4,6 +4,9 @@ It forwards ``127.0.0.1:<port>`` to a target (PostgreSQL). :meth:`TcpProxy.stop`
 new connections and drops the open ones with a reset, as a database host that went away
 does; :meth:`TcpProxy.start` listens again on the same port. It runs its own event loop
 in a daemon thread, so synchronous tests and subprocesses can use it alike.
+
+:class:`TcpBalancer` is the same proxy spreading connections over several targets (replicas
+behind a load balancer); a target that refuses connections is skipped.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ class TcpProxy:
             return
         self.accepted += 1
         try:
-            upstream_r, upstream_w = await asyncio.open_connection(*self.target)
+            upstream_r, upstream_w = await self._open_upstream()
         except OSError:
             _reset(client_w)
             return
@@ -98,6 +101,33 @@ class TcpProxy:
             self._writers -= pair
             for writer in pair:
                 _reset(writer)
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(*self.target)
+
+
+class TcpBalancer(TcpProxy):
+    """Spreads connections round-robin over several targets, as a load balancer in front of
+    replicas does; a target that refuses the connection (a dead replica) is skipped."""
+
+    def __init__(self, targets: list[tuple[str, int]]) -> None:
+        super().__init__(*targets[0])
+        self.targets = list(targets)
+        self.served = [0] * len(targets)
+        """Connections forwarded to each target so far."""
+        self._next = 0
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        for _ in self.targets:
+            index = self._next
+            self._next = (index + 1) % len(self.targets)
+            try:
+                pair = await asyncio.open_connection(*self.targets[index])
+            except OSError:
+                continue
+            self.served[index] += 1
+            return pair
+        raise OSError("no target accepts connections")
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
