@@ -137,3 +137,16 @@ def test_the_readme_command_completes_and_leaves_the_deliverables(ecl: Ecl, tmp_
     zips = [p for p in linked if p.suffix == ".zip"]
     assert zips
     assert zips[0].name in index
+
+
+def test_budgets_show_in_the_dry_run_and_a_bad_one_is_a_one_line_error(ecl: Ecl) -> None:
+    done = ecl.run(
+        "analyze", str(SAMPLE), "--target", "rust", "--dry-run", "--format", "json",
+        "--budget-tokens", "50000", "--budget-usd", "0.25",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["budget_tokens"] == 50000 and doc["budget_usd"] == "0.25"
+    bad = ecl.run("analyze", str(SAMPLE), "--target", "rust", "--dry-run", "--budget-usd", "ten")
+    assert bad.returncode == 4
+    assert bad.stderr == "error: --budget-usd = 'ten': not a number of USD\n"

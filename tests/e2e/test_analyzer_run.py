@@ -277,3 +277,66 @@ def test_sigkill_during_the_fan_out_then_resume_repeats_no_completed_chunk(
     for step in ("grade", "components", "refactor", "plan", "writeup", "slides"):
         assert [kind(r) for r in server.requests].count(step) == 1, step
     del out
+
+
+def _chunk_numbers(requests: list[ReceivedRequest]) -> list[str]:
+    return [
+        m.group(1)
+        for r in requests
+        if kind(r) == "chunk"
+        for m in [re.search(r"Summarise chunk (\d+) of", r.text)]
+        if m
+    ]
+
+
+def test_a_token_budget_refuses_the_call_that_would_cross_it_before_it_is_sent(
+    tmp_path: Path, server: FakeAnthropicServer, inputs: dict[str, Path]
+) -> None:
+    ecl = Ecl(tmp_path, server.url)
+    budget = 12_000  # two chunk requests' worst case (~1,000 input + 4,096 output tokens each) and a little
+    done = ecl.run(
+        "analyze", str(inputs["code"]), "--target", "rust", "--skip-assessment", "--llm", "anthropic",
+        "--budget-tokens", str(budget), "--format", "json",
+        timeout=240, ECL_BUDGET__ON_EXCEEDED="fail", **chunk_env(),
+    )  # fmt: skip
+    assert done.returncode == 10, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "BudgetExceeded" and error["step_id"] == "summarize-chunk"
+    assert error["budget_tokens"] == budget
+    # The refused call would have crossed the budget, counting what was spent and what was on its way.
+    assert error["spent_tokens"] + error["call"]["worst_case_tokens"] > budget
+    sent = list(server.requests)
+    assert sent and all(kind(r) == "chunk" for r in sent)
+    # Every request that reached the server is a recorded call (one still on its way when the
+    # run failed stays pending); the refused one never went out.
+    recorded = ecl.query("SELECT input_tokens + output_tokens, outcome FROM llm_calls")
+    assert len(recorded) == len(sent)
+    assert sum(tokens for tokens, outcome in recorded if outcome == "ok") <= budget
+
+
+def test_a_budget_wait_is_topped_up_with_a_signal_and_no_chunk_is_paid_twice(
+    tmp_path: Path, server: FakeAnthropicServer, inputs: dict[str, Path]
+) -> None:
+    ecl = Ecl(tmp_path, server.url)
+    wid = "analysis-budget"
+    proc = ecl.start(
+        "analyze", str(inputs["code"]), "--target", "rust", "--skip-assessment", "--llm", "anthropic",
+        "--budget-tokens", "12000", "--id", wid, **chunk_env(),
+    )  # fmt: skip
+    try:
+        ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=240)
+        before = server.count()
+        assert 0 < before < len(_chunk_numbers(list(server.requests))) + 1
+        signalled = ecl.run("signal", wid, "budget", "--add-tokens", "10000000", timeout=240)
+        assert signalled.returncode == 0, signalled.stderr
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            kill(proc)
+    assert proc.returncode == 0, err
+    said = [line for line in err.splitlines() if "over budget" in line]
+    assert len(said) == 1 and "would cross the budget of 12000 tokens" in said[0], err
+    assert f"ecl signal {wid} budget" in said[0]
+    numbers = _chunk_numbers(list(server.requests))
+    assert len(numbers) == len(set(numbers)) > 3  # every chunk summarised exactly once
+    assert "completed" in out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ class AnalysisInput(BaseModel):
     """The new implementation to assess (folder or archive); absent: wait for the promise."""
     skip_assessment: bool = False
     budget_tokens: int | None = Field(default=None, ge=1)
+    """The run's token budget (enforced as every workflow's ``budget_tokens``: docs/costs.md)."""
+    budget_usd: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """The run's budget in USD (every workflow's ``budget_usd``; the workflow function does not take it)."""
     options: AnalyzerOptions = Field(default_factory=AnalyzerOptions)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from ecl.config import Settings
 from ecl.core.errors import InputValidationError
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
+from ecl.llm.budget import parse_amount
 from ecl.store.database import create_engine
 from ecl.store.repositories import ArtifactRepository
 
@@ -39,6 +41,7 @@ def analysis_input(
     implementation: Path | None,
     skip_assessment: bool,
     budget_tokens: int | None,
+    budget_usd: Decimal | None = None,
 ) -> AnalysisInput:
     """The workflow input from the command's options; local paths made absolute."""
     if implementation is not None and skip_assessment:
@@ -65,6 +68,7 @@ def analysis_input(
         implementation=absolute(implementation),
         skip_assessment=skip_assessment,
         budget_tokens=budget_tokens,
+        budget_usd=budget_usd,
         options=AnalyzerOptions.from_settings(settings.analyzer),
     )
 
@@ -95,6 +99,7 @@ def dry_run_document(data: AnalysisInput, settings: Settings) -> dict[str, Any]:
             "later_steps": estimate.later_tokens,
         },
         "budget_tokens": data.budget_tokens,
+        "budget_usd": None if data.budget_usd is None else str(data.budget_usd),
     }
 
 
@@ -113,8 +118,10 @@ def _print_dry_run(doc: dict[str, Any]) -> None:
         "estimated input tokens",
         f"{tokens['total']:,} (chunk summaries {tokens['chunk_summaries']:,}, later steps ~{tokens['later_steps']:,})",
     )
-    if doc["budget_tokens"] is not None:
-        table.add_row("budget", f"{doc['budget_tokens']:,} tokens")
+    budget = [f"{doc['budget_tokens']:,} tokens"] if doc["budget_tokens"] is not None else []
+    budget += [f"${doc['budget_usd']}"] if doc.get("budget_usd") is not None else []
+    if budget:
+        table.add_row("budget", " and ".join(budget))
     Console().print(table)
 
 
@@ -149,6 +156,9 @@ def register(app: typer.Typer) -> None:
         budget_tokens: Annotated[
             int | None, typer.Option("--budget-tokens", help="Token budget of the whole run.", min=1)
         ] = None,
+        budget_usd: Annotated[
+            str | None, typer.Option("--budget-usd", help="Most the whole run may spend on LLM calls (USD).")
+        ] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Intake and chunking only: print the plan and the token estimate.")
         ] = False,
@@ -180,6 +190,7 @@ def register(app: typer.Typer) -> None:
             implementation=implementation,
             skip_assessment=skip_assessment or skipped_by_default,
             budget_tokens=budget_tokens,
+            budget_usd=None if budget_usd is None else parse_amount(budget_usd, field="--budget-usd"),
         )
         if skipped_by_default and fmt == "table" and not dry_run:
             typer.echo(
