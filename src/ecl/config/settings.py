@@ -160,6 +160,18 @@ class LlmSettings(_Section):
     """Prices by model name, over the shipped table (docs/costs.md)."""
     allow_unpriced: bool = False
     """Run models that have no price (their calls cost 0) instead of refusing to start."""
+    fallback: list[str] = Field(default_factory=list)
+    """Models tried in order after ``model`` when its circuit is open or its retries are spent
+    on a retryable failure (``"claude-haiku-4-5"``, ``"a -> b"``; each needs a price)."""
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _split_chain(cls, value: Any) -> Any:
+        # "a -> b", "a → b" or "a, b" (the environment gives one string).
+        if isinstance(value, str):
+            parts = value.replace("\u2192", ",").replace("->", ",").split(",")
+            return [part.strip() for part in parts if part.strip()]
+        return value
 
 
 class BudgetSettings(_Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["StepMetadata", "TokenUsage"]
 
@@ -47,6 +47,9 @@ class StepMetadata(BaseModel):
     """What every LLM call of the step cost (all attempts, failed ones included), exactly."""
     spent_tokens: int = 0
     """Every token of every attempt's LLM calls (what a token budget counts)."""
+    llm_models: list[str] = Field(default_factory=list)
+    """The model that answered each LLM call of the completed attempt, in order (a fallback
+    model when the first could not answer); journaled with the step's result."""
 
     @property
     def duration_ms(self) -> float | None:

@@ -23,6 +23,7 @@ from ecl.core.policy import RetryPolicy
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions, Listener
 from ecl.llm import BreakerBoard, LlmProvider, build_provider
 from ecl.llm.budget import BudgetPolicy
+from ecl.llm.fallback import require_priced
 from ecl.llm.prices import PriceTable
 from ecl.llm.registry import provider_factory
 from ecl.steps import PromptLibrary
@@ -39,6 +40,7 @@ __all__ = [
     "build_orchestrator",
     "build_prices",
     "build_provider_from",
+    "check_fallbacks",
     "local_runtime",
     "open_engine",
     "runs_in_process",
@@ -92,6 +94,7 @@ def build_provider_from(
         retry=retry,
         breakers=breakers or build_breakers(settings),
         breaker_max_wait=llm.breaker.max_wait_seconds,
+        fallback=llm.fallback,
     )
 
 
@@ -106,7 +109,22 @@ def build_prices(settings: Settings, provider: str | None = None) -> PriceTable:
     table = PriceTable.shipped({model: price.model_dump() for model, price in settings.llm.prices.items()})
     if not settings.llm.allow_unpriced and name != "mock":
         table.require(name, settings.llm.model)
+        require_priced(table, name, settings.llm.fallback, key="llm.fallback")
     return table
+
+
+def check_fallbacks(settings: Settings, catalog: WorkflowCatalog, prices: PriceTable, provider: str | None) -> None:
+    """Every fallback model a step or definition names has a price (unless
+    ``llm.allow_unpriced``): a one-line :class:`~ecl.core.ConfigError` naming it otherwise."""
+    name = provider or settings.llm.provider
+    if settings.llm.allow_unpriced or name == "mock":
+        return
+    for step in catalog.steps:
+        require_priced(prices, name, getattr(step, "fallback", ()), key=f"step {step.id}: fallback")
+    for defn in catalog.definitions.list():
+        require_priced(prices, name, defn.options.fallback, key=f"workflow {defn.id}: options.fallback")
+        for spec in defn.steps:
+            require_priced(prices, name, spec.fallback or (), key=f"workflow {defn.id}, step {spec.step_id}: fallback")
 
 
 def build_catalog(settings: Settings) -> WorkflowCatalog:
@@ -123,6 +141,7 @@ def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Ru
     breakers = build_breakers(settings)
     llm = build_provider_from(settings, provider, breakers=breakers)
     catalog = build_catalog(settings)
+    check_fallbacks(settings, catalog, prices, provider)
     prompts_dir = Path(settings.prompts_path) if settings.prompts_path else None
     artifacts = LocalArtifactStore(
         Path(settings.artifacts.path),

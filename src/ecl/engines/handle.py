@@ -34,7 +34,7 @@ from ecl.config import Settings, load_settings, sources_of
 from ecl.core.durable import JsonValue
 from ecl.core.results import WorkflowResult
 from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import Runtime, build_embedded_engine, build_prices, build_provider_from
+from ecl.engines.factory import Runtime, build_embedded_engine, build_prices, build_provider_from, check_fallbacks
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability import configure_logging
@@ -134,6 +134,7 @@ async def open_engine(
     catalog = WorkflowCatalog.build(modules=settings.modules, workflows=workflows, folder=folder)
     if isinstance(llm, str) or llm is None:
         prices = build_prices(settings, llm)
+        check_fallbacks(settings, catalog, prices, llm)
         provider = build_provider_from(settings, llm)
     else:
         # A provider of the program's own: priced by the table where it knows the model.

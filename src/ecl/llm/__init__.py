@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from ecl.llm.breaker import BreakerBoard, BreakerProvider, CircuitBreaker, CircuitOpenError
 from ecl.llm.errors import RETRYABLE_KINDS, error_for_status, parse_retry_after
 from ecl.llm.factory import build_provider
+from ecl.llm.fallback import FallbackProvider
 from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
 from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import (
@@ -49,6 +50,7 @@ __all__ = [
     "CircuitOpenError",
     "CompletionRequest",
     "CompletionResponse",
+    "FallbackProvider",
     "LlmProvider",
     "Message",
     "MockLlmProvider",

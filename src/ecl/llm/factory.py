@@ -1,15 +1,18 @@
-"""Builds the configured provider by name (from :mod:`ecl.llm.registry`): retry → circuit
-breaker (per model) → provider.
+"""Builds the configured provider by name (from :mod:`ecl.llm.registry`): fallback chain →
+retry → circuit breaker (per model) → provider.
 
 The breaker sits inside the retry loop, so it counts every failed HTTP request, and a retry
 that meets an open circuit waits for it rather than spending an attempt."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import SecretStr
 
 from ecl.core.policy import RetryPolicy
 from ecl.llm.breaker import BreakerBoard, BreakerProvider
+from ecl.llm.fallback import FallbackProvider
 from ecl.llm.provider import LlmProvider
 from ecl.llm.registry import ProviderOptions, provider_factory
 from ecl.llm.retry import RetryingProvider
@@ -29,9 +32,11 @@ def build_provider(
     breaker: bool = True,
     breakers: BreakerBoard | None = None,
     breaker_max_wait: float = 300.0,
+    fallback: Sequence[str] = (),
 ) -> LlmProvider:
     """A ready provider by name (see :mod:`ecl.llm.registry`). ``mock`` needs no key: it
-    answers Critique-Revise deterministically."""
+    answers Critique-Revise deterministically. ``fallback``: models tried after ``model``
+    (:mod:`ecl.llm.fallback`); a request's own ``fallback`` replaces it."""
     factory, wrap = provider_factory(provider)
     inner = factory(
         ProviderOptions(
@@ -44,6 +49,12 @@ def build_provider(
     )
     if not wrap:
         return inner
-    if breaker:
-        inner = BreakerProvider(inner, board=breakers or BreakerBoard(), max_wait=breaker_max_wait)
-    return RetryingProvider(inner, retry or RetryPolicy())
+    policy = retry or RetryPolicy()
+    if not breaker:
+        plain = RetryingProvider(inner, policy)
+        return FallbackProvider(plain, plain, chain=fallback)
+    board = breakers or BreakerBoard()
+    # A model with a fallback after it does not wait for its open circuit; the last one does.
+    first = RetryingProvider(BreakerProvider(inner, board=board, max_wait=0.0), policy, wait_for_circuit=False)
+    last = RetryingProvider(BreakerProvider(inner, board=board, max_wait=breaker_max_wait), policy)
+    return FallbackProvider(first, last, board=board, chain=fallback)

@@ -88,6 +88,9 @@ class CompletionRequest(BaseModel):
     """Tools the model may call; a reply that calls them has ``stop_reason == "tool_use"``."""
     cache_system: bool = False
     """Mark the system prompt for the provider's prompt cache (Anthropic ``cache_control``)."""
+    fallback: list[str] = Field(default_factory=list)
+    """Models to try in order when ``model`` cannot answer (open circuit, retries spent on a
+    retryable failure); empty: ``llm.fallback`` (:mod:`ecl.llm.fallback`)."""
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, max_tokens: int = 1024) -> CompletionRequest:

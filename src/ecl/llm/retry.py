@@ -18,6 +18,7 @@ import structlog
 
 from ecl.core.errors import LlmError
 from ecl.core.policy import RetryPolicy
+from ecl.llm.breaker import CircuitOpenError
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
 
 __all__ = ["RetryingProvider"]
@@ -37,15 +38,20 @@ class RetryingProvider:
         policy: RetryPolicy | None = None,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wait_for_circuit: bool = True,
     ) -> None:
         self.inner = inner
         self.policy = policy or RetryPolicy()
+        self.wait_for_circuit = wait_for_circuit
+        """``False``: an open circuit ends the call at once (a fallback model takes over)."""
         self._sleep = sleep
         self.name = inner.name
         self.model = inner.model
 
     def _wait(self, err: LlmError, attempt: int) -> float | None:
         if not err.retryable or attempt >= self.policy.max_attempts:
+            return None
+        if not self.wait_for_circuit and isinstance(err, CircuitOpenError):
             return None
         wait = self.policy.delay(attempt)
         if err.retry_after is not None:
@@ -59,7 +65,9 @@ class RetryingProvider:
         err.attempts = attempt
         if not err.retryable:
             return
-        if err.retry_after is not None and err.retry_after > MAX_RETRY_AFTER and attempt < self.policy.max_attempts:
+        if not self.wait_for_circuit and isinstance(err, CircuitOpenError) and attempt < self.policy.max_attempts:
+            why = "the circuit is open and a fallback model takes over"
+        elif err.retry_after is not None and err.retry_after > MAX_RETRY_AFTER and attempt < self.policy.max_attempts:
             why = f"the server asked to wait {err.retry_after:g} s, more than the {MAX_RETRY_AFTER:g} s ECL waits"
         else:
             why = f"llm.retry.max_attempts={self.policy.max_attempts}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -39,6 +39,7 @@ class RecordingLlm:
         prices: PriceTable | None = None,
         budget: BudgetGuard | None = None,
         prompt_cache: bool = True,
+        fallback: Sequence[str] = (),
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -49,8 +50,11 @@ class RecordingLlm:
         self._prices = prices
         self._budget = budget
         self._prompt_cache = prompt_cache
+        self._fallback = list(fallback)
         self.usage = TokenUsage()
         self.calls = 0
+        self.models: list[str] = []
+        """The model that answered each successful call, in order."""
         self.cost = Decimal(0)
         """What this attempt's calls cost (USD, exact)."""
 
@@ -65,7 +69,10 @@ class RecordingLlm:
         return Decimal(0) if price is None else price.cost(usage)
 
     def _prepare(self, request: CompletionRequest) -> CompletionRequest:
-        """The request as sent: unmarked for the prompt cache when the step turned it off."""
+        """The request as sent: with the step's fallback models when it names none, unmarked
+        for the prompt cache when the step turned it off."""
+        if self._fallback and not request.fallback:
+            request = request.model_copy(update={"fallback": self._fallback})
         if self._prompt_cache or not (request.cache_system or any(m.cache_prefix for m in request.messages)):
             return request
         messages = [m.model_copy(update={"cache_prefix": 0}) for m in request.messages]
@@ -165,6 +172,7 @@ class RecordingLlm:
             )
             raise
         await self._record(response.model or self.model, response.usage, response.latency_ms, None, call_id)
+        self.models.append(response.model or request.model or self.model)
         return response
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
@@ -176,6 +184,7 @@ class RecordingLlm:
         try:
             async for event in self.inner.stream(request):
                 if event.final is not None:
+                    self.models.append(event.final.model or request.model or self.model)
                     await self._record(
                         event.final.model or self.model,
                         event.final.usage,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -74,12 +74,20 @@ class StepExecutor:
         recorder: StepRecorder | None = None,
         budget: BudgetGuard | None = None,
         timeout: float | None = None,
+        fallback: Sequence[str] | None = None,
     ) -> StepExecution:
         """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed
         (:class:`~ecl.core.BudgetExceeded`, never retried, when ``budget`` refused a call)."""
         step = self.registry.get(step_id)
         return await self.execute_step(
-            step, input, workflow_id=workflow_id, iteration=iteration, recorder=recorder, budget=budget, timeout=timeout
+            step,
+            input,
+            workflow_id=workflow_id,
+            iteration=iteration,
+            recorder=recorder,
+            budget=budget,
+            timeout=timeout,
+            fallback=fallback,
         )
 
     async def execute_step(
@@ -92,13 +100,15 @@ class StepExecutor:
         recorder: StepRecorder | None = None,
         budget: BudgetGuard | None = None,
         timeout: float | None = None,
+        fallback: Sequence[str] | None = None,
     ) -> StepExecution:
         """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``.
 
         Each attempt may run ``timeout`` seconds (default: the step's own ``timeout``; ``None``:
         no limit), measured on the event loop's monotonic clock; an attempt over it is
         cancelled and fails with :class:`~ecl.core.StepTimeoutError` (retryable, so the
-        step's retry policy decides whether another attempt runs)."""
+        step's retry policy decides whether another attempt runs). ``fallback`` (default: the
+        step's own) is the model chain of its LLM requests that name none."""
         step_id = step.id
         recorder = recorder or self.recorder
         log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
@@ -117,6 +127,7 @@ class StepExecutor:
 
         policy = step.retry_policy
         deadline = timeout if timeout is not None else getattr(step, "timeout", None)
+        chain = tuple(fallback if fallback is not None else getattr(step, "fallback", ()))
         attempt = 0
         spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
         spent_tokens = 0
@@ -134,6 +145,7 @@ class StepExecutor:
                 prices=self.prices,
                 budget=budget,
                 prompt_cache=bool(getattr(step, "prompt_cache", True)),
+                fallback=chain,
             )
             ctx = StepContext(
                 llm=llm,
@@ -203,6 +215,7 @@ class StepExecutor:
                     llm_calls=llm.calls,
                     cost_usd=spent,
                     spent_tokens=spent_tokens,
+                    llm_models=llm.models,
                 ),
                 traces=traces,
             )

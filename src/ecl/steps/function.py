@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
@@ -107,6 +107,7 @@ class FunctionStep(Step[BaseModel, BaseModel]):
         name: str,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        fallback: Sequence[str] = (),
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(f"@ecl.step {fn.__qualname__}: a step must be an async function")
@@ -127,6 +128,9 @@ class FunctionStep(Step[BaseModel, BaseModel]):
                     f"@ecl.step {fn.__qualname__}: timeout={timeout!r} must be a positive number of seconds"
                 )
             self.timeout = float(timeout)
+        if isinstance(fallback, str):
+            raise DefinitionError(f"@ecl.step {fn.__qualname__}: fallback must be a list of model names")
+        self.fallback = tuple(fallback)
         self._fields = tuple(self.input_model.model_fields)
 
     async def execute(self, ctx: StepContext, input: BaseModel) -> StepResult[BaseModel]:
@@ -244,7 +248,11 @@ def step(fn: Step[Any, Any], /) -> StepFunction[..., Any]: ...
 
 @overload
 def step(
-    *, name: str | None = None, retry: RetryPolicy | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    fallback: Sequence[str] = (),
 ) -> Callable[[Callable[Concatenate[StepContext, P], Awaitable[R]]], StepFunction[P, R]]: ...
 
 
@@ -255,6 +263,7 @@ def step(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    fallback: Sequence[str] = (),
 ) -> Any:
     """Make an async function (or a class-based step instance) a durable step.
 
@@ -262,17 +271,18 @@ def step(
     :class:`~ecl.core.RetryPolicy` (default: 3 attempts with backoff, for retryable
     :class:`~ecl.core.StepError` s such as a transient LLM failure or invalid model output);
     ``timeout`` is how many seconds one attempt may run before it fails with
-    :class:`~ecl.core.StepTimeoutError` (retried by ``retry``; default: no limit).
+    :class:`~ecl.core.StepTimeoutError` (retried by ``retry``; default: no limit);
+    ``fallback`` names the models its LLM requests fall back to (default: ``llm.fallback``).
     """
 
     def wrap(target: Callable[..., Awaitable[Any]] | Step[Any, Any]) -> StepFunction[Any, Any]:
         if isinstance(target, Step):
-            if name is not None or retry is not None or timeout is not None:
+            if name is not None or retry is not None or timeout is not None or fallback:
                 raise TypeError("ecl.step(instance) takes no options: set them on the Step class")
             return StepFunction(target, None)
         if isinstance(target, StepFunction):
             raise TypeError(f"{target.name} is already a step")
-        impl = FunctionStep(target, name=name or target.__name__, retry=retry, timeout=timeout)
+        impl = FunctionStep(target, name=name or target.__name__, retry=retry, timeout=timeout, fallback=fallback)
         return StepFunction(impl, target)
 
     if fn is None:

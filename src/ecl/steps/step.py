@@ -39,6 +39,10 @@ class Step(ABC, Generic[In, Out]):
     """Seconds one attempt may run (monotonic clock) before it fails with
     :class:`~ecl.core.StepTimeoutError`, which the step's ``retry_policy`` retries like any
     retryable failure; ``None``: no limit. A graph step's ``timeout`` overrides it."""
+    fallback: tuple[str, ...] = ()
+    """Models this step's LLM requests fall back to, in order, when the model cannot answer
+    (open circuit, retries spent on a retryable failure); empty: ``llm.fallback``. A graph
+    step's or definition's ``fallback`` overrides it."""
     prompt_cache: bool = True
     """Let this step's requests use the provider's prompt cache where they mark a system
     prompt or a repeated prefix (``CompletionRequest.cache_system``, ``Message.cache_prefix``);

@@ -90,6 +90,8 @@ class StepDefinition(_Model):
     timeout: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
     """Seconds one attempt of this step may run before it fails with ``STEP_TIMEOUT``
     (retried by the step's retry policy); overrides the implementation's own ``timeout``."""
+    fallback: list[str] | None = None
+    """Models this step's LLM requests fall back to, in order (overrides ``options.fallback``)."""
 
     @property
     def implementation(self) -> str:
@@ -143,6 +145,8 @@ class WorkflowOptions(_Model):
     """Spending limit of each run in USD (``input.budget_usd`` overrides; default: ``budget.usd``)."""
     budget_tokens: int | None = Field(default=None, ge=0)
     """Token limit of each run (``input.budget_tokens`` overrides; default: ``budget.tokens``)."""
+    fallback: list[str] = Field(default_factory=list)
+    """Models every step's LLM requests fall back to, in order (default: ``llm.fallback``)."""
 
 
 class WorkflowDefinition(_Model):

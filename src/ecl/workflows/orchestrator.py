@@ -417,6 +417,7 @@ class WorkflowOrchestrator:
                 recorder=step_recorder,
                 budget=guard,
                 timeout=spec.timeout,
+                fallback=spec.fallback or run.defn.options.fallback or None,
             )
             data = execution.model_dump(mode="json")
             data["step_id"] = step_id
