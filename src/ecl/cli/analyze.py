@@ -15,6 +15,7 @@ from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions, CostEstimate, es
 from ecl.analyzer.prompting import AnalyzerPrompts
 from ecl.analyzer.workflow import WORKFLOW_ID
 from ecl.artifacts.local import LocalArtifactStore
+from ecl.cli.options import ConfigOpt, FormatOpt
 from ecl.cli.output import check_format, echo_json
 from ecl.cli.run import _interrupted, _say_waiting, exit_for, print_result
 from ecl.cli.runtime import Progress, check_llm_choice, open_command_engine, settings_from
@@ -164,8 +165,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
         workflow_id: Annotated[str | None, typer.Option("--id", help="Workflow id (idempotent).")] = None,
         llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
     ) -> None:
         """Analyse a codebase for a migration: grade it, design, plan, specify, assess, deliver."""
         check_format(fmt)

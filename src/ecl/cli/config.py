@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecl.cli.options import ConfigOpt, FormatOpt
 from ecl.cli.output import check_format, echo_json
 from ecl.config import load_settings, sources_of
 
@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
 
     @group.command("show")
     def show(
-        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
     ) -> None:
         """Print every setting with its value and where it came from."""
         check_format(fmt)

@@ -9,16 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecl.cli.options import ModulesOpt
+from ecl.cli.options import ConfigOpt, FormatOpt, ModulesOpt
 from ecl.cli.output import check_format, echo_json, render_rows
 from ecl.cli.runtime import settings_from
 from ecl.engines.factory import build_catalog
 from ecl.workflows import CodeWorkflow, RevisionLoop, WorkflowCatalog, describe
 
 __all__ = ["register"]
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
-FormatOpt = Annotated[str, typer.Option("--format", help="table, json or quiet.")]
 
 
 def _registry(config: Path | None, modules: list[str] | None) -> WorkflowCatalog:

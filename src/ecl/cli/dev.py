@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from ecl.cli.options import LlmOpt, ModulesOpt
+from ecl.cli.options import ConfigOpt, LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from
 from ecl.core.errors import ConfigError
 from ecl.engines.restate.endpoint import serve_endpoint
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         llm: LlmOpt = None,
         modules: ModulesOpt = None,
         data_dir: Annotated[Path | None, typer.Option(help="Restate data (default: restate.data_dir).")] = None,
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        config: ConfigOpt = None,
     ) -> None:
         """Start Restate (data in .restate/), serve and register the ECL endpoint, until Ctrl-C."""
         check_llm_choice(llm)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ecl.cli.options import ConfigOpt, FormatOpt
 from ecl.cli.output import check_format, echo_json
 from ecl.cli.runtime import settings_from
 from ecl.store.database import create_sqlite_folder, current_revision, head_revision, upgrade
@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
     def migrate(
         target: Annotated[str, typer.Option(help="Revision to migrate to.")] = "head",
         database_url: Annotated[str | None, typer.Option("--database-url", help="Overrides database.url.")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
     ) -> None:
         """Apply the database migrations (safe to run again: it changes nothing when current)."""
         check_format(fmt)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecl.analyzer.bundle import ANALYZER_ID, prepare_submission
-from ecl.cli.options import LlmOpt, ModulesOpt
+from ecl.cli.options import ConfigOpt, EngineOpt, FormatOpt, LlmOpt, ModulesOpt
 from ecl.cli.output import check_format
 from ecl.cli.runtime import (
     EXIT_CANCELLED,
@@ -161,12 +161,12 @@ def register(app: typer.Typer) -> None:
         workflow_id: Annotated[
             str | None, typer.Option("--id", help="Workflow id (idempotent: reuse to re-attach).")
         ] = None,
-        engine: Annotated[str | None, typer.Option(help="embedded (default) or restate.")] = None,
+        engine: EngineOpt = None,
         llm: LlmOpt = None,
         modules: ModulesOpt = None,
         detach: Annotated[bool, typer.Option("--detach", help="Submit and return; a worker runs it.")] = False,
-        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
     ) -> None:
         """Run a workflow in the foreground, showing progress, and print its result."""
         check_format(fmt)
@@ -210,8 +210,8 @@ def register(app: typer.Typer) -> None:
         workflow_id: Annotated[str, typer.Argument(help="The workflow to continue.")],
         llm: LlmOpt = None,
         modules: ModulesOpt = None,
-        fmt: Annotated[str, typer.Option("--format", help="table, json or quiet.")] = "table",
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        fmt: FormatOpt = "table",
+        config: ConfigOpt = None,
     ) -> None:
         """Continue an interrupted workflow in the foreground (completed steps are not re-run)."""
         check_format(fmt)

@@ -12,7 +12,7 @@ import typer
 import uvicorn
 import yaml
 
-from ecl.cli.options import LlmOpt, ModulesOpt
+from ecl.cli.options import ConfigOpt, EngineOpt, LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from, tune_gc
 from ecl.core.errors import ConfigError, InputValidationError
 
@@ -113,11 +113,11 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str | None, typer.Option(help="Interface (default: api.host).")] = None,
         llm: LlmOpt = None,
         modules: ModulesOpt = None,
-        engine: Annotated[str | None, typer.Option(help="embedded (default) or restate.")] = None,
+        engine: EngineOpt = None,
         api_only: Annotated[
             bool, typer.Option("--api", help="With --engine restate: serve the HTTP API as a client of Restate.")
         ] = False,
-        config: Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")] = None,
+        config: ConfigOpt = None,
     ) -> None:
         """Serve the API and run workflows (Ctrl-C or SIGTERM: in-flight work stays resumable).
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecl.cli.options import ConfigOpt, EngineOpt, FormatOpt
 from ecl.cli.output import check_format, echo_json, render_rows, short_time
 from ecl.cli.runtime import (
     EXIT_CANCELLED,
@@ -30,10 +31,6 @@ from ecl.llm.budget import parse_top_up
 from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["register"]
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (TOML).")]
-FormatOpt = Annotated[str, typer.Option("--format", help="table, json or quiet.")]
-EngineOpt = Annotated[str | None, typer.Option(help="embedded (default) or restate.")]
 
 
 async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) -> dict[str, Any]:
