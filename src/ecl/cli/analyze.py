@@ -15,7 +15,7 @@ from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions, CostEstimate, es
 from ecl.analyzer.prompting import AnalyzerPrompts
 from ecl.analyzer.workflow import WORKFLOW_ID
 from ecl.artifacts.local import LocalArtifactStore
-from ecl.cli.options import ConfigOpt, FormatOpt
+from ecl.cli.options import ConfigOpt, FormatOpt, LlmOpt
 from ecl.cli.output import check_format, echo_json
 from ecl.cli.run import _interrupted, _say_waiting, exit_for, print_result
 from ecl.cli.runtime import Progress, check_llm_choice, open_command_engine, settings_from
@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--dry-run", help="Intake and chunking only: print the plan and the token estimate.")
         ] = False,
         workflow_id: Annotated[str | None, typer.Option("--id", help="Workflow id (idempotent).")] = None,
-        llm: Annotated[str | None, typer.Option(help="anthropic, openai or mock.")] = None,
+        llm: LlmOpt = None,
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
     ) -> None:
