@@ -162,6 +162,33 @@ def test_signal_approval(api: httpx.Client) -> None:
     assert wait_state(api, wid, {"completed"})["state"] == "completed"
 
 
+@pytest.mark.parametrize("definition", ["critique-revise", "critique-revise-py"])
+def test_a_budget_top_up_through_the_api(api: httpx.Client, fake: FakeAnthropicServer, definition: str) -> None:
+    sent = fake.count()
+    body = {"definition_id": definition, "input": {"topic": "budget", "budget_usd": "0.0001"}}
+    created = api.post("/workflows", json=body)
+    assert created.status_code == 201, created.text
+    wid = created.json()["id"]
+    wait_state(api, wid, {"waiting_for_budget"})
+    assert fake.count() == sent  # the refused call never reached the provider
+    for payload, field in (
+        ({"add_usd": "-1"}, "add_usd"),
+        ({"add_usd": "lots"}, "add_usd"),
+        ({"add_tokens": "many"}, "add_tokens"),
+        ({"add_tokens": -5}, "add_tokens"),
+        ({"more": 1}, "payload"),
+    ):
+        bad = api.post(f"/workflows/{wid}/signal", json={"name": "budget", "payload": payload})
+        assert 400 <= bad.status_code < 500, bad.text
+        assert bad.json()["error"]["details"]["errors"][0]["field"] == field, bad.text
+    assert api.get(f"/workflows/{wid}").json()["state"] == "waiting_for_budget"  # nothing was resolved
+    topped = api.post(f"/workflows/{wid}/signal", json={"name": "budget", "payload": {"add_usd": "2"}})
+    assert topped.status_code == 202, topped.text
+    done = wait_state(api, wid, {"completed", "failed"})
+    assert done["state"] == "completed", done
+    assert fake.count() > sent
+
+
 def test_cancel(api: httpx.Client) -> None:
     body = {"definition_id": "critique-revise", "input": {"topic": "stop", "require_approval": True}}
     wid = api.post("/workflows", json=body).json()["id"]

@@ -208,6 +208,37 @@ def test_acceptance_a_tiny_budget_stops_before_the_first_call_and_a_signal_compl
     assert Decimal(status["llm_totals"]["cost_usd"]) == sum(costs, Decimal(0)) > 0
 
 
+def test_acceptance_for_the_code_first_twin(ecl: Ecl) -> None:
+    """The same acceptance for ``critique-revise-py`` (a code-first workflow: the same budget)."""
+    wid = "tiny-budget-py"
+    args = ("run", "critique-revise-py", "--topic", "X", "--llm", "mock", "--budget-usd", "0.0001", "--id", wid)
+    proc = ecl.start(*args)
+    try:
+        ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=SLOW)
+        assert ecl.query("SELECT COUNT(*) FROM llm_calls WHERE workflow_id = ?", wid) == [(0,)]
+        signalled = ecl.run("signal", wid, "budget", "--add-usd", "2", timeout=SLOW)
+        assert signalled.returncode == 0, signalled.stderr
+        out, err = proc.communicate(timeout=SLOW)
+    finally:
+        if proc.poll() is None:
+            kill(proc)
+    assert proc.returncode == 0, err
+    said = [line for line in err.splitlines() if "over budget" in line]
+    assert len(said) == 1 and "would cross the budget of $0.0001" in said[0], err
+    assert f"ecl signal {wid} budget --add-usd N" in said[0]
+    assert "completed" in out
+    costs = [Decimal(r[0]) for r in ecl.query("SELECT cost_usd FROM llm_calls WHERE workflow_id = ?", wid)]
+    status = _json(ecl, "status", wid)
+    assert Decimal(status["llm_totals"]["cost_usd"]) == sum(costs, Decimal(0)) > 0
+    failed = ecl.run(
+        "run", "critique-revise-py", "--topic", "X", "--llm", "mock", "--budget-usd", "0.0001", "--format", "json",
+        timeout=SLOW, ECL_BUDGET__ON_EXCEEDED="fail",
+    )  # fmt: skip
+    assert failed.returncode == 10, failed.stderr
+    error = json.loads(failed.stdout)["error"]
+    assert error["type"] == "BudgetExceeded" and error["budget_usd"] == "0.0001" and error["step_id"] == "generate"
+
+
 def test_fail_mode_fails_with_budget_exceeded(ecl: Ecl, fake: FakeAnthropicServer) -> None:
     done = ecl.run(
         "run", "critique-revise", "--topic", "X", "--llm", "anthropic", "--budget-usd", "0.0001", "--format", "json",
