@@ -69,7 +69,10 @@ def kind(r: ReceivedRequest) -> str:
     """Which step a request belongs to, by its prompt."""
     text = r.text
     first = next((m for m in r.json.get("messages", []) if m.get("role") == "user"), {})
-    opening = first.get("content") if isinstance(first.get("content"), str) else ""
+    content = first.get("content")
+    if isinstance(content, list):  # content blocks (a prompt-cache breakpoint): the first one's text
+        content = next((b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"), "")
+    opening = content if isinstance(content, str) else ""
     for prefix, name in (
         ("Summarise chunk", "chunk"),
         ("Write the implementation **grade report**", "grade"),
@@ -225,6 +228,26 @@ def test_every_step_runs_with_its_inputs_and_every_deliverable_is_written(
     assert {a["name"] for a in status["artifacts"]} >= {"manifest.json", "grade-report.md", "deliverables.zip"}
     calls = ecl.query("SELECT count(*) FROM llm_calls WHERE workflow_id = 'an-e2e'")
     assert calls == [(len(requests),)]
+
+    # Prompt caching: every request marks its (shared) system prompt; the architecture step marks
+    # its documents, which every round trip of its read_file loop sends again, so the second
+    # round reads them from the cache (the fake server's cache accounting).
+    for r in requests:
+        system = r.json.get("system")
+        assert isinstance(system, list) and system[-1].get("cache_control") == {"type": "ephemeral"}, kind(r)
+    documents = architecture[0].json["messages"][0]["content"]
+    assert isinstance(documents, list) and documents[0].get("cache_control") == {"type": "ephemeral"}
+    assert GRADE_MARK in documents[0]["text"]
+    reads = ecl.query(
+        "SELECT c.cache_creation_tokens, c.cache_read_tokens FROM llm_calls c "
+        "JOIN step_executions s ON c.step_execution_id = s.id "
+        "WHERE c.workflow_id = 'an-e2e' AND s.step_id = 'architecture' ORDER BY c.created_at"
+    )
+    assert len(reads) == 2
+    assert reads[0][0] >= len(documents[0]["text"]) // 4 and reads[0][1] == 0  # written once
+    assert reads[1][1] >= len(documents[0]["text"]) // 4 and reads[1][0] == 0  # then read
+    total_read = ecl.query("SELECT SUM(cache_read_tokens) FROM llm_calls WHERE workflow_id = 'an-e2e'")[0][0]
+    assert total_read > reads[1][1]  # the chunk and document requests read the system prompt too
 
 
 def is_chunk(number: int) -> object:

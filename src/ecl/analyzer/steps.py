@@ -123,7 +123,10 @@ async def _ask(ctx: ecl.StepContext, prompt: str, *, max_tokens: int = DOCUMENT_
     system = ctx.prompts.render("analyzer_system")
     reply = await ctx.llm.complete(
         ecl.CompletionRequest(
-            messages=[Message(role="user", content=prompt)], system_prompt=system, max_tokens=max_tokens
+            messages=[Message(role="user", content=prompt)],
+            system_prompt=system,
+            max_tokens=max_tokens,
+            cache_system=True,
         )
     )
     return reply.content.strip()
@@ -146,7 +149,9 @@ async def _structured(ctx: ecl.StepContext, prompt: str, model: type[M], what: s
     problem = ""
     for _attempt in range(2):
         reply = await ctx.llm.complete(
-            ecl.CompletionRequest(messages=messages, system_prompt=system, max_tokens=DOCUMENT_MAX_TOKENS)
+            ecl.CompletionRequest(
+                messages=messages, system_prompt=system, max_tokens=DOCUMENT_MAX_TOKENS, cache_system=True
+            )
         )
         try:
             return model.model_validate(_json_of(reply.content))
@@ -326,12 +331,18 @@ async def architecture(
         paths="\n".join(f"- {f.path}" for f in manifest.files),
     )
     system = ctx.prompts.render("analyzer_system")
-    messages = [Message(role="user", content=prompt)]
+    # Every round trip of the read_file loop sends the documents again: a prompt-cache
+    # breakpoint after them makes the later rounds read them from the cache.
+    messages = [Message(role="user", content=prompt, cache_prefix=len(prompt))]
     reply: CompletionResponse | None = None
     for _round in range(MAX_TOOL_ROUNDS):
         reply = await ctx.llm.complete(
             ecl.CompletionRequest(
-                messages=messages, system_prompt=system, tools=[READ_FILE_TOOL], max_tokens=DOCUMENT_MAX_TOKENS
+                messages=messages,
+                system_prompt=system,
+                tools=[READ_FILE_TOOL],
+                max_tokens=DOCUMENT_MAX_TOKENS,
+                cache_system=True,
             )
         )
         if not reply.tool_calls:
@@ -348,7 +359,9 @@ async def architecture(
     else:
         messages.append(Message(role="user", content="No more file reads: write the architecture document now."))
         reply = await ctx.llm.complete(
-            ecl.CompletionRequest(messages=messages, system_prompt=system, max_tokens=DOCUMENT_MAX_TOKENS)
+            ecl.CompletionRequest(
+                messages=messages, system_prompt=system, max_tokens=DOCUMENT_MAX_TOKENS, cache_system=True
+            )
         )
     assert reply is not None
     return await _document(ctx, "architecture.md", "Ideal architecture", reply.content.strip())
