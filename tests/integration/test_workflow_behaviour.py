@@ -444,12 +444,26 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
 def test_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
     driver: Driver, fake: FakeAnthropicServer, request: pytest.FixtureRequest
 ) -> None:
+    _budget_wait_survives_sigkill(driver, fake, request, "critique-revise")
+
+
+@pytest.mark.timeout(900)
+def test_a_code_first_budget_wait_survives_sigkill_then_a_top_up_completes_the_run(
+    driver: Driver, fake: FakeAnthropicServer, request: pytest.FixtureRequest
+) -> None:
+    """The same for ``critique-revise-py``: code-first workflows share the graph's budget."""
+    _budget_wait_survives_sigkill(driver, fake, request, "critique-revise-py")
+
+
+def _budget_wait_survives_sigkill(
+    driver: Driver, fake: FakeAnthropicServer, request: pytest.FixtureRequest, definition: str
+) -> None:
     fake.responder = responder([PASS])
     wid = unique("budget", driver)
     before = fake.count()
     # Enough tokens for generate's worst case (input + max_tokens), not for critique's on top.
     data = json.dumps({"topic": "Rust", "budget_tokens": 1150})
-    args = ["run", "critique-revise", "--input", data, "--id", wid, "--format", "json", "--engine", driver.engine]
+    args = ["run", definition, "--input", data, "--id", wid, "--format", "json", "--engine", driver.engine]
     args += ["--llm", "anthropic"] if driver.engine == "embedded" else []
     proc = driver.start(*args)
     try:
