@@ -1,0 +1,203 @@
+"""ECL on Restate beside a raw Restate Python SDK workflow: the same steps, server and run.
+
+    uv run python bench/restate_raw.py
+    uv run python bench/restate_raw.py --workflows 100 --rounds 4
+
+One fresh ``restate-server`` (from ``make setup``); two endpoint processes, each served by
+hypercorn over HTTP/2 cleartext with ECL's settings: ECL's ``EclWorkflow`` running
+``bench/restate_bench.py``'s orchestrator (``steps`` sequential no-op ``ctx.run`` steps,
+records in SQLite), and ``RawBench``, a plain ``restate.Workflow`` whose ``run`` handler
+makes the same number of ``ctx.run`` steps and nothing else. Workflows run one after the
+other; the three ways alternate in rounds so the machine's drift hits them alike:
+
+* ``raw_sdk``: ``POST {ingress}/RawBench/{key}/run`` (synchronous call);
+* ``ecl_ingress``: the same synchronous call to ``EclWorkflow`` (ECL's records included);
+* ``ecl_engine``: :class:`~ecl.engines.restate.RestateEngine` ``submit`` + ``result``, as
+  ``ecl run --engine restate`` does (the workflow row written first, then send + attach).
+
+Prints ms per workflow and per step and the ratios to the raw SDK; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import restate
+from hypercorn.asyncio import serve
+from restate.server import install_shutdown_hook
+
+from ecl.engines.restate import SERVICE_NAME, RestateEngine, RestateServer, free_port, register_deployment
+from ecl.engines.restate.endpoint import hypercorn_config
+from ecl.store.database import create_engine, upgrade
+from ecl.store.repositories import WorkflowRepository
+
+RAW_SERVICE = "RawBench"
+
+
+def raw_service() -> restate.Workflow:
+    """A workflow of ``steps`` sequential no-op ``ctx.run`` steps, straight on the SDK."""
+    service = restate.Workflow(RAW_SERVICE)
+
+    @service.main(name="run")
+    async def run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
+        total = 0
+        for i in range(int(request["steps"])):
+
+            async def step(i: int = i) -> int:
+                return i
+
+            total += await ctx.run_typed(f"step:s{i}", step)
+        return {"total": total}
+
+    return service
+
+
+def serve_raw(port: int) -> None:
+    """The raw endpoint process: serve until SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_shutdown_hook(asyncio.get_running_loop(), stop.set, signal.SIGTERM)
+        app = restate.app(services=[raw_service()])
+        await serve(app, hypercorn_config("127.0.0.1", port), shutdown_trigger=stop.wait)
+
+    asyncio.run(main())
+
+
+def _start(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+async def _timed(call: Callable[[], Awaitable[None]], count: int) -> list[float]:
+    samples: list[float] = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+async def measure(server: RestateServer, url: str, steps: int, workflows: int, rounds: int) -> dict[str, Any]:
+    """``workflows`` sequential workflows of ``steps`` steps each way, in ``rounds`` rounds."""
+    db = create_engine(url, pool_size=5)
+    engine = RestateEngine(server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05)
+    body = {"steps": steps}
+    expected = sum(range(steps))
+    serial = iter(range(10**9))
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def raw_sdk() -> None:
+            response = await client.post(
+                f"{server.ingress_url}/{RAW_SERVICE}/raw-{steps}-{next(serial)}/run", json=body
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["total"] == expected, response.text
+
+        async def ecl_ingress() -> None:
+            key = f"ing-{steps}-{next(serial)}-{time.monotonic_ns()}"
+            response = await client.post(
+                f"{server.ingress_url}/{SERVICE_NAME}/{key}/run", json={"definition_id": "bench", "input": body}
+            )
+            assert response.status_code == 200, response.text
+
+        async def ecl_engine() -> None:
+            result = await engine.result(await engine.submit("bench", body))
+            assert result.outputs["total"] == expected, result
+
+        ways = {"raw_sdk": raw_sdk, "ecl_ingress": ecl_ingress, "ecl_engine": ecl_engine}
+        samples: dict[str, list[float]] = {name: [] for name in ways}
+        try:
+            for call in ways.values():  # warm up
+                await _timed(call, 3)
+            per_round = max(1, workflows // rounds)
+            for _ in range(rounds):
+                for name, call in ways.items():
+                    samples[name] += await _timed(call, per_round)
+        finally:
+            await engine.close()
+            await db.dispose()
+    figures: dict[str, Any] = {"steps_per_workflow": steps, "workflows_each": len(samples["raw_sdk"])}
+    raw_median = statistics.median(samples["raw_sdk"])
+    for name, values in samples.items():
+        median = statistics.median(values)
+        figures[name] = {
+            "ms_per_workflow_median": round(median, 2),
+            "ms_per_workflow_mean": round(statistics.fmean(values), 2),
+            "ms_per_step_median": round(median / steps, 3),
+            "ratio_to_raw_sdk": round(median / raw_median, 2),
+        }
+    return figures
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the server and both endpoints, measure, stop everything; the figures as a dict."""
+    bench = Path(__file__).with_name("restate_bench.py")
+    figures: dict[str, Any] = {"transport": "HTTP/2 cleartext (hypercorn), one endpoint process each"}
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'ecl.db'}"
+        upgrade(url)
+        server = RestateServer(data_dir=Path(tmp) / "restate").start()
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            figures["restate_server"] = httpx.get(f"{server.admin_url}/version", timeout=5).json().get("version")
+            figures["restate_sdk"] = _sdk_version()
+            ecl_port, raw_port = free_port(), free_port()
+            procs.append(_start([str(bench), "--serve", str(ecl_port), "--db", url, "--synchronous", "NORMAL"]))
+            procs.append(_start([__file__, "--serve-raw", str(raw_port)]))
+            for port in (ecl_port, raw_port):
+                asyncio.run(register_deployment(server.admin_url, f"http://127.0.0.1:{port}", attempts=150))
+            for steps, workflows in ((3, args.workflows), (100, max(args.rounds, args.workflows // 10))):
+                figures[f"steps_{steps}"] = asyncio.run(measure(server, url, steps, workflows, args.rounds))
+        finally:
+            for proc in procs:
+                _stop(proc)
+            server.stop()
+    return figures
+
+
+def _sdk_version() -> str:
+    from importlib.metadata import version
+
+    with contextlib.suppress(Exception):
+        return version("restate-sdk")
+    return "?"
+
+
+def main() -> None:
+    """Measure (or serve the raw endpoint, for :func:`run`)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workflows", type=int, default=200, help="3-step workflows each way (100-step: a tenth)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds the ways alternate in")
+    parser.add_argument("--serve-raw", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_raw:
+        serve_raw(args.serve_raw)
+        return
+    print(json.dumps(run(args), indent=2))
+
+
+if __name__ == "__main__":
+    main()
