@@ -211,3 +211,18 @@ async def test_concurrent_calls_never_cross_the_budget_together_and_share_one_to
     again = await orchestrator.run(ctx.replay(), "asking", data)
     assert again.cost_usd == result.cost_usd and again.tokens == result.tokens
     assert len(llm.requests) == 4
+
+
+async def test_a_bad_top_up_fails_every_step_waiting_on_the_round() -> None:
+    llm = MockLlmProvider(["an answer"], delay=0.05)
+    orchestrator = _code_runner(llm, None, asking)
+    ctx = InMemoryDurableContext("c8")
+    run = asyncio.create_task(orchestrator.run(ctx, "asking", {"count": 3, "budget_tokens": 210}))
+    assert await ctx.until_waiting("budget") == "budget"
+    await asyncio.sleep(0.2)
+    ctx.signal("budget", {"add_usd": "-1"})
+    result = await asyncio.wait_for(run, 10)  # no refused step is left waiting
+    assert result.state is WorkflowState.FAILED
+    assert (result.error or {})["step_id"] == "budget"
+    assert "add_usd = '-1'" in (result.error or {})["message"]
+    assert len(llm.requests) == 1

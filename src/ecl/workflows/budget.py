@@ -175,13 +175,7 @@ class RunBudget:
             journaled = functools.partial(self._execute, step_id, execute, made)
             before, mine = self._turn()
             try:
-                try:
-                    raw = await self.ctx.run(name, journaled)
-                finally:
-                    if before is not None:
-                        await before
-                    for guard in made:  # its spend is counted from the journaled result now
-                        self._live.remove(guard)
+                raw = await self._in_turn(name, journaled, before, made)
                 assert isinstance(raw, dict)
                 if "budget_refused" not in raw:
                     meta = raw.get("metadata") or {}
@@ -199,6 +193,28 @@ class RunBudget:
                 if mine is not None and not mine.done():
                     mine.set_result(None)
             name = budget_journal_name(base, round_)
+
+    async def _in_turn(
+        self,
+        name: str,
+        journaled: Callable[[], Awaitable[JsonValue]],
+        before: asyncio.Future[None] | None,
+        made: list[BudgetGuard],
+    ) -> JsonValue:
+        """``ctx.run(name)``, its result taken up once the previous call's is (wait mode)."""
+        try:
+            try:
+                raw = await self.ctx.run(name, journaled)
+            except Exception:
+                if before is not None:  # a step failure too is taken up in call order
+                    await before
+                raise  # (cancellation and engine signals go at once)
+            if before is not None:
+                await before
+            return raw
+        finally:
+            for guard in made:  # its spend is counted from the journaled result now
+                self._live.remove(guard)
 
     def _claim(self) -> int:
         """The round a refusal made now waits on: the open one, or a new one."""
