@@ -9,6 +9,7 @@ time (workflows by state: one ``GROUP BY`` over an index).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -98,10 +99,20 @@ def llm_call(
         LLM_COST.labels(provider, model).inc(float(cost_usd))
 
 
+_STEP_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
+"""The labelled instruments of each (step, state): ``labels()`` costs more than the update
+itself, and a step attempt updates them on the hot path. They are the children ``labels()``
+returns (the metric keeps them too), so nothing is counted apart."""
+
+
 def step_finished(step_id: str, state: str, duration_s: float) -> None:
     """Count one finished step attempt."""
-    STEPS.labels(step_id, state).inc()
-    STEP_LATENCY.labels(step_id).observe(max(0.0, duration_s))
+    children = _STEP_CHILDREN.get((step_id, state))
+    if children is None:
+        children = _STEP_CHILDREN[(step_id, state)] = (STEPS.labels(step_id, state), STEP_LATENCY.labels(step_id))
+    count, latency = children
+    count.inc()
+    latency.observe(max(0.0, duration_s))
 
 
 def breaker_transition(provider: str, model: str, state: str) -> None:

@@ -204,6 +204,27 @@ class RecordingLlm:
             raise
 
 
+class _StepLogger:
+    """``structlog.get_logger("ecl.step").bind(**values)``, bound when first used: most steps
+    never log, and binding costs more than the rest of setting up an attempt."""
+
+    __slots__ = ("_bound", "_values")
+
+    def __init__(self, **values: Any) -> None:
+        self._values = values
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _StepLogger.__slots__:  # not set yet (a copy being made)
+            raise AttributeError(name)
+        if self._bound is None:
+            self._bound = structlog.get_logger("ecl.step").bind(**self._values)
+        return getattr(self._bound, name)
+
+    def __repr__(self) -> str:
+        return f"<step logger {self._values!r}>"
+
+
 @dataclass
 class StepContext:
     """The LLM, identity, logger, prompts and artifact storage of one step attempt."""
@@ -220,9 +241,7 @@ class StepContext:
 
     def __post_init__(self) -> None:
         if self.logger is None:
-            self.logger = structlog.get_logger("ecl.step").bind(
-                workflow_id=self.workflow_id, step_id=self.step_id, attempt=self.attempt
-            )
+            self.logger = _StepLogger(workflow_id=self.workflow_id, step_id=self.step_id, attempt=self.attempt)
 
     def _store(self) -> ArtifactStore:
         if self.artifacts is None:

@@ -159,6 +159,15 @@ class StepFunction(Generic[P, R]):
         """The decorated function (``None`` for a wrapped class-based step)."""
         self._iteration = iteration
         self._signature = inspect.signature(fn) if fn is not None else None
+        # Positional-only calls of a plain signature skip ``Signature.bind`` (the common case,
+        # on the hot path): what it would bind is the leading parameters, in order.
+        self._positional: tuple[str, ...] | None = None
+        self._required = 0
+        if self._signature is not None:
+            params = list(self._signature.parameters.values())[1:]
+            if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
+                self._positional = tuple(p.name for p in params)
+                self._required = sum(1 for p in params if p.default is p.empty)
         self._adapter: TypeAdapter[Any] | None = None
         if isinstance(impl, FunctionStep) and impl.boxed:
             self._adapter = TypeAdapter(impl.output_model.model_fields[RESULT_FIELD].annotation or Any)
@@ -192,6 +201,9 @@ class StepFunction(Generic[P, R]):
             if args:
                 raise TypeError(f"step {self.name}: pass its input as keywords or one {self.step.input_model.__name__}")
             return kwargs
+        positional = self._positional
+        if positional is not None and not kwargs and self._required <= len(args) <= len(positional):
+            return dict(zip(positional, args, strict=False))
         try:
             bound = self._signature.bind(None, *args, **kwargs)
         except TypeError as exc:

@@ -73,7 +73,13 @@ from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
 from ecl.steps.registry import StepRegistry
 from ecl.workflows.budget import BUDGET_PROMISE, RunBudget, budget_journal_name, resolve_limits
-from ecl.workflows.definition import RevisionLoop, WorkflowDefinition, is_reference, literal_value
+from ecl.workflows.definition import (
+    RevisionLoop,
+    StepDefinition,
+    WorkflowDefinition,
+    is_reference,
+    literal_value,
+)
 from ecl.workflows.expression import ExpressionError, parse_expression, resolve_reference
 from ecl.workflows.loader import DefinitionRegistry
 from ecl.workflows.recorder import NullWorkflowRecorder, WorkflowRecorder
@@ -116,10 +122,17 @@ class _Run:
         self.state: dict[str, Any] = {}
         self.revisions = 0
         self.skipped: set[str] = set()
+        # Looked up once per run, not per step (a definition's lookups scan its lists).
+        self.specs = {s.step_id: s for s in defn.steps}
+        self.has_loops = bool(defn.loops)
+
+    def spec(self, step_id: str) -> StepDefinition:
+        found = self.specs.get(step_id)
+        return found if found is not None else self.defn.step(step_id)
 
     def scope(self, loop: dict[str, Any] | None = None) -> dict[str, Any]:
         # revision_count reads 0 before the first revision (without a durable write).
-        state = {STATE_REVISIONS: 0, **self.state} if self.defn.loops else self.state
+        state = {STATE_REVISIONS: 0, **self.state} if self.has_loops else self.state
         return {"input": self.input, "steps": self.outputs, "state": state, "loop": loop or {}}
 
     def absorb(self, execution: StepExecution) -> None:
@@ -250,19 +263,34 @@ class WorkflowOrchestrator:
         deps = defn.dependencies()
         conditions = defn.conditions()
         loop = defn.loops[0] if defn.loops else None
+        loop_only = defn.loop_only
         pending = [
-            s.step_id for s in defn.steps if s.step_id not in defn.loop_only and (subset is None or s.step_id in subset)
+            s.step_id for s in defn.steps if s.step_id not in loop_only and (subset is None or s.step_id in subset)
         ]
-        done = {s.step_id for s in defn.steps} - set(pending)
-        while pending:
-            ready = [s for s in pending if deps[s] <= done]
+        # Each round runs the pending steps whose prerequisites are all done, in definition
+        # order. Kept incrementally (what each step still waits for, who waits for each
+        # step), so a long chain costs no scan of every pending step per round.
+        order = {step_id: index for index, step_id in enumerate(pending)}
+        done = {s.step_id for s in defn.steps} - order.keys()
+        waits = {s: len(deps[s] - done) for s in pending}
+        dependents: dict[str, list[str]] = {}
+        for s in pending:
+            for d in deps[s] - done:
+                dependents.setdefault(d, []).append(s)
+        ready = [s for s in pending if not waits[s]]
+        left = len(pending)
+        while left:
             if not ready:
                 raise DefinitionError(f"definition {defn.id}: no runnable step (cycle?)", definition_id=defn.id)
             plain: list[str] = []
             validators: list[str] = []
+            following: list[str] = []
             for step_id in ready:
-                pending.remove(step_id)
-                done.add(step_id)
+                left -= 1
+                for waiting in dependents.get(step_id, ()):
+                    waits[waiting] -= 1
+                    if not waits[waiting]:
+                        following.append(waiting)
                 if deps[step_id] & run.skipped or not self._conditions_hold(run, step_id, conditions.get(step_id, [])):
                     run.skipped.add(step_id)
                     continue
@@ -271,6 +299,7 @@ class WorkflowOrchestrator:
             for _ in validators:
                 assert loop is not None
                 await self._loop(run, rec, loop)
+            ready = sorted(following, key=order.__getitem__)
 
     async def _concurrently(self, run: _Run, rec: WorkflowRecorder, step_ids: list[str], iteration: int) -> None:
         if len(step_ids) == 1:
@@ -294,6 +323,8 @@ class WorkflowOrchestrator:
 
     @staticmethod
     def _conditions_hold(run: _Run, step_id: str, conditions: list[str]) -> bool:
+        if not conditions:
+            return True
         scope = run.scope()
         for condition in conditions:
             try:
@@ -402,11 +433,12 @@ class WorkflowOrchestrator:
         iteration: int,
         loop_scope: dict[str, Any] | None = None,
     ) -> StepExecution:
-        spec = run.defn.step(step_id)
+        spec = run.spec(step_id)
         scope = run.scope(loop_scope)
         step_input = {field: self._resolve(value, scope) for field, value in spec.input.items()}
         wid = run.ctx.workflow_id
         step_recorder: StepRecorder = rec if spec.implementation == step_id else _StepLabel(rec, step_id)
+        fresh: list[StepExecution] = []
 
         async def execute(guard: BudgetGuard | None) -> dict[str, Any]:
             execution = await self.executor.execute(
@@ -422,10 +454,12 @@ class WorkflowOrchestrator:
             data = execution.model_dump(mode="json")
             data["step_id"] = step_id
             data["metadata"]["step_id"] = step_id
+            fresh.append(execution)
             return data
 
         raw = await run.budget.run(journal_name(step_id, iteration), step_id, execute)
-        return StepExecution.model_validate(raw)
+        # Run just now: the object is at hand (labelled as journaled). Replayed: rebuilt.
+        return _labelled(fresh[-1], step_id) if fresh else StepExecution.model_validate(raw)
 
     @staticmethod
     def _resolve(value: Any, scope: dict[str, Any]) -> Any:
@@ -436,6 +470,14 @@ class WorkflowOrchestrator:
         if isinstance(value, list):
             return [WorkflowOrchestrator._resolve(v, scope) for v in value]
         return literal_value(value)
+
+
+def _labelled(execution: StepExecution, step_id: str) -> StepExecution:
+    """``execution`` (just made by the executor, held by nothing else) labelled with the
+    definition's step id, as its journal entry is."""
+    execution.step_id = step_id
+    execution.metadata.step_id = step_id
+    return execution
 
 
 def _feedback(execution: StepExecution) -> str | None:
