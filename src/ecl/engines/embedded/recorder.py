@@ -47,6 +47,9 @@ class WriterRecorder:
         # Which step each running attempt belongs to, so its end is shown under its own name
         # when sibling steps run concurrently.
         self._started: dict[str, str] = {}
+        # The queued insert of each running attempt's row (its ticket and data), so a
+        # completion that comes before the insert is committed is written in that insert.
+        self._queued: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._listener is not None:
@@ -55,25 +58,21 @@ class WriterRecorder:
     async def step_started(self, step: StepStarted) -> str:
         """Queue a ``running`` step_executions row; returns its id."""
         execution_id = uuid.uuid4().hex
-        self._writer.post(
-            Insert(
-                self._steps,
-                {
-                    "id": execution_id,
-                    "workflow_id": step.workflow_id,
-                    "step_id": step.step_id,
-                    "attempt": step.attempt,
-                    "iteration": step.iteration,
-                    "state": "running",
-                    "input": step.input,
-                    "output": None,
-                    "error": None,
-                    "started_at": datetime.now(UTC),
-                    "completed_at": None,
-                    "tokens_used": None,
-                },
-            )
-        )
+        row = {
+            "id": execution_id,
+            "workflow_id": step.workflow_id,
+            "step_id": step.step_id,
+            "attempt": step.attempt,
+            "iteration": step.iteration,
+            "state": "running",
+            "input": step.input,
+            "output": None,
+            "error": None,
+            "started_at": datetime.now(UTC),
+            "completed_at": None,
+            "tokens_used": None,
+        }
+        self._queued[execution_id] = (self._writer.post(Insert(self._steps, row)), row)
         if self._listener is not None:
             self._started[execution_id] = step.step_id
         self._emit(
@@ -87,16 +86,31 @@ class WriterRecorder:
         return execution_id
 
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
-        """Queue the step_executions row's completion."""
-        params = {
-            "b_id": execution_id,
-            "b_state": result.state,
-            "b_output": result.output,
-            "b_error": result.error,
-            "b_now": datetime.now(UTC),
-            "b_tokens": result.total_tokens,
-        }
-        self._writer.post(FencedUpdate(self._sql.step_finished, params))
+        """Queue the step_executions row's completion: in the row's insert while that is
+        still queued (one write instead of two in the same transaction), else an update.
+        Only a completion is folded in: a failure's error is not known to be JSON, and
+        writing it apart keeps a bad one from losing the row."""
+        now, tokens = datetime.now(UTC), result.total_tokens
+        queued = self._queued.pop(execution_id, None)
+        if queued is not None and result.state == "completed" and result.error is None:
+            ticket, row = queued
+
+            def complete() -> None:
+                row.update(state=result.state, output=result.output, completed_at=now, tokens_used=tokens)
+
+            folded = self._writer.amend(ticket, complete)
+        else:
+            folded = False
+        if not folded:
+            params = {
+                "b_id": execution_id,
+                "b_state": result.state,
+                "b_output": result.output,
+                "b_error": result.error,
+                "b_now": now,
+                "b_tokens": tokens,
+            }
+            self._writer.post(FencedUpdate(self._sql.step_finished, params))
         self._emit(
             "step_finished",
             execution_id=execution_id,

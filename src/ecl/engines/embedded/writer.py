@@ -157,6 +157,8 @@ class DatabaseWriter:
         self._busy_timeout_ms = 0
         """Inline mode: the configured busy timeout, used only off the loop (drainer, close)."""
         self._pending: list[_Item] = []
+        self._taken = 0
+        """Inline mode: how many times the pending list was taken for a batch (see :meth:`amend`)."""
         self._flush_scheduled: set[asyncio.AbstractEventLoop] = set()
         self._drainer: threading.Thread | None = None
         """Inline mode: the thread waiting for the write lock, while another connection holds it."""
@@ -194,15 +196,32 @@ class DatabaseWriter:
         self._enqueue(_Item(work, future, loop, ride_out=ride_out), loop)
         return future
 
-    def post(self, work: Insert | FencedInsert | FencedUpdate | Operation) -> None:
-        """Queue ``work`` without waiting; failures are logged."""
+    def post(self, work: Insert | FencedInsert | FencedUpdate | Operation) -> int:
+        """Queue ``work`` without waiting; failures are logged. Returns a ticket for
+        :meth:`amend`."""
         if self._closed:
             raise RuntimeError("database writer is closed")
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        ticket = self._taken if self.inline else -1
         self._enqueue(_Item(work, None, None), loop)
+        return ticket
+
+    def amend(self, ticket: int, change: Callable[[], None]) -> bool:
+        """Run ``change`` (which edits the data of the write posted with ``ticket``) if that
+        write is still queued here, not yet taken for a batch; returns whether it ran.
+
+        So a later change of a row can ride in its insert instead of being a second write
+        in the same transaction. Inline mode only (thread mode: always ``False``)."""
+        if ticket < 0:
+            return False
+        with self._lock:
+            if ticket != self._taken:
+                return False
+            change()
+            return True
 
     def _enqueue(self, item: _Item, loop: asyncio.AbstractEventLoop | None) -> None:
         if not self.inline:
@@ -244,6 +263,7 @@ class DatabaseWriter:
             if self._drainer is not None or not self._pending:
                 return
             batch, self._pending = self._pending, []
+            self._taken += 1
             try:
                 conn = self._connection()
                 free = self._begin_now(conn)
@@ -273,6 +293,7 @@ class DatabaseWriter:
                 self._run_batches(conn, batch)
             with self._lock:
                 batch, self._pending = self._pending, []
+                self._taken += 1
                 if not batch:
                     if conn is not None:  # before the loop may use the connection again
                         _raw(conn).execute("PRAGMA busy_timeout=0")
@@ -302,6 +323,7 @@ class DatabaseWriter:
                 drainer.join(timeout)
             with self._lock:
                 batch, self._pending = self._pending, []
+                self._taken += 1
                 if batch:  # off the loop: this may wait for the lock
                     conn = self._connection()
                     _raw(conn).execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
