@@ -33,3 +33,9 @@ def test_concurrent_steps_end_under_their_own_names() -> None:
     progress({"event": "step_started", "step_id": "b", "attempt": 1})
     progress({"event": "step_finished", "step_id": "a", "state": "completed"})
     assert "✓ a (completed)" in out.getvalue().splitlines()[2]
+
+
+def test_a_wait_for_the_providers_capacity_is_shown() -> None:
+    progress, out = _progress()
+    progress({"event": "llm_waiting", "workflow_id": "w", "reason": "requests per minute", "wait_s": 2.07})
+    assert "… waiting 2.1s for the provider's requests per minute" in out.getvalue()

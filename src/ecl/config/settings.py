@@ -142,6 +142,13 @@ class BreakerSettings(_Section):
     """How long one LLM call waits for an open circuit before it fails (retryable)."""
 
 
+class RateLimitSettings(_Section):
+    """Limits toward the provider for one model (``llm.rate_limits.<model>``; ``"*"``: any other)."""
+
+    requests_per_minute: float | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False)
+    tokens_per_minute: float | None = Field(default=None, gt=0, le=1_000_000_000, allow_inf_nan=False)
+
+
 class LlmSettings(_Section):
     """The LLM provider."""
 
@@ -160,6 +167,9 @@ class LlmSettings(_Section):
     """Prices by model name, over the shipped table (docs/costs.md)."""
     allow_unpriced: bool = False
     """Run models that have no price (their calls cost 0) instead of refusing to start."""
+    rate_limits: dict[str, RateLimitSettings] = Field(default_factory=dict)
+    """Requests and tokens per minute by model, shared by every workflow of the process
+    (docs/costs.md, Rate limits)."""
     fallback: list[str] = Field(default_factory=list)
     """Models tried in order after ``model`` when its circuit is open or its retries are spent
     on a retryable failure (``"claude-haiku-4-5"``, ``"a -> b"``; each needs a price)."""

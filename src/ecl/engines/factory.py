@@ -25,6 +25,7 @@ from ecl.llm import BreakerBoard, LlmProvider, build_provider
 from ecl.llm.budget import BudgetPolicy
 from ecl.llm.fallback import require_priced
 from ecl.llm.prices import PriceTable
+from ecl.llm.ratelimit import RateLimit, RateLimitBoard
 from ecl.llm.registry import provider_factory
 from ecl.steps import PromptLibrary
 from ecl.store.database import check_schema, create_engine, create_sync_engine
@@ -95,6 +96,12 @@ def build_provider_from(
         breakers=breakers or build_breakers(settings),
         breaker_max_wait=llm.breaker.max_wait_seconds,
         fallback=llm.fallback,
+        rate_limits=RateLimitBoard(
+            {
+                model: RateLimit(limit.requests_per_minute, limit.tokens_per_minute)
+                for model, limit in llm.rate_limits.items()
+            }
+        ),
     )
 
 

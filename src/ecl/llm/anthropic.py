@@ -155,7 +155,9 @@ class AnthropicProvider:
         try:
             # The SDK's timeout bounds each read; this bounds the whole request (monotonic).
             async with asyncio.timeout(self.timeout):
-                message = await self._client.messages.create(**self._params(request))
+                raw = await self._client.messages.with_raw_response.create(**self._params(request))
+                message = await raw.parse()
+            limits = {k.lower(): v for k, v in raw.headers.items() if k.lower().startswith("anthropic-ratelimit-")}
         except Exception as exc:
             raise _translate(exc) from exc
         text = _text(message.content)
@@ -166,6 +168,7 @@ class AnthropicProvider:
             tool_calls=_tool_calls(message.content),
             model=message.model,
             latency_ms=(time.perf_counter() - started) * 1000,
+            rate_limit_headers=limits,
         )
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:

@@ -1,5 +1,5 @@
 """Builds the configured provider by name (from :mod:`ecl.llm.registry`): fallback chain →
-retry → circuit breaker (per model) → provider.
+retry → circuit breaker (per model) → rate limits (per model) → provider.
 
 The breaker sits inside the retry loop, so it counts every failed HTTP request, and a retry
 that meets an open circuit waits for it rather than spending an attempt."""
@@ -14,6 +14,7 @@ from ecl.core.policy import RetryPolicy
 from ecl.llm.breaker import BreakerBoard, BreakerProvider
 from ecl.llm.fallback import FallbackProvider
 from ecl.llm.provider import LlmProvider
+from ecl.llm.ratelimit import RateLimitBoard, RateLimitedProvider
 from ecl.llm.registry import ProviderOptions, provider_factory
 from ecl.llm.retry import RetryingProvider
 
@@ -33,10 +34,12 @@ def build_provider(
     breakers: BreakerBoard | None = None,
     breaker_max_wait: float = 300.0,
     fallback: Sequence[str] = (),
+    rate_limits: RateLimitBoard | None = None,
 ) -> LlmProvider:
     """A ready provider by name (see :mod:`ecl.llm.registry`). ``mock`` needs no key: it
     answers Critique-Revise deterministically. ``fallback``: models tried after ``model``
-    (:mod:`ecl.llm.fallback`); a request's own ``fallback`` replaces it."""
+    (:mod:`ecl.llm.fallback`); a request's own ``fallback`` replaces it. ``rate_limits``: the
+    process's token buckets (:mod:`ecl.llm.ratelimit`; default: none, only ``retry-after``)."""
     factory, wrap = provider_factory(provider)
     inner = factory(
         ProviderOptions(
@@ -49,6 +52,7 @@ def build_provider(
     )
     if not wrap:
         return inner
+    inner = RateLimitedProvider(inner, rate_limits or RateLimitBoard())
     policy = retry or RetryPolicy()
     if not breaker:
         plain = RetryingProvider(inner, policy)

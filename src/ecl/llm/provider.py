@@ -112,6 +112,8 @@ class CompletionResponse(BaseModel):
     """Tools the model asked to run (with ``stop_reason == "tool_use"``)."""
     model: str = ""
     latency_ms: float = 0.0
+    rate_limit_headers: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """The provider's ``anthropic-ratelimit-*`` response headers (:mod:`ecl.llm.ratelimit`)."""
 
 
 class StreamEvent(BaseModel):

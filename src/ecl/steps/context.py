@@ -19,6 +19,7 @@ from ecl.core.records import INTERRUPTED, PENDING, LlmCall
 from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
+from ecl.llm.ratelimit import on_wait
 from ecl.observability import metrics
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
@@ -83,6 +84,12 @@ class RecordingLlm:
             model = request.model or self.model
             self._budget.check(request, model, self._price(model))
 
+    async def _waiting(self, reason: str, seconds: float) -> None:
+        """The call waits for the provider's capacity: tell the recorder (a progress event)."""
+        tell = getattr(self._recorder, "llm_waiting", None)
+        if tell is not None:
+            await tell(self._workflow_id, self._execution_id, reason, seconds)
+
     async def _sent(self, request: CompletionRequest) -> str:
         """Record the request as ``pending`` before it goes out; returns the row's id."""
         call_id = uuid.uuid4().hex
@@ -144,6 +151,7 @@ class RecordingLlm:
         self._check_budget(request)
         call_id = await self._sent(request)
         started = time.perf_counter()
+        token = on_wait.set(self._waiting)
         try:
             response = await self.inner.complete(request)
         except asyncio.CancelledError:
@@ -171,6 +179,8 @@ class RecordingLlm:
                 call_id,
             )
             raise
+        finally:
+            on_wait.reset(token)
         await self._record(response.model or self.model, response.usage, response.latency_ms, None, call_id)
         self.models.append(response.model or request.model or self.model)
         return response

@@ -320,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif request.stream:
                 self._sse(request, reply)
             else:
-                self._json(200, _message(request, reply.text, reply.usage, reply.tool_calls, fake), {})
+                self._json(200, _message(request, reply.text, reply.usage, reply.tool_calls, fake), reply.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass
 

@@ -55,6 +55,11 @@ class WriterRecorder:
         if self._listener is not None:
             self._listener({"event": event, **fields})
 
+    async def llm_waiting(self, workflow_id: str, execution_id: str, reason: str, seconds: float) -> None:
+        """A call of the step waits for capacity (rate limit): a progress event."""
+        step_id = self._started.get(execution_id)
+        self._emit("llm_waiting", workflow_id=workflow_id, step_id=step_id, reason=reason, wait_s=round(seconds, 2))
+
     async def step_started(self, step: StepStarted) -> str:
         """Queue a ``running`` step_executions row; returns its id."""
         execution_id = uuid.uuid4().hex
