@@ -39,3 +39,9 @@ def test_a_wait_for_the_providers_capacity_is_shown() -> None:
     progress, out = _progress()
     progress({"event": "llm_waiting", "workflow_id": "w", "reason": "requests per minute", "wait_s": 2.07})
     assert "… waiting 2.1s for the provider's requests per minute" in out.getvalue()
+
+
+def test_a_workflow_waiting_for_a_slot_is_shown() -> None:
+    progress, out = _progress()
+    progress({"event": "workflow_queued", "workflow_id": "w", "definition_id": "haiku"})
+    assert "… waiting for a slot (max_concurrent_workflows of haiku)" in out.getvalue()

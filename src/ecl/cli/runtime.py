@@ -164,6 +164,8 @@ class Progress:
             mark = "✓" if state == "completed" else "✗"
             self.steps += state == "completed"
             self._line(f"{mark} {event.get('step_id') or self.current} ({state})")
+        elif kind == "workflow_queued":
+            self._line(f"… waiting for a slot (max_concurrent_workflows of {event.get('definition_id')})")
         elif kind == "llm_waiting":
             self._line(f"… waiting {float(event.get('wait_s') or 0):.1f}s for the provider's {event.get('reason')}")
         elif kind == "workflow_state" and event.get("state") == WorkflowState.WAITING_FOR_REVISION:

@@ -75,6 +75,7 @@ class CodeWorkflow(Generic[P, R]):
         description: str | None,
         budget_usd: Decimal | float | str | None = None,
         budget_tokens: int | None = None,
+        max_concurrent_workflows: int | None = None,
     ):
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(f"@ecl.workflow {fn.__qualname__}: a workflow must be an async function")
@@ -96,6 +97,18 @@ class CodeWorkflow(Generic[P, R]):
         """Spending limit of each run in USD (``input.budget_usd`` overrides; default: ``budget.usd``)."""
         self.budget_tokens: int | None = tokens
         """Token limit of each run (``input.budget_tokens`` overrides; default: ``budget.tokens``)."""
+        if max_concurrent_workflows is not None and (
+            isinstance(max_concurrent_workflows, bool)
+            or not isinstance(max_concurrent_workflows, int)
+            or max_concurrent_workflows < 1
+        ):
+            raise DefinitionError(
+                f"@ecl.workflow {fn.__qualname__}: max_concurrent_workflows={max_concurrent_workflows!r} "
+                "must be a whole number >= 1",
+                definition_id=id,
+            )
+        self.max_concurrent_workflows = max_concurrent_workflows
+        """Most runs of this workflow at once on one embedded engine (``None``: no limit)."""
         self.parameters: type[BaseModel] = signature_model(fn, f"{_pascal(id)}Parameters")
         """The function's own parameters (after the context)."""
         # Every workflow takes its budget in the input, as a graph's does (checked by the run,
@@ -185,6 +198,7 @@ def workflow(
     description: str | None = None,
     budget_usd: Decimal | float | str | None = None,
     budget_tokens: int | None = None,
+    max_concurrent_workflows: int | None = None,
 ) -> Callable[[Callable[Concatenate[WorkflowContext, P], Awaitable[R]]], CodeWorkflow[P, R]]: ...
 
 
@@ -196,6 +210,7 @@ def workflow(
     description: str | None = None,
     budget_usd: Decimal | float | str | None = None,
     budget_tokens: int | None = None,
+    max_concurrent_workflows: int | None = None,
 ) -> Any:
     """Make an async function a durable workflow, registered under ``id``.
 
@@ -203,12 +218,20 @@ def workflow(
     first line; ``description`` to the docstring. ``budget_usd`` / ``budget_tokens`` limit
     each run's LLM spend (the input's ``budget_usd`` / ``budget_tokens`` override them; the
     configured ``budget.*`` applies when neither is set), as a graph's ``options`` do.
+    ``max_concurrent_workflows`` caps the runs of this workflow at once on one embedded
+    engine (the others wait their turn, in order).
     """
 
     def wrap(fn: Callable[..., Awaitable[Any]]) -> CodeWorkflow[Any, Any]:
         wid = id if isinstance(id, str) and id else fn.__name__.replace("_", "-")
         return CodeWorkflow(
-            fn, id=wid, name=name, description=description, budget_usd=budget_usd, budget_tokens=budget_tokens
+            fn,
+            id=wid,
+            name=name,
+            description=description,
+            budget_usd=budget_usd,
+            budget_tokens=budget_tokens,
+            max_concurrent_workflows=max_concurrent_workflows,
         )
 
     if callable(id):

@@ -147,6 +147,9 @@ class WorkflowOptions(_Model):
     """Token limit of each run (``input.budget_tokens`` overrides; default: ``budget.tokens``)."""
     fallback: list[str] = Field(default_factory=list)
     """Models every step's LLM requests fall back to, in order (default: ``llm.fallback``)."""
+    max_concurrent_workflows: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Most runs of this definition at once on one embedded engine; the others wait their
+    turn, in order (``None``: no limit)."""
 
 
 class WorkflowDefinition(_Model):

@@ -119,6 +119,7 @@ class EmbeddedEngine:
         self._cancelling: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self._opts.max_concurrent)
+        self._per_definition: dict[str, asyncio.Semaphore] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -536,6 +537,34 @@ class EmbeddedEngine:
         async with self._slots:
             return await self._drive_owned(workflow_id, fresh)
 
+    def _concurrency(self, definition_id: str) -> asyncio.Semaphore | None:
+        """The slots of a definition with ``max_concurrent_workflows`` (``None``: no limit)."""
+        found = self._per_definition.get(definition_id)
+        if found is not None or self._known is None:
+            return found
+        try:
+            known: Any = self._known(definition_id)
+        except EclError:
+            return None
+        options = getattr(known, "options", known)
+        limit = getattr(options, "max_concurrent_workflows", None)
+        if not isinstance(limit, int) or limit < 1:
+            return None
+        found = self._per_definition[definition_id] = asyncio.Semaphore(limit)
+        return found
+
+    async def _turn(self, workflow_id: str, definition_id: str) -> asyncio.Semaphore | None:
+        """Wait for a slot of the definition (``max_concurrent_workflows``), saying so."""
+        slots = self._concurrency(definition_id)
+        if slots is None:
+            return None
+        if slots.locked():
+            _log.info("workflow waits for a slot", workflow_id=workflow_id, definition_id=definition_id)
+            if self._listener is not None:
+                self._listener({"event": "workflow_queued", "workflow_id": workflow_id, "definition_id": definition_id})
+        await slots.acquire()
+        return slots
+
     async def _drive_owned(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
         t, sql = self._t, self._sql
         journal, me = t["journal_entries"], self._me.id
@@ -560,6 +589,11 @@ class EmbeddedEngine:
             if row is None:
                 raise _not_found(workflow_id)
             definition_id, data = row.definition_id, dict(row.input or {})
+        slots = await self._turn(workflow_id, definition_id)
+        if slots is not None:  # held until this workflow's task ends, however it ends
+            task = asyncio.current_task()
+            assert task is not None
+            task.add_done_callback(lambda _task: slots.release())
         started = time.perf_counter()
         recorder = WriterRecorder(self.writer, t, sql, owner=me, listener=self._listener)
         ctx = EmbeddedDurableContext(
