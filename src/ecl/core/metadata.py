@@ -26,6 +26,9 @@ class TokenUsage(BaseModel):
         return self.input + self.output + self.cache_creation + self.cache_read
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
+        # Immutable: adding nothing (a step that made no LLM call) is the same usage, not a new one.
+        if not (other.input or other.output or other.cache_creation or other.cache_read):
+            return self
         return TokenUsage(
             input=self.input + other.input,
             output=self.output + other.output,
