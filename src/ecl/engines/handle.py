@@ -34,7 +34,8 @@ from ecl.config import Settings, load_settings, sources_of
 from ecl.core.durable import JsonValue
 from ecl.core.results import WorkflowResult
 from ecl.engines.embedded import EmbeddedEngine
-from ecl.engines.factory import Runtime, build_embedded_engine, build_prices, build_provider_from, check_fallbacks
+from ecl.engines.factory import Runtime, build_prices, build_provider_from, check_fallbacks
+from ecl.engines.factory import open_engine as open_configured_engine
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability import configure_logging
@@ -151,12 +152,13 @@ async def open_engine(
         prompts=PromptLibrary(override_dir=prompts_dir, search_dirs=catalog.prompt_dirs),
         prices=prices,
     )
-    engine = build_embedded_engine(settings, Runtime(orchestrator=orchestrator, definitions=catalog, llm=provider))
-    await engine.start()
+    runtime = Runtime(orchestrator=orchestrator, definitions=catalog, llm=provider)
     try:
-        yield EngineHandle(engine, catalog)
+        # Built, started and closed as every command does it (settings.engine is "embedded").
+        async with open_configured_engine(settings, runtime=runtime) as engine:
+            assert isinstance(engine, EmbeddedEngine)
+            yield EngineHandle(engine, catalog)
     finally:
-        await engine.close()
         await db.dispose()
         closer = getattr(provider, "close", None) if provider is not llm else None
         if closer is not None:  # the provider built here owns an HTTP client
