@@ -400,6 +400,36 @@ async def test_two_engines_never_run_the_same_workflow(make_engine: Any, db_url:
     assert started == ["run"]
 
 
+async def test_a_run_taken_over_by_another_worker_stands_down_with_a_lease_error(
+    make_engine: Any, db_url: str
+) -> None:
+    """The heartbeat finds the row owned by someone else: the run stops with LeaseError naming
+    the new owner (not a bare CancelledError), and its step's late result is not written."""
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+        async def step() -> str:
+            started.set()
+            await gate.wait()
+            return "done"
+
+        return {"v": await ctx.run("step:only", step)}
+
+    engine = await make_engine(script)
+    wid = await engine.submit("demo", {})
+    await asyncio.wait_for(started.wait(), 30)
+    db = create_sync_engine(db_url)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE workflows SET owner = 'someone-else' WHERE id = :w"), {"w": wid})
+    db.dispose()
+    with pytest.raises(LeaseError) as caught:
+        await asyncio.wait_for(engine.result(wid), 60)
+    await engine.close()
+    assert "someone-else" in caught.value.message
+    assert workflow_row(db_url, wid).owner == "someone-else"
+    assert journal_names(db_url, wid) == []
+
+
 async def test_unknown_workflow_is_not_found(make_engine: Any) -> None:
     async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
         return {}

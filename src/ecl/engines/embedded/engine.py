@@ -117,6 +117,11 @@ class EmbeddedEngine:
         self._writer: DatabaseWriter | None = None
         self._tasks: dict[str, asyncio.Task[WorkflowResult]] = {}
         self._cancelling: set[str] = set()
+        self._lost: dict[str, str | None] = {}
+        """Workflows the heartbeat found taken over by another process (their new owner)."""
+        self._finishing: set[str] = set()
+        """Workflows whose final write is on its way: the heartbeat, which may read that write
+        (terminal, no owner) before the task has returned, must not cancel them."""
         self._heartbeat: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self._opts.max_concurrent)
         self._per_definition: dict[str, asyncio.Semaphore] = {}
@@ -217,17 +222,19 @@ class EmbeddedEngine:
                 if not ids:
                     continue
 
-                def ended(conn: Connection, ids: list[str] = ids) -> list[tuple[str, str | None]]:
+                def ended(conn: Connection, ids: list[str] = ids) -> list[tuple[str, str | None, str]]:
                     rows = conn.execute(
                         select(workflows.c.id, workflows.c.owner, workflows.c.state).where(workflows.c.id.in_(ids))
                     )
-                    return [(r.id, r.state) for r in rows if r.owner != me or r.state in TERMINAL_STATES]
+                    return [(r.id, r.owner, r.state) for r in rows if r.owner != me or r.state in TERMINAL_STATES]
 
-                for workflow_id, state in await self.writer.call(ended):
+                for workflow_id, owner, state in await self.writer.call(ended):
                     task = self._tasks.get(workflow_id)
-                    if task is not None and not task.done():
+                    if task is not None and not task.done() and workflow_id not in self._finishing:
                         if state == WorkflowState.CANCELLED:
                             self._cancelling.add(workflow_id)
+                        else:
+                            self._lost[workflow_id] = owner
                         task.cancel()
             except Exception as exc:  # keep beating: a transient DB error must not kill us
                 _log.warning("heartbeat failed", error=repr(exc))
@@ -616,6 +623,14 @@ class EmbeddedEngine:
             if workflow_id in self._cancelling or isinstance(exc, WorkflowCancelled):
                 self._cancelling.discard(workflow_id)
                 return await self._finish_cancelled(workflow_id, definition_id)
+            if workflow_id in self._lost:  # not our run any more: say so, not "cancelled"
+                owner = self._lost.pop(workflow_id)
+                log.warning("lease lost; standing down", owner=owner)
+                raise LeaseError(
+                    f"workflow {workflow_id} was taken over by {owner}; this process stood down",
+                    workflow_id=workflow_id,
+                    owner=owner or "",
+                ) from None
             await self._release(workflow_id)
             raise
         except LeaseLost as lost:
@@ -661,6 +676,7 @@ class EmbeddedEngine:
             "b_now": datetime.now(UTC),
         }
 
+        self._finishing.add(result.workflow_id)
         try:
             await self.writer.submit(FencedUpdate(finish, params, result.workflow_id, me))
         except LeaseLost as lost:
@@ -671,6 +687,8 @@ class EmbeddedEngine:
                 workflow_id=result.workflow_id,
                 owner=lost.owner or "",
             ) from None
+        finally:
+            self._finishing.discard(result.workflow_id)
         if self._listener is not None:
             self._listener(
                 {
@@ -706,7 +724,11 @@ class EmbeddedEngine:
             )
             return result
 
-        written: WorkflowResult = await self.writer.call(write)
+        self._finishing.add(workflow_id)
+        try:
+            written: WorkflowResult = await self.writer.call(write)
+        finally:
+            self._finishing.discard(workflow_id)
         return written
 
     async def _release(self, workflow_id: str) -> None:
