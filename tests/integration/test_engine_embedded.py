@@ -400,9 +400,7 @@ async def test_two_engines_never_run_the_same_workflow(make_engine: Any, db_url:
     assert started == ["run"]
 
 
-async def test_a_run_taken_over_by_another_worker_stands_down_with_a_lease_error(
-    make_engine: Any, db_url: str
-) -> None:
+async def test_a_run_taken_over_by_another_worker_stands_down_with_a_lease_error(make_engine: Any, db_url: str) -> None:
     """The heartbeat finds the row owned by someone else: the run stops with LeaseError naming
     the new owner (not a bare CancelledError), and its step's late result is not written."""
     started, gate = asyncio.Event(), asyncio.Event()
