@@ -91,7 +91,7 @@ class RetryingProvider:
                     "llm call failed; retrying",
                     kind=err.kind,
                     status=err.status_code,
-                    attempt=attempt,
+                    request=attempt,  # ``attempt`` is the step's (bound by the executor)
                     wait_s=round(wait, 3),
                 )
                 await self._sleep(wait)

@@ -1,10 +1,21 @@
 """Structured logging with structlog.
 
-Readable console output in development, JSON lines in production. ``workflow_id`` and
-``step_id`` are bound through contextvars (:func:`bind_workflow`, :func:`bind_step`), so
-every line logged while a step runs carries them, whichever module logs it. A redaction
-processor removes configured secret values, URL passwords and secret-looking keys from every
-event.
+Readable console output in development, JSON lines in production. The context of a run is
+bound through contextvars, so every line logged while it runs carries it, whichever module
+logs it (the LLM provider's retries, the breaker, the rate limiter):
+
+- ``workflow_id``: bound by the engine around one run of one workflow (:func:`bind_workflow`);
+- ``step_id`` and ``iteration``: bound by the step executor around one step (:func:`bind_step`);
+- ``attempt``: the step's attempt, set by the executor as each attempt starts (:func:`bind_attempt`).
+
+Contextvars belong to the asyncio task: steps run concurrently (``asyncio.gather`` wraps each
+in a task with a copy of the context) each carry their own ``step_id``. A thread does not
+inherit them: the embedded engine's database writer logs at process level (see
+:mod:`ecl.engines.embedded.writer`). ``trace_id`` is not bound yet: it joins
+:func:`bind_workflow` when tracing lands (OpenTelemetry, issue 14 item 1).
+
+A redaction processor removes configured secret values, URL passwords and secret-looking
+keys from every event.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ecl.core.redaction import redact_text
 
-__all__ = ["Redactor", "bind_step", "bind_workflow", "configure_logging", "get_logger"]
+__all__ = ["Redactor", "bind_attempt", "bind_step", "bind_workflow", "configure_logging", "get_logger"]
 
 _LEVELS = {
     "trace": logging.DEBUG,
@@ -127,14 +138,32 @@ def get_logger(name: str | None = None) -> Any:
 
 
 @contextmanager
-def bind_workflow(workflow_id: str) -> Iterator[None]:
-    """Every log line inside carries ``workflow_id``."""
-    with structlog.contextvars.bound_contextvars(workflow_id=workflow_id):
+def bind_workflow(workflow_id: str, **fields: Any) -> Iterator[None]:
+    """Every log line inside carries ``workflow_id`` (and ``fields``) and nothing bound
+    outside: a run's lines never carry the step, attempt or request of whoever started it.
+
+    The place for ``trace_id`` once runs are traced (issue 14 item 1): the engine will pass
+    the run's journaled trace id here. Restored on the way out (tokens, so nested and
+    concurrent scopes are exact)."""
+    outer = dict.fromkeys(structlog.contextvars.get_contextvars(), ...)
+    tokens = structlog.contextvars.bind_contextvars(**{**outer, "workflow_id": workflow_id, **fields})
+    try:
         yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 @contextmanager
-def bind_step(step_id: str) -> Iterator[None]:
-    """Every log line inside carries ``step_id``."""
-    with structlog.contextvars.bound_contextvars(step_id=step_id):
+def bind_step(step_id: str, **fields: Any) -> Iterator[None]:
+    """Every log line inside carries ``step_id`` (and ``fields``); ``attempt`` is unset until
+    :func:`bind_attempt` sets it, and restored with the rest on the way out."""
+    tokens = structlog.contextvars.bind_contextvars(step_id=step_id, attempt=..., **fields)
+    try:
         yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def bind_attempt(attempt: int) -> None:
+    """From here to the end of the enclosing :func:`bind_step`, lines carry ``attempt``."""
+    structlog.contextvars.bind_contextvars(attempt=attempt)

@@ -22,6 +22,7 @@ from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability import metrics
+from ecl.observability.logging import bind_attempt, bind_step
 from ecl.steps.context import RecordingLlm, StepContext
 from ecl.steps.execution import StepExecution, TraceEvent
 from ecl.steps.prompts import PromptLibrary
@@ -108,7 +109,34 @@ class StepExecutor:
         no limit), measured on the event loop's monotonic clock; an attempt over it is
         cancelled and fails with :class:`~ecl.core.StepTimeoutError` (retryable, so the
         step's retry policy decides whether another attempt runs). ``fallback`` (default: the
-        step's own) is the model chain of its LLM requests that name none."""
+        step's own) is the model chain of its LLM requests that name none.
+
+        Every line logged meanwhile, by any module, carries ``step_id``, ``iteration`` and
+        (from the first attempt on) ``attempt`` (:mod:`ecl.observability.logging`)."""
+        with bind_step(step.id, iteration=iteration):
+            return await self._attempts(
+                step,
+                input,
+                workflow_id=workflow_id,
+                iteration=iteration,
+                recorder=recorder,
+                budget=budget,
+                timeout=timeout,
+                fallback=fallback,
+            )
+
+    async def _attempts(
+        self,
+        step: Step[Any, Any],
+        input: dict[str, Any] | BaseModel,
+        *,
+        workflow_id: str,
+        iteration: int,
+        recorder: StepRecorder | None,
+        budget: BudgetGuard | None,
+        timeout: float | None,
+        fallback: Sequence[str] | None,
+    ) -> StepExecution:
         step_id = step.id
         recorder = recorder or self.recorder
         log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
@@ -133,6 +161,7 @@ class StepExecutor:
         spent_tokens = 0
         while True:
             attempt += 1
+            bind_attempt(attempt)
             execution_id = await recorder.step_started(
                 StepStarted(workflow_id, step_id, attempt, iteration=iteration, input=raw_input)
             )

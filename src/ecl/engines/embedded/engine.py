@@ -55,6 +55,7 @@ from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
+from ecl.observability.logging import bind_workflow
 from ecl.store.progress import cancelled_result_from_records
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
@@ -541,8 +542,10 @@ class EmbeddedEngine:
         return task
 
     async def _drive(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
-        async with self._slots:
-            return await self._drive_owned(workflow_id, fresh)
+        # The task's lines carry this workflow, not what the code that spawned it had bound.
+        with bind_workflow(workflow_id):
+            async with self._slots:
+                return await self._drive_owned(workflow_id, fresh)
 
     def _concurrency(self, definition_id: str) -> asyncio.Semaphore | None:
         """The slots of a definition with ``max_concurrent_workflows`` (``None``: no limit)."""

@@ -25,12 +25,18 @@ it ended. Writes made for a client's request (``ride_out=False``) fail at once w
 waiting. A batch whose COMMIT was sent when the connection broke may or may not have
 committed: its transaction id, read before the COMMIT, is looked up when the database is
 back (``pg_xact_status``), so such a batch is neither lost nor applied twice.
+
+The writer's log lines are the process's, not a workflow's: it serves every workflow at once,
+from its own thread (or, inline, from a callback run in an empty context), so they carry no
+``workflow_id``/``step_id`` of whichever caller happened to queue first. The outage lines
+concern every run of the process; a fire-and-forget write that fails names its workflow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import queue
 import threading
 import time
@@ -232,7 +238,8 @@ class DatabaseWriter:
             if loop is None or loop in self._flush_scheduled or self._drainer is not None:
                 return  # a flush is due already, or the drainer takes it
             self._flush_scheduled.add(loop)
-        loop.call_soon(self._flush, loop)
+        # Not in the caller's context: the batch is everyone's, its lines are the process's.
+        loop.call_soon(self._flush, loop, context=contextvars.Context())
 
     def _connection(self) -> Connection:
         """Inline mode: the connection, with a busy timeout of 0 so the loop never waits."""
@@ -585,7 +592,11 @@ class DatabaseWriter:
         for item in items:
             if item.future is None or item.loop is None:
                 if item.error is not None:
-                    _log.error("background database write failed", error=repr(item.error))
+                    _log.error(
+                        "background database write failed",
+                        workflow_id=_workflow_of(item.work),
+                        error=repr(item.error),
+                    )
                 continue
             by_loop.setdefault(item.loop, []).append(item)
         try:
@@ -609,6 +620,16 @@ class DatabaseWriter:
                 continue
             with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
                 loop.call_soon_threadsafe(resolve)
+
+
+def _workflow_of(work: Insert | FencedInsert | FencedUpdate | Operation) -> str | None:
+    """The workflow a write is for, when the write says (a log line names it)."""
+    if isinstance(work, FencedInsert | FencedUpdate):
+        return work.workflow_id
+    if isinstance(work, Insert):
+        found = work.row.get("workflow_id", work.row.get("id") if work.table.name == _PARENT else None)
+        return found if isinstance(found, str) else None
+    return None
 
 
 def _raw(conn: Connection) -> Any:

@@ -30,6 +30,7 @@ from ecl.core.results import WorkflowResult
 from ecl.core.rules import APPROVAL_PROMISE, cancelled_result, next_round, submission_hash
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.context import CANCELLED_STATUS, RestateDurableContext
+from ecl.observability.logging import bind_workflow
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.workflows import WorkflowRecorder
@@ -119,6 +120,12 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
 
     @service.main(name="run")
     async def run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
+        # Every line of the invocation carries the workflow id: the tasks Restate starts for
+        # journaled runs (the steps) copy this context when they are created.
+        with bind_workflow(ctx.key()):
+            return await _run(ctx, request)
+
+    async def _run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
         wid = ctx.key()
         definition_id = str(request.get("definition_id"))
         data = dict(request.get("input") or {})

@@ -1,0 +1,70 @@
+"""The log-context binders (:mod:`ecl.observability.logging`): scopes restore exactly, a
+workflow's scope drops what its starter had bound, and a rate-limit wait is logged with the
+context of the call that waits."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import structlog
+
+from ecl.llm.ratelimit import RateLimitBoard
+from ecl.observability import bind_attempt, bind_step, bind_workflow, configure_logging
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_workflow_scope_drops_the_starters_bindings_and_restores_them() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    log = structlog.get_logger("t")
+    with structlog.contextvars.bound_contextvars(request_id="req-1", workflow_id="wf-outer"), bind_step("s0"):
+        bind_attempt(2)
+        with bind_workflow("wf-1"):
+            log.info("run")
+            with bind_step("generate", iteration=1):
+                log.info("before the first attempt")
+                bind_attempt(1)
+                log.info("attempt")
+            log.info("between steps")
+        log.info("starter again")
+    log.info("outside")
+    run, before, attempt, between, starter, outside = _lines(stream)
+    assert {k: run.get(k) for k in ("workflow_id", "request_id", "step_id", "attempt")} == {
+        "workflow_id": "wf-1",
+        "request_id": None,
+        "step_id": None,
+        "attempt": None,
+    }
+    assert (before["step_id"], before["iteration"], "attempt" in before) == ("generate", 1, False)
+    assert (attempt["workflow_id"], attempt["step_id"], attempt["attempt"]) == ("wf-1", "generate", 1)
+    assert "step_id" not in between and "attempt" not in between and "iteration" not in between
+    assert (starter["request_id"], starter["workflow_id"], starter["step_id"], starter["attempt"]) == (
+        "req-1",
+        "wf-outer",
+        "s0",
+        2,
+    )
+    assert not {"request_id", "workflow_id", "step_id", "attempt"} & outside.keys()
+
+
+async def test_a_rate_limit_wait_is_logged_with_the_waiting_step() -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    board = RateLimitBoard(clock=lambda: now[0], sleep=sleep)
+    board.retry_after("anthropic", "m", 5.0)
+    with bind_workflow("wf-1"), bind_step("critique"):
+        bind_attempt(2)
+        await board.acquire("anthropic", "m", 10)
+    (line,) = _lines(stream)
+    assert line["event"] == "llm call waits for the rate limit"
+    assert (line["workflow_id"], line["step_id"], line["attempt"]) == ("wf-1", "critique", 2)
