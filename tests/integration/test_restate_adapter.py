@@ -8,6 +8,8 @@ ends the attempt and the rest of the workflow runs as a *replay* of its journal.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from sqlalchemy import text
 
 from ecl.core import DurableContext, RetryPolicy, StateChange, WorkflowResult, WorkflowState
@@ -40,6 +43,8 @@ from ecl.engines.restate import (
     register_deployment,
 )
 from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
+from ecl.llm.provider import CompletionRequest
+from ecl.observability import configure_logging
 from ecl.store.database import create_engine, upgrade
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -151,6 +156,12 @@ class Flows:
         return {"slept": ((await ctx.now()) - before).total_seconds()}
 
 
+def _responder(request: CompletionRequest) -> Any:
+    """The scripted replies, each logged by a module that binds nothing itself."""
+    structlog.get_logger("test.mock").debug("mock llm asked")
+    return scripted_workflow_responder(request)
+
+
 @dataclass
 class Stack:
     server: RestateServer
@@ -175,7 +186,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     except BaseException:
         server.stop()
         raise
-    llm = MockLlmProvider(responder=scripted_workflow_responder)
+    llm = MockLlmProvider(responder=_responder)
     flows = Flows(WorkflowOrchestrator(DefinitionRegistry.with_builtins(), builtin_steps(), llm))
     recorders: list[SqlRecorder] = []
 
@@ -432,6 +443,22 @@ async def test_critique_revise_with_approval_records_each_step_once(engine: Rest
     record = await engine.workflows.get(wid)
     assert record.state is WorkflowState.COMPLETED
     assert record.output["outputs"]["final"]["text"].startswith("Draft.")
+
+
+async def test_log_lines_of_a_run_carry_its_workflow_step_and_attempt(engine: RestateEngine) -> None:
+    """Issue 14 item 3 on Restate: the handler binds the workflow, the tasks Restate starts for
+    the steps' journaled runs inherit it, and the executor binds the step and attempt."""
+    stream = io.StringIO()
+    configure_logging("debug", "json", stream=stream)
+    wid = await engine.submit("critique-revise", {"topic": "logs"}, new_id("logs"))
+    result = await engine.result(wid)
+    assert result.state is WorkflowState.COMPLETED, result.error
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    asked = [line for line in lines if line["event"] == "mock llm asked"]
+    assert sorted((line["workflow_id"], line["step_id"], line["attempt"]) for line in asked) == [
+        (wid, "critique", 1),
+        (wid, "generate", 1),
+    ]
 
 
 async def test_journal_names_are_stable(engine: RestateEngine) -> None:
