@@ -1,17 +1,21 @@
 """The log-context binders (:mod:`ecl.observability.logging`): scopes restore exactly, a
-workflow's scope drops what its starter had bound, and a rate-limit wait is logged with the
-context of the call that waits."""
+workflow's scope drops what its starter had bound, a rate-limit wait is logged with the
+context of the call that waits, and the database writer logs at process level."""
 
 from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import structlog
+from sqlalchemy import Column, MetaData, String, Table
 
+from ecl.engines.embedded.writer import DatabaseWriter, Insert
 from ecl.llm.ratelimit import RateLimitBoard
 from ecl.observability import bind_attempt, bind_step, bind_workflow, configure_logging
+from ecl.store.database import create_sync_engine
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -68,3 +72,29 @@ async def test_a_rate_limit_wait_is_logged_with_the_waiting_step() -> None:
     (line,) = _lines(stream)
     assert line["event"] == "llm call waits for the rate limit"
     assert (line["workflow_id"], line["step_id"], line["attempt"]) == ("wf-1", "critique", 2)
+
+
+async def test_the_writers_lines_are_the_process_s_and_a_failed_background_write_names_its_workflow(
+    tmp_path: Path,
+) -> None:
+    """Inline (SQLite) the batch is committed by a loop callback: it must not log in the
+    context of whichever step happened to queue the first write."""
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    db = create_sync_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    meta = MetaData()
+    rows = Table("rows", meta, Column("id", String, primary_key=True), Column("workflow_id", String))
+    meta.create_all(db)
+    writer = DatabaseWriter(db, lambda _conn, _ids: {}, inline=True)
+    try:
+        with bind_workflow("wf-a"), bind_step("generate"):
+            bind_attempt(1)
+            await writer.submit(Insert(rows, {"id": "r1", "workflow_id": "wf-a"}))
+            writer.post(Insert(rows, {"id": "r1", "workflow_id": "wf-b"}))  # a duplicate: fails alone
+            await writer.submit(Insert(rows, {"id": "r2", "workflow_id": "wf-a"}))
+    finally:
+        writer.close()
+    (line,) = _lines(stream)
+    assert line["event"] == "background database write failed"
+    assert line["workflow_id"] == "wf-b"
+    assert "step_id" not in line and "attempt" not in line
