@@ -76,6 +76,7 @@ class StepExecutor:
         budget: BudgetGuard | None = None,
         timeout: float | None = None,
         fallback: Sequence[str] | None = None,
+        record_as: str | None = None,
     ) -> StepExecution:
         """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed
         (:class:`~ecl.core.BudgetExceeded`, never retried, when ``budget`` refused a call)."""
@@ -89,6 +90,7 @@ class StepExecutor:
             budget=budget,
             timeout=timeout,
             fallback=fallback,
+            record_as=record_as,
         )
 
     async def execute_step(
@@ -102,8 +104,11 @@ class StepExecutor:
         budget: BudgetGuard | None = None,
         timeout: float | None = None,
         fallback: Sequence[str] | None = None,
+        record_as: str | None = None,
     ) -> StepExecution:
-        """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``.
+        """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``
+        (``record_as``: under that id instead, as its step_executions rows and the returned
+        execution; logs, metrics and errors still name ``step.id``).
 
         Each attempt may run ``timeout`` seconds (default: the step's own ``timeout``; ``None``:
         no limit), measured on the event loop's monotonic clock; an attempt over it is
@@ -138,6 +143,7 @@ class StepExecutor:
         fallback: Sequence[str] | None,
     ) -> StepExecution:
         step_id = step.id
+        label = record_as or step_id
         recorder = recorder or self.recorder
         log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
         started = datetime.now(UTC)
@@ -163,7 +169,7 @@ class StepExecutor:
             attempt += 1
             bind_attempt(attempt)
             execution_id = await recorder.step_started(
-                StepStarted(workflow_id, step_id, attempt, iteration=iteration, input=raw_input)
+                StepStarted(workflow_id, label, attempt, iteration=iteration, input=raw_input)
             )
             attempt_started = time.monotonic()
             llm = RecordingLlm(
@@ -232,11 +238,11 @@ class StepExecutor:
             traces.append(TraceEvent(kind="completed", attempt=attempt))
             log.info("step completed", attempt=attempt, tokens=llm.usage.total)
             return StepExecution(
-                step_id=step_id,
+                step_id=label,
                 output=data,
                 feedback=feedback,
                 metadata=StepMetadata(
-                    step_id=step_id,
+                    step_id=label,
                     started_at=started,
                     completed_at=datetime.now(UTC),
                     attempt=attempt,

@@ -48,7 +48,6 @@ order; reading would return the latest value rather than the one at that point.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -60,7 +59,7 @@ from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
 from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
 from ecl.core.metadata import StepMetadata, TokenUsage
-from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
+from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
 from ecl.core.rules import APPROVAL_PROMISE, promise_name
 from ecl.core.state import WorkflowState
@@ -70,7 +69,6 @@ from ecl.llm.provider import LlmProvider
 from ecl.steps.execution import StepExecution
 from ecl.steps.executor import StepExecutor
 from ecl.steps.prompts import PromptLibrary
-from ecl.steps.recorder import StepRecorder
 from ecl.steps.registry import StepRegistry
 from ecl.workflows.budget import BUDGET_PROMISE, RunBudget, budget_journal_name, resolve_limits
 from ecl.workflows.definition import (
@@ -145,26 +143,6 @@ class _Run:
     def cost(self) -> Decimal:
         """What the run's LLM calls cost so far (USD), refused steps' calls included."""
         return self.budget.spent_usd
-
-
-class _StepLabel:
-    """Records a step under its definition id when the implementation key differs."""
-
-    def __init__(self, inner: StepRecorder, step_id: str) -> None:
-        self._inner = inner
-        self._step_id = step_id
-
-    async def step_started(self, step: StepStarted) -> str:
-        return await self._inner.step_started(dataclasses.replace(step, step_id=self._step_id))
-
-    async def step_finished(self, execution_id: str, result: StepFinished) -> None:
-        await self._inner.step_finished(execution_id, result)
-
-    async def llm_call_sent(self, call: LlmCall) -> None:
-        await self._inner.llm_call_sent(call)
-
-    async def llm_call(self, call: LlmCall) -> None:
-        await self._inner.llm_call(call)
 
 
 class WorkflowOrchestrator:
@@ -437,29 +415,27 @@ class WorkflowOrchestrator:
         scope = run.scope(loop_scope)
         step_input = {field: self._resolve(value, scope) for field, value in spec.input.items()}
         wid = run.ctx.workflow_id
-        step_recorder: StepRecorder = rec if spec.implementation == step_id else _StepLabel(rec, step_id)
         fresh: list[StepExecution] = []
 
         async def execute(guard: BudgetGuard | None) -> dict[str, Any]:
+            # Recorded (rows and result) under the definition's step id, whatever its implementation.
             execution = await self.executor.execute(
                 spec.implementation,
                 step_input,
                 workflow_id=wid,
                 iteration=iteration,
-                recorder=step_recorder,
+                recorder=rec,
                 budget=guard,
                 timeout=spec.timeout,
                 fallback=spec.fallback or run.defn.options.fallback or None,
+                record_as=step_id,
             )
-            data = execution.model_dump(mode="json")
-            data["step_id"] = step_id
-            data["metadata"]["step_id"] = step_id
             fresh.append(execution)
-            return data
+            return execution.model_dump(mode="json")
 
         raw = await run.budget.run(journal_name(step_id, iteration), step_id, execute)
-        # Run just now: the object is at hand (labelled as journaled). Replayed: rebuilt.
-        return _labelled(fresh[-1], step_id) if fresh else StepExecution.model_validate(raw)
+        # Run just now: the object is at hand. Replayed: rebuilt from the journal.
+        return fresh[-1] if fresh else StepExecution.model_validate(raw)
 
     @staticmethod
     def _resolve(value: Any, scope: dict[str, Any]) -> Any:
@@ -470,14 +446,6 @@ class WorkflowOrchestrator:
         if isinstance(value, list):
             return [WorkflowOrchestrator._resolve(v, scope) for v in value]
         return literal_value(value)
-
-
-def _labelled(execution: StepExecution, step_id: str) -> StepExecution:
-    """``execution`` (just made by the executor, held by nothing else) labelled with the
-    definition's step id, as its journal entry is."""
-    execution.step_id = step_id
-    execution.metadata.step_id = step_id
-    return execution
 
 
 def _feedback(execution: StepExecution) -> str | None:

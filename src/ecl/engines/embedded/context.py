@@ -31,7 +31,7 @@ from ecl.core.errors import (
 )
 from ecl.core.policy import RetryPolicy, step_may_retry
 from ecl.core.state import WorkflowState
-from ecl.engines.embedded.writer import DatabaseWriter, FencedInsert, LeaseLost
+from ecl.engines.embedded.writer import DatabaseWriter, EncodedJson, FencedInsert, LeaseLost
 
 __all__ = ["EmbeddedDurableContext", "JournalEntry"]
 
@@ -127,22 +127,34 @@ class EmbeddedDurableContext:
             )
 
     async def _append(self, seq: int, kind: str, name: str, status: str, payload: Any) -> None:
-        encoded = json.dumps(payload, separators=(",", ":"), default=str)
-        if len(encoded) > self._limit:
-            raise JournalLimitError(
-                f"{kind} {name!r} produced {len(encoded)} bytes, over the journal limit of "
-                f"{self._limit} bytes; store large results as artifacts instead",
-                name=name,
-                size=len(encoded),
-                limit=self._limit,
-            )
+        # The limit counts the compact encoding. The text the database stores (SQLAlchemy's
+        # json.dumps) is made first: it is never shorter than the compact one, so when it
+        # fits, so does the compact one, and the writer stores this text without encoding
+        # the payload a second time.
+        try:
+            stored: str | None = json.dumps(payload)
+        except Exception:
+            stored = None  # not JSON as it is: measured (and failed) as before
+        if stored is not None and len(stored) <= self._limit:
+            column: Any = EncodedJson(payload, stored)
+        else:
+            encoded = json.dumps(payload, separators=(",", ":"), default=str)
+            if len(encoded) > self._limit:
+                raise JournalLimitError(
+                    f"{kind} {name!r} produced {len(encoded)} bytes, over the journal limit of "
+                    f"{self._limit} bytes; store large results as artifacts instead",
+                    name=name,
+                    size=len(encoded),
+                    limit=self._limit,
+                )
+            column = payload
         row = {
             "workflow_id": self._workflow_id,
             "seq": seq,
             "name": name,
             "kind": kind,
             "status": status,
-            "payload": payload,
+            "payload": column,
             "created_at": datetime.now(UTC),
         }
         try:

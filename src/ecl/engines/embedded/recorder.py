@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
+from ecl.core.ids import new_record_id
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert
@@ -62,7 +63,7 @@ class WriterRecorder:
 
     async def step_started(self, step: StepStarted) -> str:
         """Queue a ``running`` step_executions row; returns its id."""
-        execution_id = uuid.uuid4().hex
+        execution_id = new_record_id()
         row = {
             "id": execution_id,
             "workflow_id": step.workflow_id,

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import structlog
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import JSON, Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError
 
 from ecl.core.errors import DatabaseError
@@ -54,6 +54,7 @@ from ecl.store.outage import Backoff, OutageLog, unreachable
 
 __all__ = [
     "DatabaseWriter",
+    "EncodedJson",
     "Fence",
     "FencedInsert",
     "FencedUpdate",
@@ -92,6 +93,17 @@ class FencedInsert:
     row: dict[str, Any]
     workflow_id: str
     owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedJson:
+    """A JSON column's value with the text SQLAlchemy would store for it already made
+    (``json.dumps(value)``): on a database that stores that text (SQLite, with SQLAlchemy's
+    own serializer) the writer binds it as is instead of encoding the value again; elsewhere
+    it binds ``value`` as usual. Only in rows of :class:`Insert` / :class:`FencedInsert`."""
+
+    value: Any
+    text: str
 
 
 @dataclass(slots=True)
@@ -526,7 +538,7 @@ class DatabaseWriter:
         and column set; each value still goes through its column type's bind processor."""
         keys = tuple(rows[0])
         if any(tuple(row) != keys for row in rows):
-            conn.execute(table.insert(), rows)
+            conn.execute(table.insert(), [_plain(row) for row in rows])
             return
         plan = self._insert_plans.get((table.name, keys))
         if plan is None:
@@ -671,7 +683,16 @@ class _InsertPlan:
         compiled: Any = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
         names = tuple(compiled.positiontup) if compiled.positional else keys
         found = compiled._bind_processors  # the per-column type processing SQLAlchemy itself applies
-        return cls(str(compiled), names, tuple(found.get(n) for n in names), bool(compiled.positional))
+        dialect = conn.dialect
+        stores_text = dialect.name == "sqlite" and getattr(dialect, "_json_serializer", None) is None
+        processors = []
+        for name in names:
+            proc = found.get(name)
+            column = table.c.get(name)
+            if proc is not None and column is not None and isinstance(column.type, JSON):
+                proc = _json_bind(proc, stores_text=stores_text)
+            processors.append(proc)
+        return cls(str(compiled), names, tuple(processors), bool(compiled.positional))
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         pairs = zip(self.names, self.processors, strict=True)
@@ -724,6 +745,27 @@ class _Broken(Exception):
         self.pending = pending
         """The items not settled (committed or failed) yet."""
         self.unsure = unsure
+
+
+def _json_bind(proc: Callable[[Any], Any], *, stores_text: bool) -> Callable[[Any], Any]:
+    """A JSON column's bind processor that takes :class:`EncodedJson` values too: their
+    text as is where the database stores SQLAlchemy's text (``stores_text``), else their value."""
+    if stores_text:
+
+        def bind(value: Any) -> Any:
+            return value.text if type(value) is EncodedJson else proc(value)
+
+    else:
+
+        def bind(value: Any) -> Any:
+            return proc(value.value if type(value) is EncodedJson else value)
+
+    return bind
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every :class:`EncodedJson` replaced by its value (for SQLAlchemy)."""
+    return {k: v.value if type(v) is EncodedJson else v for k, v in row.items()}
 
 
 def _discard(conn: Connection | None) -> None:
