@@ -128,6 +128,7 @@ class StepExecutor:
                 budget=budget,
                 timeout=timeout,
                 fallback=fallback,
+                record_as=record_as,
             )
 
     async def _attempts(
@@ -141,6 +142,7 @@ class StepExecutor:
         budget: BudgetGuard | None,
         timeout: float | None,
         fallback: Sequence[str] | None,
+        record_as: str | None,
     ) -> StepExecution:
         step_id = step.id
         label = record_as or step_id
