@@ -85,9 +85,13 @@ async def test_ratelimit_headers_at_zero_pause_until_the_reset() -> None:
 
 async def test_a_wait_for_capacity_is_announced() -> None:
     heard: list[tuple[str, float]] = []
+    went_on: list[str] = []
 
-    async def hear(reason: str, seconds: float) -> None:
-        heard.append((reason, seconds))
+    async def hear(reason: str, seconds: float, limiter: str) -> None:
+        if seconds > 0:
+            heard.append((reason, seconds))
+        else:
+            went_on.append(limiter)
 
     with FakeAnthropicServer() as server:
         server.enqueue("one", "two")
@@ -104,6 +108,7 @@ async def test_a_wait_for_capacity_is_announced() -> None:
     reason, seconds = heard[0]
     assert reason == "requests per minute"
     assert 1.5 <= seconds <= 2.2  # (30 - 1) / 60 requests a second
+    assert went_on == [f"anthropic/{MODEL}"]  # and when it went on
     assert server.requests[1].time - server.requests[0].time >= 1.5
 
 
@@ -114,7 +119,9 @@ class WaitRecorder(RecordingRecorder):
         super().__init__()
         self.waits: list[tuple[str, str, str, float]] = []
 
-    async def llm_waiting(self, workflow_id: str, execution_id: str, reason: str, seconds: float) -> None:
+    async def llm_waiting(
+        self, workflow_id: str, execution_id: str, reason: str, seconds: float, model: str = ""
+    ) -> None:
         """Remember the wait."""
         self.waits.append((workflow_id, execution_id, reason, seconds))
 

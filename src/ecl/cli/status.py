@@ -67,6 +67,8 @@ def _print_status(snap: dict[str, Any], console: Console) -> None:
     head.add_row("updated", short_time(workflow.updated_at))
     head.add_row("llm calls", f"{totals.calls} ({totals.errors} failed), {totals.tokens.total} tokens")
     head.add_row("cost", f"${totals.cost_usd}")
+    if workflow.waiting:
+        head.add_row("waiting", describe_wait(workflow.waiting))
     if workflow.error:
         head.add_row("error", f"{workflow.error.get('type')}: {workflow.error.get('message')}")
     console.print(head)
@@ -87,6 +89,21 @@ def _print_status(snap: dict[str, Any], console: Console) -> None:
             duration,
         )
     console.print(table)
+
+
+def describe_wait(waiting: dict[str, Any]) -> str:
+    """One line for a workflow's ``waiting``."""
+    reason = waiting.get("reason")
+    if reason == "rate_limit":
+        return (
+            f"rate limit of {waiting.get('model')} ({waiting.get('why')}), "
+            f"{waiting.get('seconds')} s until {waiting.get('until')}"
+        )
+    if reason == "slot":
+        return f"a slot of {waiting.get('definition_id')} (max_concurrent_workflows = {waiting.get('limit')})"
+    if reason == "budget":
+        return str(waiting.get("message") or "budget")
+    return json.dumps(waiting, default=str)
 
 
 def _exit_for_state(state: WorkflowState) -> None:

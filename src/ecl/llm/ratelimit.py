@@ -36,8 +36,9 @@ __all__ = ["RateLimit", "RateLimitBoard", "RateLimitedProvider", "TokenBucket", 
 
 _log = structlog.get_logger("ecl.llm.ratelimit")
 
-on_wait: ContextVar[Callable[[str, float], Awaitable[None]] | None] = ContextVar("ecl_llm_on_wait", default=None)
-"""Called (reason, seconds) before a call of this context waits for capacity."""
+on_wait: ContextVar[Callable[[str, float, str], Awaitable[None]] | None] = ContextVar("ecl_llm_on_wait", default=None)
+"""Called ``(why, seconds, limiter)`` before a call of this context waits for capacity
+(``limiter`` is ``provider/model``), and ``("", 0.0, limiter)`` when, after such a wait, it goes on."""
 
 
 @dataclass(frozen=True)
@@ -144,21 +145,24 @@ class RateLimitBoard:
     async def acquire(self, provider: str, model: str, tokens: int) -> None:
         """Wait until one request of ``tokens`` may go, then take it (first come, first served)."""
         limiter = self.limiter(provider, model)
+        notify, told = on_wait.get(), False
         async with limiter.lock:
             while True:
                 wait, why = limiter.wait_for(tokens)
                 if wait <= 0:
                     limiter.take(tokens)
-                    return
+                    break
                 limiter.waits += 1
                 if wait >= 1.0:  # short waits are pacing, not news
                     _log.warning(
                         "llm call waits for the rate limit", limiter=limiter.name, why=why, wait_s=round(wait, 2)
                     )
-                    notify = on_wait.get()
                     if notify is not None:
-                        await notify(why, wait)
+                        await notify(why, wait, limiter.name)
+                        told = True
                 await self._sleep(wait)
+        if told and notify is not None:
+            await notify("", 0.0, limiter.name)
 
     def settle(self, provider: str, model: str, estimated: int, used: int) -> None:
         """Correct the token bucket with what the call really used."""

@@ -84,11 +84,17 @@ class RecordingLlm:
             model = request.model or self.model
             self._budget.check(request, model, self._price(model))
 
-    async def _waiting(self, reason: str, seconds: float) -> None:
-        """The call waits for the provider's capacity: tell the recorder (a progress event)."""
-        tell = getattr(self._recorder, "llm_waiting", None)
-        if tell is not None:
-            await tell(self._workflow_id, self._execution_id, reason, seconds)
+    async def _waiting(self, reason: str, seconds: float, limiter: str) -> None:
+        """The call waits for the provider's capacity (``seconds`` > 0), or goes on after such
+        a wait: tell the recorder (a progress event; the workflow's ``waiting``)."""
+        if seconds > 0:
+            tell = getattr(self._recorder, "llm_waiting", None)
+            if tell is not None:
+                await tell(self._workflow_id, self._execution_id, reason, seconds, model=limiter)
+            return
+        went_on = getattr(self._recorder, "llm_waited", None)
+        if went_on is not None:
+            await went_on(self._workflow_id, self._execution_id)
 
     async def _sent(self, request: CompletionRequest) -> str:
         """Record the request as ``pending`` before it goes out; returns the row's id."""

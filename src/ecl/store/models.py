@@ -131,6 +131,8 @@ class Workflow(Base):
     input: Mapped[Any] = mapped_column(JsonType)
     output: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
     error: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
+    waiting: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
+    """What the running workflow waits for now (a rate limit, a slot, budget); ``None`` otherwise."""
     input_hash: Mapped[str] = mapped_column(String(64), default="")
     owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revision_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -15,7 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
-from ecl.core.state import TERMINAL_STATES
+from ecl.core.state import TERMINAL_STATES, WorkflowState
+from ecl.core.waiting import budget_wait, rate_limit_wait
 from ecl.store import models as m
 from ecl.store.repositories import (
     LlmCallRecord,
@@ -34,6 +35,7 @@ class SqlRecorder:
         self.workflows = WorkflowRepository(db)
         self.steps = StepExecutionRepository(db)
         self.calls = LlmCallRepository(db)
+        self._running: dict[str, str] = {}  # execution id -> step id, for a wait's ``step_id``
 
     async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row."""
@@ -46,10 +48,12 @@ class SqlRecorder:
             iteration=step.iteration,
             input=step.input,
         )
+        self._running[execution_id] = step.step_id
         return execution_id
 
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Complete the step row."""
+        self._running.pop(execution_id, None)
         await self.steps.finish(
             execution_id, state=result.state, output=result.output, error=result.error, tokens=result.total_tokens
         )
@@ -68,9 +72,28 @@ class SqlRecorder:
         await self.steps.interrupt_running(workflow_id)
         await self.calls.interrupt_pending(workflow_id)
 
+    async def llm_waiting(
+        self, workflow_id: str, execution_id: str, reason: str, seconds: float, model: str = ""
+    ) -> None:
+        """A call waits for the provider's capacity: the workflow's ``waiting`` says so."""
+        step_id = self._running.get(execution_id)
+        await self._set_waiting(workflow_id, rate_limit_wait(model, reason, seconds, step_id))
+
+    async def llm_waited(self, workflow_id: str, execution_id: str) -> None:
+        """The call that waited goes on."""
+        await self._set_waiting(workflow_id, None)
+
+    async def _set_waiting(self, workflow_id: str, waiting: dict[str, Any] | None) -> None:
+        w = m.Workflow
+        async with self.workflows.sessions.begin() as session:
+            await session.execute(
+                update(w).where(w.id == workflow_id, w.state.not_in(TERMINAL_STATES)).values(waiting=waiting)
+            )
+
     async def workflow_state(self, change: StateChange) -> None:
         """Set the state (never overwriting an ended workflow)."""
         values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
+        values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
         for key in ("output", "error", "revision_count"):
             value = getattr(change, key)
             if value is not None:

@@ -54,6 +54,7 @@ class WorkflowRecord(BaseModel):
     input: Any
     output: Any = None
     error: Any = None
+    waiting: Any = None
     input_hash: str = ""
     owner: str | None = None
     revision_count: int = 0

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, Table, and_, delete, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ecl.core.durable import DurableContext, JsonValue, OwnerWait
@@ -50,6 +50,7 @@ from ecl.core.rules import (
     validate_input,
 )
 from ecl.core.state import TERMINAL_STATES, WorkflowState
+from ecl.core.waiting import slot_wait
 from ecl.engines.embedded import lease
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
@@ -126,6 +127,7 @@ class EmbeddedEngine:
         self._heartbeat: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self._opts.max_concurrent)
         self._per_definition: dict[str, asyncio.Semaphore] = {}
+        self._limits: dict[str, int] = {}  # each definition's max_concurrent_workflows
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,7 +192,11 @@ class EmbeddedEngine:
             workflows, workers, me = self._t["workflows"], self._t["workers"], self._me.id
 
             def release_all(conn: Connection) -> None:
-                conn.execute(update(workflows).where(workflows.c.owner == me).values(owner=None))
+                conn.execute(
+                    update(workflows)
+                    .where(workflows.c.owner == me)
+                    .values(owner=None, waiting=_still_waiting(workflows))
+                )
                 conn.execute(delete(workers).where(workers.c.id == me))
 
             with contextlib.suppress(Exception):  # with the database away, the leases just expire
@@ -305,6 +311,7 @@ class EmbeddedEngine:
             "revision_count": 0,
             "output": None,
             "error": None,
+            "waiting": None,
             "created_at": now,
             "updated_at": now,
             "completed_at": None,
@@ -381,6 +388,7 @@ class EmbeddedEngine:
                     updated_at=now,
                     completed_at=now,
                     error=CANCELLED_ERROR,
+                    waiting=None,
                 )
             )
             return WorkflowState.CANCELLED.value
@@ -561,6 +569,7 @@ class EmbeddedEngine:
         if not isinstance(limit, int) or limit < 1:
             return None
         found = self._per_definition[definition_id] = asyncio.Semaphore(limit)
+        self._limits[definition_id] = limit
         return found
 
     async def _turn(self, workflow_id: str, definition_id: str) -> asyncio.Semaphore | None:
@@ -570,6 +579,10 @@ class EmbeddedEngine:
             return None
         if slots.locked():
             _log.info("workflow waits for a slot", workflow_id=workflow_id, definition_id=definition_id)
+            # Its status says why it does not go on (cleared by its first state change).
+            waiting = slot_wait(definition_id, self._limits.get(definition_id, 0))
+            params = {"b_id": workflow_id, "b_owner": self._me.id, "b_waiting": waiting}
+            self.writer.post(FencedUpdate(self._sql.set_waiting, params, workflow_id, self._me.id))
             if self._listener is not None:
                 self._listener({"event": "workflow_queued", "workflow_id": workflow_id, "definition_id": definition_id})
         await slots.acquire()
@@ -720,6 +733,7 @@ class EmbeddedEngine:
                     state=WorkflowState.CANCELLED.value,
                     output=result.model_dump(mode="json"),
                     error=result.error,
+                    waiting=None,
                     owner=None,
                     updated_at=now,
                     completed_at=now,
@@ -739,7 +753,9 @@ class EmbeddedEngine:
 
         def write(conn: Connection) -> None:
             conn.execute(
-                update(workflows).where(and_(workflows.c.id == workflow_id, workflows.c.owner == me)).values(owner=None)
+                update(workflows)
+                .where(and_(workflows.c.id == workflow_id, workflows.c.owner == me))
+                .values(owner=None, waiting=_still_waiting(workflows))
             )
 
         with contextlib.suppress(Exception):  # with the database away, the lease just expires
@@ -760,6 +776,12 @@ class EmbeddedEngine:
 
         result: tuple[bool, JsonValue] = await self.writer.call(read)
         return result
+
+
+def _still_waiting(workflows: Table) -> Any:
+    """A released workflow's ``waiting``: kept while it waits for budget (durably, whoever
+    runs it), cleared otherwise (a rate-limit or slot wait ended with this process)."""
+    return case((workflows.c.state == WorkflowState.WAITING_FOR_BUDGET.value, workflows.c.waiting), else_=None)
 
 
 def _not_found(workflow_id: str) -> NotFoundError:

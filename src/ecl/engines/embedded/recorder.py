@@ -18,6 +18,8 @@ from sqlalchemy import Table
 
 from ecl.core.ids import new_record_id
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
+from ecl.core.state import WorkflowState
+from ecl.core.waiting import budget_wait, rate_limit_wait
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert
 
@@ -56,10 +58,22 @@ class WriterRecorder:
         if self._listener is not None:
             self._listener({"event": event, **fields})
 
-    async def llm_waiting(self, workflow_id: str, execution_id: str, reason: str, seconds: float) -> None:
-        """A call of the step waits for capacity (rate limit): a progress event."""
+    async def llm_waiting(
+        self, workflow_id: str, execution_id: str, reason: str, seconds: float, model: str = ""
+    ) -> None:
+        """A call of the step waits for capacity (rate limit): a progress event, and the
+        workflow's ``waiting`` (cleared by :meth:`llm_waited`)."""
         step_id = self._started.get(execution_id)
+        self._set_waiting(workflow_id, rate_limit_wait(model, reason, seconds, step_id))
         self._emit("llm_waiting", workflow_id=workflow_id, step_id=step_id, reason=reason, wait_s=round(seconds, 2))
+
+    async def llm_waited(self, workflow_id: str, execution_id: str) -> None:
+        """The call that waited goes on: the workflow no longer waits."""
+        self._set_waiting(workflow_id, None)
+
+    def _set_waiting(self, workflow_id: str, waiting: dict[str, Any] | None) -> None:
+        params = {"b_id": workflow_id, "b_owner": self._owner, "b_waiting": waiting}
+        self._writer.post(FencedUpdate(self._sql.set_waiting, params, workflow_id, self._owner))
 
     async def step_started(self, step: StepStarted) -> str:
         """Queue a ``running`` step_executions row; returns its id."""
@@ -79,8 +93,7 @@ class WriterRecorder:
             "tokens_used": None,
         }
         self._queued[execution_id] = (self._writer.post(Insert(self._steps, row)), row)
-        if self._listener is not None:
-            self._started[execution_id] = step.step_id
+        self._started[execution_id] = step.step_id
         self._emit(
             "step_started",
             workflow_id=step.workflow_id,
@@ -161,6 +174,7 @@ class WriterRecorder:
             "b_id": wid,
             "b_owner": self._owner,
             "b_state": state.value,
+            "b_waiting": budget_wait(change.error) if state is WorkflowState.WAITING_FOR_BUDGET else None,
             "b_now": datetime.now(UTC),
         }
         if change.revision_count is None:

@@ -27,6 +27,7 @@ class Statements:
     finish: Any
     set_state: Any
     set_state_and_revisions: Any
+    set_waiting: Any
     step_finished: Any
     interrupt_steps: Any
     interrupt_calls: Any
@@ -55,19 +56,24 @@ class Statements:
                 state=bindparam("b_state"),
                 output=bindparam("b_output"),
                 error=bindparam("b_error"),
+                waiting=None,
                 revision_count=bindparam("b_revisions"),
                 owner=None,
                 updated_at=bindparam("b_now"),
                 completed_at=bindparam("b_now"),
             ),
-            set_state=update(w).where(owned_active).values(state=bindparam("b_state"), updated_at=bindparam("b_now")),
+            set_state=update(w)
+            .where(owned_active)
+            .values(state=bindparam("b_state"), waiting=bindparam("b_waiting"), updated_at=bindparam("b_now")),
             set_state_and_revisions=update(w)
             .where(owned_active)
             .values(
                 state=bindparam("b_state"),
+                waiting=bindparam("b_waiting"),
                 revision_count=bindparam("b_revisions"),
                 updated_at=bindparam("b_now"),
             ),
+            set_waiting=update(w).where(owned_active).values(waiting=bindparam("b_waiting")),
             step_finished=update(s)
             .where(s.c.id == bindparam("b_id"))
             .values(

@@ -93,6 +93,16 @@ class JournaledRecorder:
         """Settle the LLM call row (inside the step's run)."""
         await self._inner.llm_call(call)
 
+    async def llm_waiting(
+        self, workflow_id: str, execution_id: str, reason: str, seconds: float, model: str = ""
+    ) -> None:
+        """A call waits for capacity (inside the step's run): the workflow's ``waiting``."""
+        await self._inner.llm_waiting(workflow_id, execution_id, reason, seconds, model=model)
+
+    async def llm_waited(self, workflow_id: str, execution_id: str) -> None:
+        """The call that waited goes on (inside the step's run)."""
+        await self._inner.llm_waited(workflow_id, execution_id)
+
     async def workflow_state(self, change: StateChange) -> None:
         """A journaled state write (final states are written by the service)."""
         if change.state.is_terminal:
