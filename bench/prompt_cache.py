@@ -1,6 +1,6 @@
 """Tokens and cost of a 3-revision Critique-Revise run with and without prompt caching.
 
-    uv run python bench/prompt_cache.py
+    uv run python bench/prompt_cache.py        # also run by `make bench`
 
 The official ``anthropic`` SDK talks to ``ecl.testing.FakeAnthropicServer`` over loopback
 HTTP; the fake server keeps a prompt cache as Anthropic does (a prefix up to a
@@ -83,7 +83,7 @@ def main() -> None:
         costs[cache] = cost
         print(
             f"{'on' if cache else 'off':<14}{usage.input:>8}{usage.cache_creation:>13}{usage.cache_read:>12}"
-            f"{usage.output:>8}{cost:>14}"
+            f"{usage.output:>8}{cost:>14.6f}"
         )
     saved = (costs[False] - costs[True]) / costs[False] * 100 if costs[False] else Decimal(0)
     print(f"saving: {saved:.1f}% of the cost")

@@ -1,13 +1,15 @@
 """A workflow that waits shows what for, in ``ecl status`` and ``GET /workflows/{id}``, while it
 waits and not after (issue 13): for the provider's rate limit, for a slot of its definition
 (``max_concurrent_workflows``, embedded engine) and for budget (``waiting_for_budget``).
-Against ``ecl server start`` (embedded engine) and the fake Anthropic server over HTTP."""
+Against ``ecl server start`` (embedded engine) on SQLite and PostgreSQL, and the fake
+Anthropic server over HTTP."""
 
 from __future__ import annotations
 
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import httpx
 import pytest
 
 from ecl.testing import FakeAnthropicServer, ReceivedRequest, Reply
+from tests.db_fixtures import fresh_pg
 from tests.e2e.helpers import PASS, START_TIMEOUT, Ecl, answers, is_generate, responder, stop, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -54,8 +57,21 @@ def fake() -> Iterator[FakeAnthropicServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def ecl(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicServer) -> Ecl:
+@dataclass
+class _Ecl(Ecl):
+    """:class:`Ecl` on ``database_url`` (its own SQLite file when empty)."""
+
+    database_url: str = ""
+
+    def env(self, **extra: str) -> dict[str, str]:
+        if self.database_url:
+            extra = {"ECL_DATABASE_URL": self.database_url, **extra}
+        return super().env(**extra)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def ecl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicServer) -> Ecl:
+    url = fresh_pg(request.getfixturevalue("pg_url")) if request.param == "postgres" else ""
     tmp = tmp_path_factory.mktemp("waiting")
     definitions = tmp / "definitions"
     definitions.mkdir()
@@ -63,7 +79,7 @@ def ecl(tmp_path_factory: pytest.TempPathFactory, fake: FakeAnthropicServer) -> 
     (definitions / "one-at-a-time.yaml").write_text(
         one.replace("options:\n", "options:\n  max_concurrent_workflows: 1\n", 1), encoding="utf-8"
     )
-    return Ecl(tmp, fake.url)
+    return _Ecl(tmp, fake.url, url)
 
 
 @pytest.fixture(scope="module")
