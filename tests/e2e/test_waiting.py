@@ -19,7 +19,7 @@ import pytest
 
 from ecl.testing import FakeAnthropicServer, ReceivedRequest, Reply
 from tests.db_fixtures import fresh_pg
-from tests.e2e.helpers import PASS, START_TIMEOUT, Ecl, answers, is_generate, responder, stop, wait_until
+from tests.e2e.helpers import PASS, START_TIMEOUT, Ecl, answers, is_critique, is_generate, responder, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -129,7 +129,10 @@ def _submit(api: httpx.Client, definition: str, data: dict[str, Any]) -> str:
     return wid
 
 
-def test_a_wait_for_the_rate_limit_shows_in_status_while_it_lasts(api: httpx.Client, ecl: Ecl) -> None:
+def test_a_wait_for_the_rate_limit_shows_in_status_while_it_lasts(
+    api: httpx.Client, ecl: Ecl, fake: FakeAnthropicServer
+) -> None:
+    went_on = fake.hold_next(is_critique)  # the call that waits, once it is sent
     wid = _submit(api, "critique-revise", {"topic": "slow"})
     waiting = _until(api, wid, lambda body: body["waiting"] is not None)
     assert waiting["state"] == "running"
@@ -148,6 +151,13 @@ def test_a_wait_for_the_rate_limit_shows_in_status_while_it_lasts(api: httpx.Cli
     assert datetime.now(UTC) < until, "the machine took longer than the pause to run ecl status twice"
     assert shown["waiting"] == wait
     assert f"rate limit of anthropic/{MODEL} (retry-after)" in table, table
+    try:
+        went_on.wait_arrived(START_TIMEOUT)
+        # The call went on: the workflow (still running) no longer shows a wait.
+        assert _until(api, wid, lambda body: body["waiting"] is None)["state"] == "running"
+        assert _status(ecl, wid)["waiting"] is None
+    finally:
+        went_on.release()
     done = _until(api, wid, _ended)
     assert done["state"] == "completed", done
     assert done["waiting"] is None
@@ -158,6 +168,7 @@ def test_a_wait_for_a_slot_shows_in_status_while_it_lasts(
     api: httpx.Client, ecl: Ecl, fake: FakeAnthropicServer
 ) -> None:
     hold = fake.hold_next(lambda request: is_generate(request) and "first" in request.text)
+    started = fake.hold_next(lambda request: is_generate(request) and "second" in request.text)
     first = _submit(api, "one-at-a-time", {"topic": "first"})
     hold.wait_arrived(START_TIMEOUT)
     try:
@@ -172,6 +183,13 @@ def test_a_wait_for_a_slot_shows_in_status_while_it_lasts(
         assert api.get(f"/workflows/{first}").json()["waiting"] is None
     finally:
         hold.release()
+    try:
+        started.wait_arrived(START_TIMEOUT)
+        # It got the slot and runs: no wait shown any more.
+        assert _until(api, second, lambda body: body["waiting"] is None)["state"] == "running"
+        assert _status(ecl, second)["waiting"] is None
+    finally:
+        started.release()
     for wid in (first, second):
         done = _until(api, wid, _ended)
         assert done["state"] == "completed", done
@@ -193,8 +211,16 @@ def test_a_wait_for_budget_shows_the_refusal_in_status(api: httpx.Client, ecl: E
     assert "would cross the budget of $0.0001" in wait["message"]
     assert _status(ecl, wid)["waiting"] == wait
     assert "would cross the budget of $0.0001" in ecl.run("status", wid).stdout
-    topped = api.post(f"/workflows/{wid}/signal", json={"name": "budget", "payload": {"add_usd": "2"}})
-    assert topped.status_code == 202, topped.text
+    going_on = fake.hold_next(lambda request: is_generate(request) and "budget" in request.text)
+    try:
+        topped = api.post(f"/workflows/{wid}/signal", json={"name": "budget", "payload": {"add_usd": "2"}})
+        assert topped.status_code == 202, topped.text
+        going_on.wait_arrived(START_TIMEOUT)  # the refused call, sent after the top-up
+        assert api.get(f"/workflows/{wid}").json()["state"] == "running"
+        assert _until(api, wid, lambda body: body["waiting"] is None)["state"] == "running"
+        assert _status(ecl, wid)["waiting"] is None
+    finally:
+        going_on.release()
     done = _until(api, wid, _ended)
     assert done["state"] == "completed", done
     assert done["waiting"] is None
