@@ -677,6 +677,11 @@ class _InsertPlan:
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
+    pairs: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
+    """``zip(names, processors)``, made once (a row's values are a comprehension over it)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pairs", tuple(zip(self.names, self.processors, strict=True)))
 
     @classmethod
     def build(cls, conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
@@ -695,8 +700,7 @@ class _InsertPlan:
         return cls(str(compiled), names, tuple(processors), bool(compiled.positional))
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        pairs = zip(self.names, self.processors, strict=True)
-        values = tuple(row[name] if proc is None else proc(row[name]) for name, proc in pairs)
+        values = tuple([row[name] if proc is None else proc(row[name]) for name, proc in self.pairs])
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
@@ -709,6 +713,11 @@ class _StatementPlan:
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
+    pairs: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
+    """``zip(names, processors)``, made once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pairs", tuple(zip(self.names, self.processors, strict=True)))
 
     @classmethod
     def build(cls, conn: Connection, statement: Any, keys: tuple[str, ...]) -> _StatementPlan | None:
@@ -722,8 +731,7 @@ class _StatementPlan:
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         full = self.compiled.construct_params(row)
-        pairs = zip(self.names, self.processors, strict=True)
-        values = tuple(full[name] if proc is None else proc(full[name]) for name, proc in pairs)
+        values = tuple([full[name] if proc is None else proc(full[name]) for name, proc in self.pairs])
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
