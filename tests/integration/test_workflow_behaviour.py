@@ -469,6 +469,9 @@ def _budget_wait_survives_sigkill(
     try:
         driver.ecl.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_budget'", wid, timeout=300)
         assert fake.count() - before == 1  # generate went out; the refused critique never did
+        waiting = driver.ecl.json("status", wid)["workflow"]["waiting"]  # ecl status shows the refusal
+        assert waiting["reason"] == "budget" and waiting["budget_tokens"] == 1150, waiting
+        assert waiting["step_id"] == "critique" and waiting["call"]["max_tokens"] > 0, waiting
     finally:
         kill(proc)  # SIGKILL: on the embedded engine, the process that ran the workflow
     if driver.engine == "restate":
@@ -489,6 +492,8 @@ def _budget_wait_survives_sigkill(
     recorded = driver.ecl.query("SELECT cost_usd FROM llm_calls WHERE workflow_id = ?", wid)
     assert len(recorded) == 2
     assert Decimal(result["cost_usd"]) == sum((Decimal(str(r[0])) for r in recorded), Decimal(0)) > 0
+    shown = driver.ecl.json("status", wid)["workflow"]
+    assert (shown["state"], shown["waiting"], shown["error"]) == ("completed", None, None)  # the refusal is gone
 
 
 def test_codebase_migration_runs_on_both_engines(driver: Driver, fake: FakeAnthropicServer) -> None:

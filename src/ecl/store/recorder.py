@@ -91,14 +91,17 @@ class SqlRecorder:
             )
 
     async def workflow_state(self, change: StateChange) -> None:
-        """Set the state (never overwriting an ended workflow)."""
+        """Set the state (never overwriting an ended workflow). A budget refusal goes to
+        ``waiting``, not ``error``: the workflow has not failed, and its final row must not
+        keep it; a final state writes its error (``None`` on success) as the embedded engine does."""
         values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
         values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
-        for key in ("output", "error", "revision_count"):
+        for key in ("output", "revision_count"):
             value = getattr(change, key)
             if value is not None:
                 values[key] = value
         if change.state.is_terminal:
+            values["error"] = change.error
             values["completed_at"] = values["updated_at"]
         w = m.Workflow
         async with self.workflows.sessions.begin() as session:
