@@ -8,7 +8,9 @@ import asyncio
 import pytest
 
 from ecl.core import LlmError
+from ecl.core.waiting import CIRCUIT_OPEN, rate_limit_wait
 from ecl.llm import BreakerBoard, BreakerProvider, CircuitOpenError, CompletionRequest, MockLlmProvider
+from ecl.llm.ratelimit import on_wait
 from ecl.observability import metrics
 
 REQ = CompletionRequest.of("hi")
@@ -97,6 +99,41 @@ async def test_an_open_circuit_is_waited_out_instead_of_failing() -> None:
     assert waits == [pytest.approx(26.0)]
     assert len(mock.requests) == 2
     assert _value("ecl_llm_breaker_refusals_total", provider="mock", model="m-wait") == 1
+
+
+async def test_a_wait_for_an_open_circuit_is_told_and_so_is_its_end() -> None:
+    """What ``ecl status`` shows as ``waiting: {"reason": "breaker", ...}`` (the step layer
+    turns these calls into the workflow's ``waiting``)."""
+    now = [0.0]
+    heard: list[tuple[str, float, str]] = []
+
+    async def sleep(seconds: float) -> None:
+        heard.append(("slept", seconds, ""))
+        now[0] += seconds
+
+    async def hear(why: str, seconds: float, limiter: str) -> None:
+        heard.append((why, seconds, limiter))
+
+    board = BreakerBoard(failure_threshold=1, window=60, open_for=30, clock=lambda: now[0])
+    llm = BreakerProvider(
+        MockLlmProvider([FAIL, "after the wait"], model="m-told"), board=board, max_wait=60, sleep=sleep
+    )
+    with pytest.raises(LlmError):
+        await llm.complete(REQ)
+    now[0] = 4.0
+    token = on_wait.set(hear)
+    try:
+        assert (await llm.complete(REQ)).content == "after the wait"
+    finally:
+        on_wait.reset(token)
+    assert heard == [
+        (CIRCUIT_OPEN, pytest.approx(26.0), "mock/m-told"),
+        ("slept", pytest.approx(26.0), ""),
+        ("", 0.0, "mock/m-told"),
+    ]
+    shown = rate_limit_wait("mock/m-told", CIRCUIT_OPEN, 26.0, "critique")
+    assert (shown["reason"], shown["model"], shown["seconds"]) == ("breaker", "mock/m-told", 26.0)
+    assert rate_limit_wait("mock/m-told", "requests per minute", 2.0, None)["reason"] == "rate_limit"
 
 
 async def test_waiting_is_bounded_by_max_wait() -> None:

@@ -41,6 +41,12 @@ def test_a_wait_for_the_providers_capacity_is_shown() -> None:
     assert "… waiting 2.1s for the provider's requests per minute" in out.getvalue()
 
 
+def test_a_wait_for_an_open_circuit_breaker_is_shown() -> None:
+    progress, out = _progress()
+    progress({"event": "llm_waiting", "workflow_id": "w", "reason": "circuit open", "wait_s": 26.0})
+    assert "… waiting 26.0s for the open circuit breaker" in out.getvalue()
+
+
 def test_a_workflow_waiting_for_a_slot_is_shown() -> None:
     progress, out = _progress()
     progress({"event": "workflow_queued", "workflow_id": "w", "definition_id": "haiku"})

@@ -69,7 +69,8 @@ class WorkflowOut(BaseModel):
     waiting: dict[str, Any] | None = Field(
         default=None,
         description=(
-            "What it waits for now, while it waits: reason rate_limit (model, why, seconds, until, step_id), "
+            "What it waits for now, while it waits: reason rate_limit or breaker (model, why, seconds, until, "
+            "step_id), "
             "slot (definition_id, limit: max_concurrent_workflows) or budget (the refused call: budget_usd, "
             "budget_tokens, spent_usd, spent_tokens, call, message); null otherwise."
         ),

@@ -18,6 +18,7 @@ from ecl.config import Settings, load_settings, sources_of
 from ecl.core.durable import Engine
 from ecl.core.errors import DatabaseError, InputValidationError
 from ecl.core.state import WorkflowState
+from ecl.core.waiting import CIRCUIT_OPEN
 from ecl.engines.factory import open_engine
 from ecl.llm.registry import provider_names
 from ecl.observability import configure_logging
@@ -166,6 +167,8 @@ class Progress:
             self._line(f"{mark} {event.get('step_id') or self.current} ({state})")
         elif kind == "workflow_queued":
             self._line(f"… waiting for a slot (max_concurrent_workflows of {event.get('definition_id')})")
+        elif kind == "llm_waiting" and event.get("reason") == CIRCUIT_OPEN:
+            self._line(f"… waiting {float(event.get('wait_s') or 0):.1f}s for the open circuit breaker")
         elif kind == "llm_waiting":
             self._line(f"… waiting {float(event.get('wait_s') or 0):.1f}s for the provider's {event.get('reason')}")
         elif kind == "workflow_state" and event.get("state") == WorkflowState.WAITING_FOR_REVISION:

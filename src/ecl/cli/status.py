@@ -99,6 +99,11 @@ def describe_wait(waiting: dict[str, Any]) -> str:
             f"rate limit of {waiting.get('model')} ({waiting.get('why')}), "
             f"{waiting.get('seconds')} s until {waiting.get('until')}"
         )
+    if reason == "breaker":
+        return (
+            f"the open circuit breaker of {waiting.get('model')}, "
+            f"{waiting.get('seconds')} s until {waiting.get('until')}"
+        )
     if reason == "slot":
         return f"a slot of {waiting.get('definition_id')} (max_concurrent_workflows = {waiting.get('limit')})"
     if reason == "budget":

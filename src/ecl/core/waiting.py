@@ -7,6 +7,8 @@ Three reasons, each a JSON object with ``reason`` and ``since`` (UTC, ISO 8601):
   ``provider/model``, ``why`` the limit: ``requests per minute``, ``tokens per minute`` or
   ``retry-after``; ``seconds`` and ``until`` the expected end; ``step_id``). Cleared when the
   call goes on.
+- ``breaker``: the same for a call waiting for an open circuit breaker to let a trial
+  through (``why`` is ``circuit open``; ``model`` the breaker's ``provider/model``).
 - ``slot``: the embedded engine holds the workflow until one of its definition's
   ``max_concurrent_workflows`` slots frees (``definition_id``, ``limit``). Cleared when it starts.
 - ``budget``: state ``waiting_for_budget``; the refused call's ``BudgetExceeded``
@@ -19,7 +21,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["budget_wait", "rate_limit_wait", "slot_wait"]
+__all__ = ["CIRCUIT_OPEN", "budget_wait", "rate_limit_wait", "slot_wait"]
+
+CIRCUIT_OPEN = "circuit open"
+"""The ``why`` of a call waiting for an open circuit breaker (reason ``breaker``)."""
 
 
 def _now() -> datetime:
@@ -27,10 +32,11 @@ def _now() -> datetime:
 
 
 def rate_limit_wait(model: str, why: str, seconds: float, step_id: str | None) -> dict[str, Any]:
-    """An LLM call of ``step_id`` waits ``seconds`` for the capacity of ``model``."""
+    """An LLM call of ``step_id`` waits ``seconds`` for the capacity of ``model`` (or for its
+    circuit breaker, when ``why`` is :data:`CIRCUIT_OPEN`)."""
     now = _now()
     return {
-        "reason": "rate_limit",
+        "reason": "breaker" if why == CIRCUIT_OPEN else "rate_limit",
         "model": model,
         "why": why,
         "seconds": round(seconds, 2),

@@ -27,7 +27,9 @@ from typing import Any, Literal
 import structlog
 
 from ecl.core.errors import LlmError
+from ecl.core.waiting import CIRCUIT_OPEN
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
+from ecl.llm.ratelimit import on_wait
 from ecl.observability import metrics
 
 __all__ = ["BreakerBoard", "BreakerProvider", "CircuitBreaker", "CircuitOpenError"]
@@ -256,10 +258,13 @@ class BreakerProvider:
         return self.board.get(self.inner.name, request.model or self.inner.model)
 
     async def _acquire(self, breaker: CircuitBreaker) -> bool:
-        waited = 0.0
+        """Pass the breaker, waiting out an open circuit up to ``max_wait``; a wait of a
+        second or more is told to :data:`~ecl.llm.ratelimit.on_wait` (``circuit open``), and
+        so is the end of it."""
+        waited, told, notify = 0.0, False, on_wait.get()
         while True:
             try:
-                return breaker.acquire()
+                trial = breaker.acquire()
             except CircuitOpenError as err:
                 provider, _, model = breaker.name.partition("/")
                 metrics.breaker_refused(provider or self.name, model or self.model)
@@ -267,8 +272,15 @@ class BreakerProvider:
                 if waited + wait > self.max_wait:
                     raise
                 _log.warning("llm call waits for the circuit breaker", breaker=breaker.name, wait_s=round(wait, 2))
+                if notify is not None and wait >= 1.0:
+                    await notify(CIRCUIT_OPEN, wait, breaker.name)
+                    told = True
                 await self._sleep(wait)
                 waited += wait
+                continue
+            if told and notify is not None:
+                await notify("", 0.0, breaker.name)
+            return trial
 
     async def complete(self, request: CompletionRequest) -> CompletionResponse:
         """Call through the breaker."""
