@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import structlog
 from pydantic import BaseModel
@@ -31,7 +31,28 @@ from ecl.steps.registry import StepRegistry
 from ecl.steps.step import Step
 from ecl.steps.validation import validate_model
 
-__all__ = ["StepExecutor"]
+__all__ = ["StepExecutor", "StepOptions"]
+
+
+class StepOptions(TypedDict, total=False):
+    """How one run of a step is done (every option may be left out)."""
+
+    iteration: int
+    """Which run of the step this is in its workflow (revision rounds; default 0)."""
+    recorder: StepRecorder | None
+    """Where its attempts are recorded (default: the executor's)."""
+    budget: BudgetGuard | None
+    """Refuses an LLM call whose worst case would cross the run's budget."""
+    timeout: float | None
+    """Seconds each attempt may run (default: the step's own ``timeout``; ``None``: no limit),
+    on the event loop's monotonic clock; an attempt over it is cancelled and fails with
+    :class:`~ecl.core.StepTimeoutError` (retryable: the step's retry policy decides)."""
+    fallback: Sequence[str] | None
+    """The model chain of its LLM requests that name none (default: the step's own)."""
+    record_as: str | None
+    """Record it under this id instead of ``step.id`` (its step_executions rows and the
+    returned execution; logs, metrics and errors still name ``step.id``)."""
+
 
 _log = structlog.get_logger("ecl.steps")
 
@@ -66,32 +87,10 @@ class StepExecutor:
         self._sleep = sleep
 
     async def execute(
-        self,
-        step_id: str,
-        input: dict[str, Any] | BaseModel,
-        *,
-        workflow_id: str,
-        iteration: int = 0,
-        recorder: StepRecorder | None = None,
-        budget: BudgetGuard | None = None,
-        timeout: float | None = None,
-        fallback: Sequence[str] | None = None,
-        record_as: str | None = None,
+        self, step_id: str, input: dict[str, Any] | BaseModel, *, workflow_id: str, **options: Unpack[StepOptions]
     ) -> StepExecution:
-        """Run ``step_id`` on ``input``; raises :class:`StepError` when it cannot succeed
-        (:class:`~ecl.core.BudgetExceeded`, never retried, when ``budget`` refused a call)."""
-        step = self.registry.get(step_id)
-        return await self.execute_step(
-            step,
-            input,
-            workflow_id=workflow_id,
-            iteration=iteration,
-            recorder=recorder,
-            budget=budget,
-            timeout=timeout,
-            fallback=fallback,
-            record_as=record_as,
-        )
+        """Run the registered step ``step_id`` on ``input`` (see :meth:`execute_step`)."""
+        return await self.execute_step(self.registry.get(step_id), input, workflow_id=workflow_id, **options)
 
     async def execute_step(
         self,
@@ -99,37 +98,16 @@ class StepExecutor:
         input: dict[str, Any] | BaseModel,
         *,
         workflow_id: str,
-        iteration: int = 0,
-        recorder: StepRecorder | None = None,
-        budget: BudgetGuard | None = None,
-        timeout: float | None = None,
-        fallback: Sequence[str] | None = None,
-        record_as: str | None = None,
+        **options: Unpack[StepOptions],
     ) -> StepExecution:
-        """Run ``step`` (registered or not) on ``input``, recorded under ``step.id``
-        (``record_as``: under that id instead, as its step_executions rows and the returned
-        execution; logs, metrics and errors still name ``step.id``).
-
-        Each attempt may run ``timeout`` seconds (default: the step's own ``timeout``; ``None``:
-        no limit), measured on the event loop's monotonic clock; an attempt over it is
-        cancelled and fails with :class:`~ecl.core.StepTimeoutError` (retryable, so the
-        step's retry policy decides whether another attempt runs). ``fallback`` (default: the
-        step's own) is the model chain of its LLM requests that name none.
+        """Run ``step`` (registered or not) on ``input``; raises :class:`StepError` when it
+        cannot succeed (:class:`~ecl.core.BudgetExceeded`, never retried, when the budget
+        refused a call). :class:`StepOptions` says what each option does.
 
         Every line logged meanwhile, by any module, carries ``step_id``, ``iteration`` and
         (from the first attempt on) ``attempt`` (:mod:`ecl.observability.logging`)."""
-        with bind_step(step.id, iteration=iteration):
-            return await self._attempts(
-                step,
-                input,
-                workflow_id=workflow_id,
-                iteration=iteration,
-                recorder=recorder,
-                budget=budget,
-                timeout=timeout,
-                fallback=fallback,
-                record_as=record_as,
-            )
+        with bind_step(step.id, iteration=options.get("iteration", 0)):
+            return await self._attempts(step, input, workflow_id=workflow_id, **options)
 
     async def _attempts(
         self,
@@ -137,12 +115,12 @@ class StepExecutor:
         input: dict[str, Any] | BaseModel,
         *,
         workflow_id: str,
-        iteration: int,
-        recorder: StepRecorder | None,
-        budget: BudgetGuard | None,
-        timeout: float | None,
-        fallback: Sequence[str] | None,
-        record_as: str | None,
+        iteration: int = 0,
+        recorder: StepRecorder | None = None,
+        budget: BudgetGuard | None = None,
+        timeout: float | None = None,
+        fallback: Sequence[str] | None = None,
+        record_as: str | None = None,
     ) -> StepExecution:
         step_id = step.id
         label = record_as or step_id
