@@ -99,6 +99,13 @@ class LogSettings(_Section):
     """``None``: JSON lines in production, readable console output otherwise."""
 
 
+class ObservabilitySettings(_Section):
+    """Tracing (OpenTelemetry)."""
+
+    tracing: bool = False
+    """Spans of each workflow run, step attempt and LLM call (:mod:`ecl.observability.tracing`)."""
+
+
 class DatabaseSettings(_Section):
     """The SQL database of records and of the embedded engine's journal."""
 
@@ -272,6 +279,7 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     log: LogSettings = Field(default_factory=LogSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     engine: Literal["embedded", "restate"] = "embedded"

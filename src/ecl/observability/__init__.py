@@ -1,4 +1,4 @@
-"""Logging and metrics."""
+"""Logging, metrics and tracing."""
 
 from ecl.observability.logging import (
     Redactor,
@@ -8,5 +8,15 @@ from ecl.observability.logging import (
     configure_logging,
     get_logger,
 )
+from ecl.observability.tracing import configure_tracing, tracing_enabled
 
-__all__ = ["Redactor", "bind_attempt", "bind_step", "bind_workflow", "configure_logging", "get_logger"]
+__all__ = [
+    "Redactor",
+    "bind_attempt",
+    "bind_step",
+    "bind_workflow",
+    "configure_logging",
+    "configure_tracing",
+    "get_logger",
+    "tracing_enabled",
+]

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
+from opentelemetry.trace import Span
 
 from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
@@ -21,6 +22,7 @@ from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
 from ecl.llm.ratelimit import on_wait
 from ecl.observability import metrics
+from ecl.observability.tracing import end_llm_span, start_llm_span
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
 
@@ -157,10 +159,12 @@ class RecordingLlm:
         self._check_budget(request)
         call_id = await self._sent(request)
         started = time.perf_counter()
+        span = start_llm_span(self.inner.name, request.model or self.model)
         token = on_wait.set(self._waiting)
         try:
             response = await self.inner.complete(request)
         except asyncio.CancelledError:
+            end_llm_span(span, error="cancelled")
             # Cut short (the step's timeout, a cancellation): the provider may bill it, its
             # tokens are unknown; settled now rather than left pending.
             await self._recorder.llm_call(
@@ -177,6 +181,7 @@ class RecordingLlm:
             )
             raise
         except LlmError as err:
+            end_llm_span(span, error=err.kind)
             await self._record(
                 request.model or self.model,
                 TokenUsage(),
@@ -187,6 +192,7 @@ class RecordingLlm:
             raise
         finally:
             on_wait.reset(token)
+        _end_span(span, response)
         await self._record(response.model or self.model, response.usage, response.latency_ms, None, call_id)
         self.models.append(response.model or request.model or self.model)
         return response
@@ -197,9 +203,11 @@ class RecordingLlm:
         self._check_budget(request)
         call_id = await self._sent(request)
         started = time.perf_counter()
+        span = start_llm_span(self.inner.name, request.model or self.model)
         try:
             async for event in self.inner.stream(request):
                 if event.final is not None:
+                    _end_span(span, event.final)
                     self.models.append(event.final.model or request.model or self.model)
                     await self._record(
                         event.final.model or self.model,
@@ -210,6 +218,7 @@ class RecordingLlm:
                     )
                 yield event
         except LlmError as err:
+            end_llm_span(span, error=err.kind)
             await self._record(
                 request.model or self.model,
                 TokenUsage(),
@@ -218,6 +227,19 @@ class RecordingLlm:
                 call_id,
             )
             raise
+        finally:
+            end_llm_span(span, error="interrupted")  # cut short (a no-op when it ended above)
+
+
+def _end_span(span: Span, response: CompletionResponse) -> None:
+    """End an LLM call's span with the model that answered and its tokens (input: cache included)."""
+    usage = response.usage
+    end_llm_span(
+        span,
+        response_model=response.model,
+        input_tokens=usage.input + usage.cache_creation + usage.cache_read,
+        output_tokens=usage.output,
+    )
 
 
 class _StepLogger:

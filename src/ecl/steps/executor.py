@@ -23,6 +23,7 @@ from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability import metrics
 from ecl.observability.logging import bind_attempt, bind_step
+from ecl.observability.tracing import step_span
 from ecl.steps.context import RecordingLlm, StepContext
 from ecl.steps.execution import StepExecution, TraceEvent
 from ecl.steps.prompts import PromptLibrary
@@ -174,7 +175,8 @@ class StepExecutor:
             )
             log.info("step attempt", attempt=attempt)
             try:
-                output, feedback = await self._bounded(step, ctx, model, deadline)
+                with step_span(step_id, attempt, iteration):
+                    output, feedback = await self._bounded(step, ctx, model, deadline)
             except StepError as caught:
                 # A budget refusal stands even if the step's code caught it: never retried.
                 failure = budget.refusal if budget is not None and budget.refusal is not None else caught

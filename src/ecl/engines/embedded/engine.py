@@ -57,6 +57,7 @@ from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
 from ecl.observability.logging import bind_workflow
+from ecl.observability.tracing import workflow_span
 from ecl.store.progress import cancelled_result_from_records
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
@@ -551,7 +552,7 @@ class EmbeddedEngine:
 
     async def _drive(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
         # The task's lines carry this workflow, not what the code that spawned it had bound.
-        with bind_workflow(workflow_id):
+        with workflow_span(workflow_id) as trace_id, bind_workflow(workflow_id, **_traced(trace_id)):
             async with self._slots:
                 return await self._drive_owned(workflow_id, fresh)
 
@@ -786,3 +787,8 @@ def _still_waiting(workflows: Table) -> Any:
 
 def _not_found(workflow_id: str) -> NotFoundError:
     return NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
+
+
+def _traced(trace_id: str | None) -> dict[str, str]:
+    """The log fields of a traced run: its ``trace_id`` (none when tracing is off)."""
+    return {"trace_id": trace_id} if trace_id else {}
