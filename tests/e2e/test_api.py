@@ -22,6 +22,7 @@ from ecl.testing import FakeAnthropicServer
 from tests.db_fixtures import fresh_pg
 from tests.e2e.helpers import (
     PASS,
+    REVISE,
     START_TIMEOUT,
     Ecl,
     answers,
@@ -160,6 +161,60 @@ def test_signal_approval(api: httpx.Client) -> None:
     assert bad.json()["error"]["details"]["errors"][0]["field"] == "decision"
     assert api.post(f"/workflows/{wid}/signal", json={"decision": "approve"}).status_code == 202
     assert wait_state(api, wid, {"completed"})["state"] == "completed"
+
+
+def _decisions(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What was decided, in order: verdicts, revision rounds, signals, the end state."""
+    picked = {
+        "verdict": lambda e: (e["step_id"], e["decision"], e["feedback"]),
+        "revision": lambda e: (e["round"], e["feedback"]),
+        "signal": lambda e: (e["name"], e["payload"]),
+        "state": lambda e: (e["state"],),
+    }
+    return [(e["kind"], *picked[e["kind"]](e)) for e in events if e["kind"] in picked]
+
+
+def test_the_trace_of_decisions_in_logs_and_events(api: httpx.Client, fake: FakeAnthropicServer, ecl: Ecl) -> None:
+    fake.responder = responder([REVISE, PASS])  # one revision, then pass; then a human approves
+    try:
+        body = {"definition_id": "critique-revise", "input": {"topic": "decide", "require_approval": True}}
+        wid = api.post("/workflows", json=body).json()["id"]
+        wait_state(api, wid, {"waiting_for_revision"})
+        waiting = [e for e in ecl.json("logs", wid) if e["kind"] == "waiting"]
+        assert [e["state"] for e in waiting] == ["waiting_for_revision"], waiting
+        signal = api.post(f"/workflows/{wid}/signal", json={"decision": "approve", "feedback": "ship it"})
+        assert signal.status_code == 202, signal.text
+        assert wait_state(api, wid, {"completed", "failed"})["state"] == "completed"
+    finally:
+        fake.responder = responder([PASS])
+    expected = [
+        ("verdict", "critique", "revise", "add an example"),
+        ("revision", 1, "add an example"),
+        ("verdict", "critique", "pass", None),
+        ("signal", "approval", {"decision": "approve", "feedback": "ship it"}),
+        ("state", "completed"),
+    ]
+    logged = ecl.json("logs", wid)
+    assert _decisions(logged) == expected
+    times = [e["time"] for e in logged]
+    assert times == sorted(times)
+    kinds = [e["kind"] for e in logged]
+    assert kinds[0] == "step_started"
+    assert kinds.index("llm_call") < kinds.index("verdict") < kinds.index("revision")
+    table = ecl.run("logs", wid).stdout
+    assert "critique verdict revise: add an example" in table
+    assert "revision round 1: add an example" in table
+    assert "signal approval: approve (ship it)" in table
+    streamed: list[dict[str, Any]] = []
+    with api.stream("GET", f"/workflows/{wid}/events", params={"interval": 0.1}) as stream:
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: ") and name in ("verdict", "revision", "signal", "end"):
+                data = json.loads(line.removeprefix("data: "))
+                streamed.append(data if name != "end" else {"kind": "state", "state": data["state"]})
+    assert _decisions(streamed) == expected
 
 
 @pytest.mark.parametrize("definition", ["critique-revise", "critique-revise-py"])

@@ -28,6 +28,7 @@ from ecl.core.json_values import check_json
 from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.state import WorkflowState, parse_state
 from ecl.llm.budget import parse_top_up
+from ecl.store.trace import trace
 from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["register"]
@@ -43,6 +44,7 @@ async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) ->
         step_costs = await repos.llm_calls.step_costs(workflow_id)
         state = await repos.workflows.kv(workflow_id)
         artifacts = await repos.artifacts.list_for(workflow_id)
+        signals = await repos.workflows.signals(workflow_id)
     finally:
         await repos.close()
     return {
@@ -53,6 +55,9 @@ async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) ->
         "llm_totals": totals.model_dump(mode="json"),
         "artifacts": [a.model_dump(mode="json") for a in artifacts],
         "_records": (workflow, steps, totals),
+        "_calls": calls,
+        "_signals": signals,
+        "_step_costs": step_costs,
     }
 
 
@@ -213,7 +218,8 @@ def register(app: typer.Typer) -> None:
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
     ) -> None:
-        """The recorded trace of a workflow: step attempts and LLM calls, in order.
+        """The recorded trace of a workflow, in order: step attempts, LLM calls, critique
+        verdicts, revision rounds, signals (approve/revise, budget), waits and the end state.
 
         ``--format json`` prints one JSON list; with ``--follow`` one JSON object per line.
         """
@@ -235,7 +241,7 @@ def register(app: typer.Typer) -> None:
                 elif fmt == "quiet":
                     typer.echo(event["id"])
                 else:
-                    typer.echo(f"{event['time']}  {event['text']}")
+                    typer.echo(f"{event['time']}  {event['kind']:<14} {event['text']}")
             if not follow or workflow.state.is_terminal:
                 return
             time.sleep(interval)
@@ -332,40 +338,5 @@ def _say(fmt: str, workflow_id: str, text: str, doc: dict[str, Any]) -> None:
 
 
 def _events(snap: dict[str, Any], step: str | None) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    step_ids = {s["id"] for s in snap["steps"]}
-    for s in snap["steps"]:
-        label = f"{s['step_id']}" + (f" (revision {s['iteration']})" if s["iteration"] else "")
-        events.append(
-            {
-                "id": f"{s['id']}:start",
-                "time": s["started_at"],
-                "text": f"{label} attempt {s['attempt']} started",
-            }
-        )
-        if s["completed_at"]:
-            detail = f"tokens={s['tokens_used'] or 0} cost=${s['cost_usd']}"
-            if s["error"]:
-                detail += f" error={s['error'].get('type')}: {s['error'].get('message')}"
-            events.append(
-                {
-                    "id": f"{s['id']}:end",
-                    "time": s["completed_at"],
-                    "text": f"{label} attempt {s['attempt']} {s['state']} {detail}",
-                }
-            )
-    for c in snap["llm_calls"]:
-        if step is not None and c["step_execution_id"] not in step_ids:
-            continue
-        outcome = c["outcome"] if c["outcome"] == "ok" else f"{c['outcome']} ({c['error_kind']})"
-        events.append(
-            {
-                "id": c["id"],
-                "time": c["created_at"],
-                "text": (
-                    f"llm {c['provider']}/{c['model']} {outcome} in={c['input_tokens']} "
-                    f"out={c['output_tokens']} cost=${c['cost_usd']} {c['latency_ms']:.0f}ms"
-                ),
-            }
-        )
-    return sorted(events, key=lambda e: (e["time"], e["id"]))
+    workflow, steps, _ = snap["_records"]
+    return trace(workflow, steps, snap["_calls"], snap["_signals"], costs=snap["_step_costs"], step=step)

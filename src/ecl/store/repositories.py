@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ __all__ = [
     "LlmCallRepository",
     "LlmTotals",
     "Page",
+    "SignalRecord",
     "StepExecutionRecord",
     "StepExecutionRepository",
     "WorkflowRecord",
@@ -78,6 +80,14 @@ class StepExecutionRecord(BaseModel):
     started_at: datetime
     completed_at: datetime | None = None
     tokens_used: int | None = None
+
+
+class SignalRecord(BaseModel):
+    """A resolved row of ``promises``: a signal the workflow received."""
+
+    name: str
+    payload: Any = None
+    resolved_at: datetime
 
 
 class LlmCallRecord(BaseModel):
@@ -287,6 +297,17 @@ class WorkflowRepository(_Repository):
         async with self.sessions() as session:
             rows = (await session.execute(query)).all()
         return {str(row[0]): servable(row[1]) for row in rows}
+
+    async def signals(self, workflow_id: str) -> builtins.list[SignalRecord]:
+        """The workflow's resolved promises (the embedded engine's signals), oldest first."""
+        query = (
+            select(m.Promise.name, m.Promise.payload, m.Promise.resolved_at)
+            .where(and_(m.Promise.workflow_id == workflow_id, m.Promise.resolved_at.is_not(None)))
+            .order_by(m.Promise.resolved_at, m.Promise.name)
+        )
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [SignalRecord(name=r[0], payload=servable(r[1]), resolved_at=r[2]) for r in rows]
 
 
 class StepExecutionRepository(_Repository):

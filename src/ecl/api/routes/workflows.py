@@ -28,6 +28,7 @@ from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.state import parse_state
 from ecl.llm.budget import parse_budget, parse_top_up
 from ecl.store.outage import ride_out
+from ecl.store.trace import DECISION_KINDS, trace
 from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["router"]
@@ -196,27 +197,36 @@ async def events(
     svc: Svc,
     interval: Annotated[float, Query(ge=0.05, le=10)] = 0.5,
 ) -> StreamingResponse:
-    """Server-sent events: ``state`` and ``step`` events as the run progresses, then ``end``."""
+    """Server-sent events as the run progresses: ``step`` (an attempt changed state), the
+    decisions in order — ``verdict`` (a critique's pass/revise and feedback), ``revision`` (a
+    revision round begins), ``signal`` (an approve/revise answer or budget top-up, with its
+    payload), ``waiting`` (what it waits for) — and ``state``; then ``end``."""
     await svc.workflows.get(workflow_id)
 
     async def stream() -> AsyncIterator[bytes]:
         seen: dict[str, str] = {}
+        told: set[str] = set()
         last_state = ""
 
-        async def read() -> tuple[Any, list[Any]]:
-            return await svc.workflows.get(workflow_id), await svc.steps.list_for(workflow_id)
+        async def read() -> tuple[Any, list[Any], list[Any]]:
+            workflow = await svc.workflows.get(workflow_id)
+            return workflow, await svc.steps.list_for(workflow_id), await svc.workflows.signals(workflow_id)
 
         while True:
             try:
                 # The headers are sent: a database outage cannot be a 503 any more, so the
                 # stream waits for the database (as the workflow does) instead of breaking.
-                workflow, steps = await ride_out(read)
+                workflow, steps, signals = await ride_out(read)
             except NotFoundError:
                 return
             for step in steps:
                 if seen.get(step.id) != step.state:
                     seen[step.id] = step.state
                     yield _sse("step", step.model_dump(mode="json", exclude={"input"}))
+            for event in trace(workflow, steps, signals=signals):
+                if event["kind"] in DECISION_KINDS and event["id"] not in told:
+                    told.add(event["id"])
+                    yield _sse(event["kind"], event)
             if workflow.state.value != last_state:
                 last_state = workflow.state.value
                 yield _sse("state", {"workflow_id": workflow_id, "state": last_state})
