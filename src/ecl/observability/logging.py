@@ -142,8 +142,8 @@ def bind_workflow(workflow_id: str, **fields: Any) -> Iterator[None]:
     """Every log line inside carries ``workflow_id`` (and ``fields``) and nothing bound
     outside: a run's lines never carry the step, attempt or request of whoever started it.
 
-    The embedded engine passes the run's ``trace_id`` here when tracing is on. Restored on the way out (tokens, so nested and
-    concurrent scopes are exact)."""
+    The embedded engine passes the run's ``trace_id`` here when tracing is on. Restored on
+    the way out (tokens, so nested and concurrent scopes are exact)."""
     outer = dict.fromkeys(structlog.contextvars.get_contextvars(), ...)
     tokens = structlog.contextvars.bind_contextvars(**{**outer, "workflow_id": workflow_id, **fields})
     try:
