@@ -13,7 +13,7 @@ again, let alone another model.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
 import structlog
 
@@ -86,42 +86,42 @@ class FallbackProvider:
     def _fell_back(self, model: str, to: str, reason: str) -> None:
         _log.warning("llm call falls back to another model", model=model, fallback=to, reason=reason)
 
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        """The first model of the chain that answers."""
+    def _routes(self, request: CompletionRequest) -> Iterator[tuple[CompletionRequest, LlmProvider, str | None]]:
+        """Each model of the chain still worth asking: the request routed to it, the stack
+        that asks it, and the model to fall back to (``None`` for the last one)."""
         chain = self.models(request)
         for i, model in enumerate(chain):
-            last = i == len(chain) - 1
-            if not last and self._skip(model):
-                self._fell_back(model, chain[i + 1], "circuit open")
+            fallback = chain[i + 1] if i + 1 < len(chain) else None
+            if fallback is not None and self._skip(model):
+                self._fell_back(model, fallback, "circuit open")
                 continue
             routed = request.model_copy(update={"model": model, "fallback": []})
+            yield routed, (self.first if fallback is not None else self.last), fallback
+
+    async def complete(self, request: CompletionRequest) -> CompletionResponse:
+        """The first model of the chain that answers."""
+        for routed, provider, fallback in self._routes(request):
             try:
-                return await (self.last if last else self.first).complete(routed)
+                return await provider.complete(routed)
             except LlmError as err:
-                if last or not err.retryable:
+                if fallback is None or not err.retryable:
                     raise
-                self._fell_back(model, chain[i + 1], err.message)
+                self._fell_back(routed.model or "", fallback, err.message)
         raise AssertionError("unreachable: the last model either answers or raises")
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
         """Stream from the first model that answers (never after text went out)."""
-        chain = self.models(request)
-        for i, model in enumerate(chain):
-            last = i == len(chain) - 1
-            if not last and self._skip(model):
-                self._fell_back(model, chain[i + 1], "circuit open")
-                continue
-            routed = request.model_copy(update={"model": model, "fallback": []})
+        for routed, provider, fallback in self._routes(request):
             started = False
             try:
-                async for event in (self.last if last else self.first).stream(routed):
+                async for event in provider.stream(routed):
                     started = True
                     yield event
                 return
             except LlmError as err:
-                if last or started or not err.retryable:
+                if fallback is None or started or not err.retryable:
                     raise
-                self._fell_back(model, chain[i + 1], err.message)
+                self._fell_back(routed.model or "", fallback, err.message)
 
     async def close(self) -> None:
         """Close the wrapped client (shared by both stacks)."""

@@ -101,19 +101,33 @@ class RecordingLlm:
     async def _sent(self, request: CompletionRequest) -> str:
         """Record the request as ``pending`` before it goes out; returns the row's id."""
         call_id = uuid.uuid4().hex
-        await self._recorder.llm_call_sent(
-            LlmCall(
-                workflow_id=self._workflow_id,
-                execution_id=self._execution_id,
-                provider=self.inner.name,
-                model=request.model or self.model,
-                usage=TokenUsage(),
-                latency_ms=0.0,
-                outcome=PENDING,
-                call_id=call_id,
-            )
-        )
+        await self._recorder.llm_call_sent(self._call(request.model or self.model, PENDING, call_id))
         return call_id
+
+    def _call(
+        self,
+        model: str,
+        outcome: str,
+        call_id: str,
+        *,
+        usage: TokenUsage | None = None,
+        latency_ms: float = 0.0,
+        error_kind: str | None = None,
+        cost_usd: Decimal = Decimal(0),
+    ) -> LlmCall:
+        """The record of one call of this step attempt."""
+        return LlmCall(
+            workflow_id=self._workflow_id,
+            execution_id=self._execution_id,
+            provider=self.inner.name,
+            model=model,
+            usage=usage or TokenUsage(),
+            latency_ms=latency_ms,
+            outcome=outcome,
+            error_kind=error_kind,
+            cost_usd=cost_usd,
+            call_id=call_id,
+        )
 
     async def _record(
         self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None, call_id: str = ""
@@ -139,17 +153,14 @@ class RecordingLlm:
             cost_usd=cost,
         )
         await self._recorder.llm_call(
-            LlmCall(
-                workflow_id=self._workflow_id,
-                execution_id=self._execution_id,
-                provider=self.inner.name,
-                model=model,
+            self._call(
+                model,
+                "error" if error else "ok",
+                call_id,
                 usage=usage,
                 latency_ms=latency_ms,
-                outcome="error" if error else "ok",
                 error_kind=error.kind if error else None,
                 cost_usd=cost,
-                call_id=call_id,
             )
         )
 
@@ -167,17 +178,9 @@ class RecordingLlm:
             end_llm_span(span, error="cancelled")
             # Cut short (the step's timeout, a cancellation): the provider may bill it, its
             # tokens are unknown; settled now rather than left pending.
+            latency_ms = (time.perf_counter() - started) * 1000
             await self._recorder.llm_call(
-                LlmCall(
-                    workflow_id=self._workflow_id,
-                    execution_id=self._execution_id,
-                    provider=self.inner.name,
-                    model=request.model or self.model,
-                    usage=TokenUsage(),
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    outcome=INTERRUPTED,
-                    call_id=call_id,
-                )
+                self._call(request.model or self.model, INTERRUPTED, call_id, latency_ms=latency_ms)
             )
             raise
         except LlmError as err:

@@ -21,7 +21,7 @@ from types import TracebackType
 import httpx
 
 from ecl.core.errors import EngineError
-from ecl.engines.restate.server import find_server_binary, free_port
+from ecl.engines.restate.server import RestateProcess, find_server_binary, free_port
 
 __all__ = ["ClusterNode", "RestateCluster"]
 
@@ -29,7 +29,7 @@ ROLES = ("http-ingress", "admin", "worker", "log-server", "metadata-server")
 
 
 @dataclass
-class ClusterNode:
+class ClusterNode(RestateProcess):
     """One node: its ports, folder and process."""
 
     index: int
@@ -64,21 +64,6 @@ class ClusterNode:
     def address(self) -> str:
         """Node-to-node address."""
         return f"http://{self.host}:{self.node_port}"
-
-    @property
-    def ingress_url(self) -> str:
-        """Where workflows are invoked through this node."""
-        return f"http://{self.host}:{self.ingress_port}"
-
-    @property
-    def admin_url(self) -> str:
-        """This node's admin API."""
-        return f"http://{self.host}:{self.admin_port}"
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self.proc is not None and self.proc.poll() is None
 
     def config(self, cluster_name: str, peers: list[str], *, provision: bool, replication: int, partitions: int) -> str:
         """The node's TOML config (top-level keys first, then its tables)."""
@@ -116,15 +101,6 @@ class ClusterNode:
             "",
         ]
         return "\n".join(lines)
-
-    def healthy(self) -> bool:
-        """Whether this node's admin API and ingress both answer their health checks."""
-        try:
-            admin = httpx.get(f"{self.admin_url}/health", timeout=1)
-            ingress = httpx.get(f"{self.ingress_url}/restate/health", timeout=1)
-        except httpx.HTTPError:
-            return False
-        return admin.status_code == 200 and ingress.status_code == 200
 
 
 @dataclass
@@ -199,12 +175,7 @@ class RestateCluster:
         pause = 0.05
         while True:
             for node in self.nodes:
-                if node.proc is not None and node.proc.poll() is not None:
-                    tail = node.log_path.read_text(errors="replace")[-2000:]
-                    raise EngineError(
-                        f"restate-server {node.name} exited with {node.proc.returncode}; see {node.log_path}:\n{tail}",
-                        engine="restate",
-                    )
+                node.check_not_exited(f"restate-server {node.name}")
             if all(n.healthy() for n in self.nodes if n.running) and self._partitions_served():
                 return
             if time.monotonic() > deadline:
@@ -236,10 +207,7 @@ class RestateCluster:
 
     def kill(self, index: int) -> None:
         """SIGKILL node ``index``, as a crash would."""
-        proc = self.nodes[index].proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        self.nodes[index].kill(30)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop every node (SIGTERM to all, then SIGKILL to those left after ``timeout``)."""

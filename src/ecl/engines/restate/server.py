@@ -24,7 +24,7 @@ import httpx
 
 from ecl.core.errors import EngineError
 
-__all__ = ["INSTALL_HINT", "RestateServer", "find_server_binary", "free_port", "tools_dir"]
+__all__ = ["INSTALL_HINT", "RestateProcess", "RestateServer", "find_server_binary", "free_port", "tools_dir"]
 
 INSTALL_HINT = "install it with `make setup` (scripts/install-restate.sh: npm @restatedev/restate-server)"
 """What to tell a user whose machine has no ``restate-server``."""
@@ -83,8 +83,61 @@ def find_server_binary(configured: str | None = None, *, root: Path | None = Non
     raise EngineError(f"restate-server not found; {INSTALL_HINT}", engine="restate")
 
 
+class RestateProcess:
+    """What one ``restate-server`` process offers whatever started it (a lone server or a
+    cluster node): its URLs, health, liveness and a crash."""
+
+    host: str
+    ingress_port: int
+    admin_port: int
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def log_path(self) -> Path:
+        """The process's output."""
+        raise NotImplementedError
+
+    @property
+    def ingress_url(self) -> str:
+        """Where workflows are invoked."""
+        return f"http://{self.host}:{self.ingress_port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API."""
+        return f"http://{self.host}:{self.admin_port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def healthy(self) -> bool:
+        """Whether the admin API and the ingress both answer their health checks."""
+        try:
+            admin = httpx.get(f"{self.admin_url}/health", timeout=1)
+            ingress = httpx.get(f"{self.ingress_url}/restate/health", timeout=1)
+        except httpx.HTTPError:
+            return False
+        return admin.status_code == 200 and ingress.status_code == 200
+
+    def check_not_exited(self, label: str = "restate-server") -> None:
+        """Raise :class:`~ecl.core.EngineError` (with the log's tail) if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise EngineError(
+                f"{label} exited with {self.proc.returncode}; see {self.log_path}:\n{tail}", engine="restate"
+            )
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+
 @dataclass
-class RestateServer:
+class RestateServer(RestateProcess):
     """Starts, waits for and stops one ``restate-server`` with its own ports and data.
 
     Every port defaults to a free one; the data (and ``restate.log``) live in ``data_dir``,
@@ -105,24 +158,9 @@ class RestateServer:
     proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def ingress_url(self) -> str:
-        """Where workflows are invoked."""
-        return f"http://{self.host}:{self.ingress_port}"
-
-    @property
-    def admin_url(self) -> str:
-        """The admin API."""
-        return f"http://{self.host}:{self.admin_port}"
-
-    @property
     def log_path(self) -> Path:
         """The server's output."""
         return self.data_dir / "restate.log"
-
-    @property
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
         """The command line."""
@@ -166,12 +204,7 @@ class RestateServer:
             self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise EngineError(
-                    f"restate-server exited with {self.proc.returncode}; see {self.log_path}:\n{tail}",
-                    engine="restate",
-                )
+            self.check_not_exited()
             if self.healthy():
                 return self
             time.sleep(0.05)
@@ -179,15 +212,6 @@ class RestateServer:
         raise EngineError(
             f"restate-server did not become healthy in {timeout:.0f}s; see {self.log_path}", engine="restate"
         )
-
-    def healthy(self) -> bool:
-        """Whether the admin API and the ingress both answer their health checks."""
-        try:
-            admin = httpx.get(f"{self.admin_url}/health", timeout=1)
-            ingress = httpx.get(f"{self.ingress_url}/restate/health", timeout=1)
-        except httpx.HTTPError:
-            return False
-        return admin.status_code == 200 and ingress.status_code == 200
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
@@ -197,12 +221,6 @@ class RestateServer:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
 
