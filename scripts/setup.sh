@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ECL needs on a fresh machine: uv, the Python environment
-# (from uv.lock) and the pinned Restate server from npm into .tools/ (git-ignored).
+# (from uv.lock), the pinned Restate server from npm into .tools/ (git-ignored) and Debian's
+# Chromium for the browser tests (when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ UV="$(command -v uv 2>/dev/null || echo "$HOME/.local/bin/uv")"
 if [ -x scripts/install-restate.sh ]; then
     scripts/install-restate.sh
 fi
+
+scripts/install-chromium.sh
 
 if ! command -v uv >/dev/null 2>&1; then
     echo "setup: uv is at $UV (not on your PATH); run ECL as .venv/bin/ecl or add $(dirname "$UV") to PATH" >&2

@@ -44,9 +44,9 @@ machine busy with other work one ``ecl server start`` alone has taken 50 s."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Give tests that drive subprocesses (e2e, Restate) a long timeout unless they set one."""
+    """Give tests that drive subprocesses (e2e, Restate, a browser) a long timeout unless they set one."""
     for item in items:
-        slow = item.get_closest_marker("e2e") or item.get_closest_marker("restate")
+        slow = any(item.get_closest_marker(name) for name in ("e2e", "restate", "browser"))
         if slow and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(SUBPROCESS_TEST_TIMEOUT))
 
