@@ -27,6 +27,7 @@ from ecl.core.errors import InputValidationError
 from ecl.core.json_values import check_json
 from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.state import WorkflowState, parse_state
+from ecl.core.waiting import describe_wait
 from ecl.llm.budget import parse_top_up
 from ecl.store.trace import trace
 from ecl.workflows import BUDGET_PROMISE
@@ -94,26 +95,6 @@ def _print_status(snap: dict[str, Any], console: Console) -> None:
             duration,
         )
     console.print(table)
-
-
-def describe_wait(waiting: dict[str, Any]) -> str:
-    """One line for a workflow's ``waiting``."""
-    reason = waiting.get("reason")
-    if reason == "rate_limit":
-        return (
-            f"rate limit of {waiting.get('model')} ({waiting.get('why')}), "
-            f"{waiting.get('seconds')} s until {waiting.get('until')}"
-        )
-    if reason == "breaker":
-        return (
-            f"the open circuit breaker of {waiting.get('model')}, "
-            f"{waiting.get('seconds')} s until {waiting.get('until')}"
-        )
-    if reason == "slot":
-        return f"a slot of {waiting.get('definition_id')} (max_concurrent_workflows = {waiting.get('limit')})"
-    if reason == "budget":
-        return str(waiting.get("message") or "budget")
-    return json.dumps(waiting, default=str)
 
 
 def _exit_for_state(state: WorkflowState) -> None:

@@ -18,10 +18,11 @@ Three reasons, each a JSON object with ``reason`` and ``since`` (UTC, ISO 8601):
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["CIRCUIT_OPEN", "budget_wait", "rate_limit_wait", "slot_wait"]
+__all__ = ["CIRCUIT_OPEN", "budget_wait", "describe_wait", "rate_limit_wait", "slot_wait"]
 
 CIRCUIT_OPEN = "circuit open"
 """The ``why`` of a call waiting for an open circuit breaker (reason ``breaker``)."""
@@ -57,3 +58,23 @@ def budget_wait(refusal: Any) -> dict[str, Any]:
     found.pop("type", None)
     found.pop("retryable", None)
     return {"reason": "budget", **found, "since": _now().isoformat()}
+
+
+def describe_wait(waiting: dict[str, Any]) -> str:
+    """One line for a workflow's ``waiting``."""
+    reason = waiting.get("reason")
+    if reason == "rate_limit":
+        return (
+            f"rate limit of {waiting.get('model')} ({waiting.get('why')}), "
+            f"{waiting.get('seconds')} s until {waiting.get('until')}"
+        )
+    if reason == "breaker":
+        return (
+            f"the open circuit breaker of {waiting.get('model')}, "
+            f"{waiting.get('seconds')} s until {waiting.get('until')}"
+        )
+    if reason == "slot":
+        return f"a slot of {waiting.get('definition_id')} (max_concurrent_workflows = {waiting.get('limit')})"
+    if reason == "budget":
+        return str(waiting.get("message") or "budget")
+    return json.dumps(waiting, default=str)
