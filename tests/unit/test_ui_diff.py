@@ -50,7 +50,7 @@ def test_rounds_of_a_critique_revise_run_with_one_revision_and_a_retry() -> None
         _step("f", "final", 5, output={"text": "Cats sleep 15 hours a day.", "artifact_id": "x"}),
     ]  # fmt: skip
     found = rounds(steps, _events(steps))
-    assert [(r.number, r.step_id, r.decision) for r in found] == [(0, "critique", "revise"), (1, "revise", "pass")]
+    assert [(r.number, r.step_id, r.decision) for r in found] == [(0, "generate", "revise"), (1, "revise", "pass")]
     assert found[0].draft == "Cats are nice." and found[0].diff is None and found[0].feedback == "add a <fact>"
     assert found[1].asked == "add a <fact>"
     assert found[1].draft == "Cats sleep 15 hours a day."

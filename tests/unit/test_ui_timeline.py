@@ -25,7 +25,7 @@ def _step(sid: str, step_id: str, start: float, end: float | None, **extra: Any)
     )  # fmt: skip
 
 
-def test_overlapping_steps_get_separate_lanes_and_sequential_ones_share_a_lane() -> None:
+def test_overlapping_steps_get_separate_lanes_side_by_side() -> None:
     steps = [
         _step("a", "generate", 0, 1),
         _step("b", "left", 1, 4),
@@ -33,33 +33,45 @@ def test_overlapping_steps_get_separate_lanes_and_sequential_ones_share_a_lane()
         _step("d", "join", 4, 5),
     ]
     timeline = layout(steps, now=_at(10))
-    lanes = {b.step_id: b.lane for b in timeline.bars}
-    assert lanes["left"] != lanes["right"]
-    assert lanes["generate"] == lanes["left"] == lanes["join"] == 0
-    assert timeline.lanes == 2
+    assert timeline.lanes == ["generate", "left", "right", "join"]
+    assert [b.lane for b in timeline.bars] == [0, 1, 2, 3]
     assert [(b.start, b.end) for b in timeline.bars] == [(0, 1), (1, 4), (1.5, 3), (4, 5)]
     assert timeline.span == 5
+
+
+def test_overlapping_attempts_of_one_step_get_a_lane_each() -> None:
+    steps = [
+        _step("a", "worker", 0, 3, state="interrupted"),  # a dead process's attempt, settled late
+        _step("b", "worker", 1, 2, attempt=2),
+        _step("c", "worker", 3.5, 4, attempt=3),
+        _step("d", "next", 4, 5),
+    ]
+    timeline = layout(steps, now=_at(10))
+    assert timeline.lanes == ["worker", "worker", "next"]
+    assert [b.lane for b in timeline.bars] == [0, 1, 0, 2]
+    drawn = str(svg(timeline))
+    assert drawn.count(">worker</text>") == 1  # a step is named once, beside its first lane
 
 
 def test_retries_are_separate_bars_on_the_steps_lane_and_failed_attempts_are_marked() -> None:
     failure = {"type": "StepValidationError", "message": "not JSON"}
     steps = [
         _step("a", "critique", 0, 1, state="failed", error=failure),
-        _step("x", "other", 0.5, 3),  # overlaps attempt 2: forces a second lane
+        _step("x", "other", 0.5, 3),  # runs meanwhile, on its own lane
         _step("b", "critique", 1, 2, attempt=2, state="failed", error=failure),
         _step("c", "critique", 2, 2.5, attempt=3),
     ]
     timeline = layout(steps, now=_at(10))
     critique = [b for b in timeline.bars if b.step_id == "critique"]
     assert [(b.attempt, b.failed) for b in critique] == [(1, True), (2, True), (3, False)]
-    assert {b.lane for b in critique} == {0}
+    assert {b.lane for b in critique} == {0} and timeline.lanes == ["critique", "other"]
     assert critique[0].text == (
         "critique #1: started at 0 ms, failed at 1.0 s, took 1.0 s; error: StepValidationError: not JSON"
     )
     drawn = svg(timeline)
     assert drawn.count('class="bar bar-failed"') == 2
     assert drawn.count('class="bar bar-completed"') == 2
-    assert "critique #2 ✕" in drawn
+    assert "#2 ✕</text>" in drawn
 
 
 def test_a_running_attempt_is_open_ended_up_to_now() -> None:

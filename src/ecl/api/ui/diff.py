@@ -4,7 +4,8 @@ The drafts are read from the run's step executions, the decisions from its trace
 (:func:`ecl.store.trace.trace`, which already finds verdicts and revision rounds):
 
 - round 0's draft is the one the validator (the step whose output carries ``decision``
-  ``pass``/``revise``) judged first: its input;
+  ``pass``/``revise``) judged first: its input (written by the step whose output it is,
+  e.g. Critique-Revise's ``generate``);
 - round N's draft (N ≥ 1) is the output of the step that began revision round N (the
   reviser, e.g. Critique-Revise's ``revise``), or, when it has none yet, what the validator
   judged in that round.
@@ -43,7 +44,7 @@ class Round:
     number: int
     """0: the first draft; N: the draft of revision round N."""
     step_id: str
-    """The step that wrote the draft (round 0: the validator that judged it)."""
+    """The step that wrote the draft (the validator that judged it when no step's output is it)."""
     draft: str
     asked: str | None = None
     """The feedback that asked for this draft (a critique's or a human's); ``None`` for round 0."""
@@ -105,7 +106,7 @@ def rounds(steps: Sequence[StepExecutionRecord], events: Sequence[Mapping[str, A
         if wrote is not None and (text := draft_text(wrote.output)) is not None:
             step_id = wrote.step_id
         elif judged is not None and (text := draft_text(judged.input)) is not None:
-            step_id = validator
+            step_id = _writer(steps, text, number) or validator
         else:
             continue
         verdict = verdicts.get(number) if judged is not None else None
@@ -122,6 +123,14 @@ def rounds(steps: Sequence[StepExecutionRecord], events: Sequence[Mapping[str, A
             round_ = replace(round_, diff=marked, added=added, removed=removed)
         found.append(round_)
     return found
+
+
+def _writer(steps: Sequence[StepExecutionRecord], text: str, iteration: int) -> str | None:
+    """The step of ``iteration`` whose output is the draft ``text`` (e.g. ``generate``)."""
+    for s in steps:
+        if s.iteration == iteration and s.state == "completed" and draft_text(s.output) == text:
+            return s.step_id
+    return None
 
 
 def diff_html(old: str, new: str) -> Markup:
