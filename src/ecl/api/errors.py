@@ -49,7 +49,7 @@ from ecl.core.errors import (
 )
 from ecl.store.outage import unreachable
 
-__all__ = ["ApiError", "error_body", "install_error_handlers"]
+__all__ = ["ApiError", "ecl_error_parts", "error_body", "install_error_handlers"]
 
 _log = structlog.get_logger("ecl.api")
 
@@ -95,25 +95,31 @@ def _respond(status: int, code: str, message: str, details: dict[str, Any] | Non
     return JSONResponse(error_body(code, message, details), status_code=status)
 
 
-def _for_ecl(err: EclError) -> JSONResponse:
+def ecl_error_parts(err: EclError) -> tuple[int, str, str, dict[str, Any]]:
+    """Status, code, message and details of an ECL error: what the API answers (and the
+    dashboard shows) for it."""
     if isinstance(err, NotFoundError):
         code = f"{err.kind.upper()}_NOT_FOUND" if err.kind else "NOT_FOUND"
-        return _respond(404, code, err.message, {"id": err.id})
+        return 404, code, err.message, {"id": err.id}
     if isinstance(err, InputValidationError):
-        return _respond(400, "VALIDATION_ERROR", err.message, {"errors": err.errors})
+        return 400, "VALIDATION_ERROR", err.message, {"errors": err.errors}
     if isinstance(err, IllegalTransitionError):
-        return _respond(409, "ILLEGAL_TRANSITION", err.message, err.to_dict())
+        return 409, "ILLEGAL_TRANSITION", err.message, err.to_dict()
     if isinstance(err, ConflictError):
-        return _respond(409, "CONFLICT", err.message, {"id": err.id})
+        return 409, "CONFLICT", err.message, {"id": err.id}
     if isinstance(err, UserError):
-        return _respond(400, err.code, err.message)
+        return 400, err.code, err.message, {}
     if isinstance(err, DatabaseError | EngineError):
-        return _respond(503, err.code, err.message)
+        return 503, err.code, err.message, {}
     if isinstance(err, ArtifactCorrupted):
         _log.error("artifact corrupted", error=err.message)
-        return _respond(500, err.code, err.message, {"id": err.artifact_id})
+        return 500, err.code, err.message, {"id": err.artifact_id}
     _log.error("request failed", error=err.message, type=type(err).__name__)
-    return _respond(500, "INTERNAL_ERROR", "internal error")
+    return 500, "INTERNAL_ERROR", "internal error", {}
+
+
+def _for_ecl(err: EclError) -> JSONResponse:
+    return _respond(*ecl_error_parts(err))
 
 
 def install_error_handlers(app: FastAPI) -> None:

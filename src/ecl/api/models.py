@@ -80,6 +80,7 @@ class WorkflowOut(BaseModel):
     updated_at: datetime
     completed_at: datetime | None = None
     cost_usd: Decimal = Field(default=Decimal(0), description="What its LLM calls cost so far (USD, exact).")
+    tokens: int = Field(default=0, description="The tokens its LLM calls used so far (input + output).")
 
 
 class WorkflowList(BaseModel):

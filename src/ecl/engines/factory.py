@@ -59,6 +59,13 @@ class Runtime:
     llm: LlmProvider
     breakers: BreakerBoard | None = None
     """The provider's circuit breakers (``None`` for the mock provider)."""
+    artifacts: LocalArtifactStore | None = None
+    """The store the steps write artifacts to (its database connections are the runtime's own)."""
+
+    async def close(self) -> None:
+        """Close the runtime's own database connections (its artifact records)."""
+        if self.artifacts is not None:
+            await self.artifacts.repository.db.dispose()
 
 
 def tables() -> dict[str, Table]:
@@ -164,7 +171,7 @@ def build_orchestrator(settings: Settings, *, provider: str | None = None) -> Ru
             usd=settings.budget.usd, tokens=settings.budget.tokens, on_exceeded=settings.budget.on_exceeded
         ),
     )
-    return Runtime(orchestrator=orchestrator, definitions=catalog, llm=llm, breakers=breakers)
+    return Runtime(orchestrator=orchestrator, definitions=catalog, llm=llm, breakers=breakers, artifacts=artifacts)
 
 
 def build_embedded_engine(
@@ -244,10 +251,15 @@ async def open_engine(
             await remote.close()
             await db.dispose()
         return
+    own = runtime is None
     runtime = runtime if runtime is not None else build_orchestrator(settings, provider=llm)
     local = build_embedded_engine(settings, runtime, listener=listener, commit_delay_seconds=commit_delay_seconds)
-    await local.start()
     try:
-        yield local
+        await local.start()
+        try:
+            yield local
+        finally:
+            await local.close()
     finally:
-        await local.close()
+        if own:
+            await runtime.close()

@@ -35,6 +35,7 @@ __all__ = [
     "LlmCallRecord",
     "LlmCallRepository",
     "LlmTotals",
+    "LlmUsage",
     "Page",
     "SignalRecord",
     "StepExecutionRecord",
@@ -117,6 +118,14 @@ class LlmTotals(BaseModel):
     tokens: TokenUsage = TokenUsage()
     latency_ms: float = 0.0
     cost_usd: Decimal = Decimal(0)
+
+
+class LlmUsage(BaseModel):
+    """What one workflow's LLM calls cost and used."""
+
+    cost_usd: Decimal = Decimal(0)
+    tokens: int = 0
+    """Input plus output tokens."""
 
 
 class ArtifactRecord(BaseModel):
@@ -433,17 +442,26 @@ class LlmCallRepository(_Repository):
             cost_usd=cost,
         )
 
-    async def costs(self, workflow_ids: Iterable[str]) -> dict[str, Decimal]:
-        """The exact cost of each workflow's calls (0 for a workflow without calls)."""
+    async def usage(self, workflow_ids: Iterable[str]) -> dict[str, LlmUsage]:
+        """The exact cost and the tokens (input + output) of each workflow's calls (zero for a
+        workflow without calls), in one query."""
         ids = list(dict.fromkeys(workflow_ids))
-        found = {wid: Decimal(0) for wid in ids}
+        found = {wid: LlmUsage() for wid in ids}
         if not ids:
             return found
         c = m.LlmCall
+        query = select(c.workflow_id, c.cost_usd, c.input_tokens, c.output_tokens).where(c.workflow_id.in_(ids))
         async with self.sessions() as session:
-            for wid, cost in await session.execute(select(c.workflow_id, c.cost_usd).where(c.workflow_id.in_(ids))):
-                found[wid] += cost
+            # Summed here, not in SQL: SQLite would add the amounts as floats.
+            for wid, cost, tin, tout in await session.execute(query):
+                seen = found[wid]
+                seen.cost_usd += cost
+                seen.tokens += int(tin or 0) + int(tout or 0)
         return found
+
+    async def costs(self, workflow_ids: Iterable[str]) -> dict[str, Decimal]:
+        """The exact cost of each workflow's calls (0 for a workflow without calls)."""
+        return {wid: u.cost_usd for wid, u in (await self.usage(workflow_ids)).items()}
 
     async def step_costs(self, workflow_id: str) -> dict[str, Decimal]:
         """The exact cost of each step execution (attempt) of a workflow, by execution id."""

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
-from ecl.analyzer.bundle import ANALYZER_ID, prepare_submission
+from ecl.api import commands
 from ecl.api.models import (
     ArtifactOut,
     LlmCallOut,
@@ -24,12 +24,11 @@ from ecl.api.models import (
     WorkflowOut,
 )
 from ecl.api.services import Services, services
-from ecl.core.errors import InputValidationError, NotFoundError
+from ecl.core.errors import NotFoundError
 from ecl.core.state import parse_state
-from ecl.llm.budget import parse_budget, parse_top_up
 from ecl.store.outage import ride_out
+from ecl.store.repositories import LlmUsage
 from ecl.store.trace import DECISION_KINDS, trace
-from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["router"]
 
@@ -38,10 +37,11 @@ Svc = Annotated[Services, Depends(services)]
 WORKFLOW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
-def _out(record: Any, cost: Decimal | None = None) -> WorkflowOut:
+def _out(record: Any, usage: LlmUsage | None = None) -> WorkflowOut:
     out = WorkflowOut.model_validate(record.model_dump())
-    if cost is not None:
-        out.cost_usd = cost
+    if usage is not None:
+        out.cost_usd = usage.cost_usd
+        out.tokens = usage.tokens
     return out
 
 
@@ -50,18 +50,10 @@ async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
     """Start a workflow. With ``workflow_id``, the same id and body return the existing workflow
     (200); the same id with a different body is a 409. An input that does not satisfy the
     definition's input model is a 400 naming the field."""
-    # The engine checks the definition, the input and a resubmission (the rules are theirs),
-    # and says whether this request created the workflow: of concurrent identical
-    # submissions exactly one gets 201.
-    parse_budget(body.input)
-    data = body.input
-    if body.definition_id == ANALYZER_ID:
-        # Server-side paths: only under analyzer.allowed_roots; the server's limits apply.
-        data = prepare_submission(data, svc.settings.analyzer, from_api=True)
-    workflow_id, created = await svc.engine.admit(body.definition_id, data, body.workflow_id)
+    record, created = await commands.submit(svc, body.definition_id, body.input, body.workflow_id)
     if not created:
         response.status_code = 200
-    return _out(await svc.workflows.get(workflow_id))
+    return _out(record)
 
 
 @router.get("")
@@ -75,15 +67,15 @@ async def list_workflows(
     """Workflows, newest first, a page at a time (``next_cursor`` continues)."""
     wanted = parse_state(state) if state else None
     page = await svc.workflows.list(state=wanted, definition_id=definition_id, limit=limit, cursor=cursor)
-    costs = await svc.llm_calls.costs(w.id for w in page.items)
-    return WorkflowList(items=[_out(w, costs[w.id]) for w in page.items], next_cursor=page.next_cursor)
+    usage = await svc.llm_calls.usage(w.id for w in page.items)
+    return WorkflowList(items=[_out(w, usage[w.id]) for w in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{workflow_id}")
 async def get_workflow(workflow_id: str, svc: Svc) -> WorkflowOut:
     """One workflow."""
     record = await svc.workflows.get(workflow_id)
-    return _out(record, (await svc.llm_calls.costs([workflow_id]))[workflow_id])
+    return _out(record, (await svc.llm_calls.usage([workflow_id]))[workflow_id])
 
 
 @router.get("/{workflow_id}/steps")
@@ -165,26 +157,17 @@ async def download_artifact(workflow_id: str, artifact_id: str, svc: Svc) -> Str
 @router.delete("/{workflow_id}")
 async def cancel(workflow_id: str, svc: Svc) -> WorkflowOut:
     """Cancel it, whatever it is doing."""
-    await svc.engine.cancel(workflow_id)
-    return _out(await svc.workflows.get(workflow_id))
+    return _out(await commands.cancel(svc, workflow_id))
 
 
 @router.post("/{workflow_id}/signal", status_code=202)
 async def signal(workflow_id: str, body: SignalIn, svc: Svc) -> WorkflowOut:
     """Resolve a durable promise: ``{"decision": "approve"}`` or ``{"decision": "revise",
     "feedback": "..."}`` for human approval, or any ``payload`` for a named promise."""
-    payload: Any = body.payload
-    if payload is None:
-        if body.decision is None:
-            raise InputValidationError(
-                "give decision (approve|revise) or payload",
-                errors=[{"field": "decision", "message": "required without payload"}],
-            )
-        payload = {"decision": body.decision, "feedback": body.feedback}
-    if body.name.split("#", 1)[0] == BUDGET_PROMISE:
-        parse_top_up(payload)  # a bad top-up is the caller's 422, not the workflow's failure
-    await svc.engine.signal(workflow_id, body.name, payload)
-    return _out(await svc.workflows.get(workflow_id))
+    record = await commands.signal(
+        svc, workflow_id, name=body.name, decision=body.decision, feedback=body.feedback, payload=body.payload
+    )
+    return _out(record)
 
 
 @router.get(
