@@ -26,6 +26,7 @@ from ecl.api.guard import RequestGuard, known_query_only
 from ecl.api.openapi import install_openapi
 from ecl.api.routes import definitions, health, workflows
 from ecl.api.services import Services
+from ecl.api.ui import install_ui
 from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
@@ -92,6 +93,8 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
                         with contextlib.suppress(Exception):
                             await loop
         finally:
+            if runtime is not None:
+                await runtime.close()
             await db.dispose()
             _log.info("ecl api stopped; unfinished workflows are resumable")
 
@@ -105,10 +108,12 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         dependencies=[Depends(known_query_only)],
     )
     app.state.services = svc
+    app.state.auth = auth
     install_error_handlers(app)
     app.include_router(workflows.router)
     app.include_router(definitions.router)
     app.include_router(health.router)
+    install_ui(app)
     install_openapi(app)
     # The key, the body size and the JSON checks come before routing and before the body is
     # read whole (the request log, added below, stays outermost and logs these answers too).

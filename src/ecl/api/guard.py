@@ -3,7 +3,9 @@
 In this order, so that a client without the key never makes the server read or parse its
 body, nor learns which paths and methods exist (401 comes before 404 and 405):
 
-1. the ``X-API-Key`` check (health excepted) → 401;
+1. the ``X-API-Key`` check (health excepted) → 401; the dashboard's session cookie stands in
+   for the key on dashboard pages and on ``GET``/``HEAD`` of the JSON API, and a dashboard page
+   without either redirects to its login page (303) — :meth:`ApiKeyAuth.admit`;
 2. the body-size limit ``api.max_body_bytes``, enforced while the body streams in (at once
    when ``Content-Length`` announces more) → 413; the body is never held beyond the limit;
 3. NUL characters in the path (404: no id holds one) or the query string (400);
@@ -26,11 +28,13 @@ from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, QueryParams
-from starlette.responses import JSONResponse
+from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ecl.api.auth import ApiKeyAuth
+from ecl.api.auth import Admission, ApiKeyAuth
 from ecl.api.errors import error_body
+from ecl.api.session import COOKIE
 from ecl.core.errors import InputValidationError
 from ecl.core.json_values import JsonLimits, check_json, parse_json
 
@@ -62,7 +66,12 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if not self.auth.allows(scope["path"], headers.get("x-api-key")):
+        session = cookie_parser(headers.get("cookie", "")).get(COOKIE)
+        admission = self.auth.admit(scope["method"], scope["path"], headers.get("x-api-key"), session)
+        if admission is Admission.LOGIN:
+            await RedirectResponse("/ui/login", status_code=303)(scope, receive, send)
+            return
+        if admission is Admission.REFUSE:
             await _refuse(scope, receive, send, 401, "UNAUTHORIZED", "missing or invalid X-API-Key")
             return
         declared = headers.get("content-length")
