@@ -21,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
 
 from ecl.core import DurableContext, RetryPolicy, StateChange, WorkflowResult, WorkflowState
@@ -44,7 +47,7 @@ from ecl.engines.restate import (
 )
 from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
 from ecl.llm.provider import CompletionRequest
-from ecl.observability import configure_logging
+from ecl.observability import configure_logging, configure_tracing
 from ecl.store.database import create_engine, upgrade
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -492,3 +495,50 @@ async def test_code_that_diverges_from_its_journal_is_reported_and_can_be_cancel
     await engine.cancel(wid)
     assert (await engine.result(wid)).state is WorkflowState.CANCELLED
     await wait_for_status(engine, wid, "completed")
+
+
+async def test_a_run_on_restate_is_one_trace_across_its_attempts(engine: RestateEngine) -> None:
+    """Issue 14 item 1 on Restate: the submission's trace context travels in the invocation's
+    request (and the workflows row), so each attempt — the first, and the replay after the
+    approval wait suspended it — is a run span in the same trace; replayed steps have none."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    configure_tracing(True, provider=provider)
+    try:
+        wid = await engine.submit("critique-revise", {"topic": "Rust", "require_approval": True}, new_id("traced"))
+        await wait_for_status(engine, wid, "suspended")
+        await engine.signal(wid, "approval", {"decision": "approve", "feedback": None})
+        result = await engine.result(wid)
+    finally:
+        configure_tracing(False)
+    assert result.state is WorkflowState.COMPLETED, result.error
+    provider.force_flush()
+    spans = [s for s in exporter.get_finished_spans() if s.context is not None]
+    provider.shutdown()
+    (submit,) = [s for s in spans if s.name == f"submit {wid}"]
+    assert submit.context is not None
+    trace_id = submit.context.trace_id
+    record = await engine.workflows.get(wid)
+    assert record.trace_context is not None
+    assert record.trace_context.startswith(f"00-{trace_id:032x}-{submit.context.span_id:016x}-")
+
+    runs = [s for s in spans if s.name == f"workflow {wid}"]
+    assert len(runs) >= 2  # the attempt that suspended on the approval, the one that finished
+    assert all(r.parent is not None and r.parent.span_id == submit.context.span_id for r in runs)
+    run_ids = {r.context.span_id for r in runs if r.context is not None}
+    steps = [s for s in spans if s.name.startswith("step ")]
+    assert sorted(s.name for s in steps) == ["step critique", "step final", "step generate"]
+    assert all(s.parent is not None and s.parent.span_id in run_ids for s in steps)
+    chats = [s for s in spans if s.name.startswith("chat ")]
+    step_ids = {s.context.span_id: s.name for s in steps if s.context is not None}
+    assert sorted(step_ids[c.parent.span_id] for c in chats if c.parent is not None) == [
+        "step critique",
+        "step generate",
+    ]
+    for chat in chats:
+        attributes = dict(chat.attributes or {})
+        assert attributes["gen_ai.operation.name"] == "chat" and attributes["gen_ai.provider.name"] == "mock"
+        assert isinstance(attributes["gen_ai.usage.output_tokens"], int)
+    assert {s.context.trace_id for s in spans if s.context is not None and wid in s.name} == {trace_id}
+    assert {s.context.trace_id for s in steps + chats if s.context is not None} == {trace_id}

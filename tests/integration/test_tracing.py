@@ -1,9 +1,12 @@
 """Tracing with OpenTelemetry (issue 14, item 1): the span tree of a Critique-Revise run with
-one revision — workflow run → one span per step attempt → LLM call with the GenAI
-semantic-convention attributes — and the run's ``trace_id`` in its log lines.
+one revision — submission → workflow run → one span per step attempt → LLM call with the
+GenAI semantic-convention attributes — and the run's ``trace_id`` in its log lines; the
+exporters the ``OTEL_*`` variables choose; content capture (``observability.capture_content``)
+on the span and in the ``llm_calls`` rows, and nothing of it without.
 
 The embedded engine in this process, the real ``anthropic`` SDK against the fake server over
-HTTP, spans captured by the SDK's in-memory exporter.
+HTTP, spans captured by the SDK's in-memory exporter. (A resume in another process after a
+SIGKILL, and a W3C ``traceparent`` given to the API: tests/e2e/test_tracing_crash.py.)
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from sqlalchemy import text
 
 import ecl
 from ecl.config import load_settings
-from ecl.core import RetryPolicy, WorkflowState
+from ecl.core import InputValidationError, RetryPolicy, WorkflowState
 from ecl.llm import LlmProvider, build_provider
 from ecl.observability import configure_logging, configure_tracing, tracing_enabled
-from ecl.observability.tracing import start_llm_span, step_span, workflow_span
+from ecl.observability.content import configure_content
+from ecl.observability.tracing import exporters_from, start_llm_span, step_span, workflow_span
+from ecl.store.database import create_sync_engine
 from ecl.testing import FakeAnthropicServer
 from tests.e2e.helpers import PASS, REVISE, responder
 
@@ -48,9 +54,10 @@ def exporter() -> Iterator[InMemorySpanExporter]:
         provider.shutdown()
 
 
-async def _run(tmp_path: Path, server: FakeAnthropicServer, workflow_id: str) -> ecl.WorkflowResult:
+async def _run(tmp_path: Path, server: FakeAnthropicServer, workflow_id: str, **environ: str) -> ecl.WorkflowResult:
     llm: LlmProvider = build_provider("anthropic", model=MODEL, api_key="sk-test", base_url=server.url, retry=FAST)
-    settings = load_settings(environ={"ECL_ARTIFACT_PATH": str(tmp_path / "artifacts")}, cwd=tmp_path)
+    environ = {"ECL_ARTIFACT_PATH": str(tmp_path / "artifacts"), **environ}
+    settings = load_settings(environ=environ, cwd=tmp_path)
     try:
         async with ecl.open_engine(
             database_url=f"sqlite:///{tmp_path / 'ecl.db'}", llm=llm, settings=settings
@@ -70,16 +77,20 @@ async def test_a_critique_revise_run_with_one_revision_is_one_trace_of_steps_and
     assert result.state is WorkflowState.COMPLETED, result.error
     spans = exporter.get_finished_spans()
 
-    (run,) = [s for s in spans if s.parent is None]
-    assert run.name == "workflow wf-traced" and run.attributes == {"ecl.workflow.id": "wf-traced"}
-    assert run.context is not None
-    trace_id = run.context.trace_id
+    (submit,) = [s for s in spans if s.parent is None]
+    assert submit.name == "submit wf-traced" and submit.kind is SpanKind.PRODUCER
+    assert submit.attributes == {"ecl.workflow.id": "wf-traced", "ecl.workflow.definition": "critique-revise"}
+    assert submit.context is not None
+    trace_id = submit.context.trace_id
     assert {s.context.trace_id for s in spans if s.context is not None} == {trace_id}
 
     def children(parent: ReadableSpan) -> list[ReadableSpan]:
         assert parent.context is not None
         found = [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
         return sorted(found, key=lambda s: s.start_time or 0)
+
+    (run,) = children(submit)
+    assert run.name == "workflow wf-traced" and run.attributes == {"ecl.workflow.id": "wf-traced"}
 
     steps = children(run)
     # generate, critique (revise), revise, critique (pass), final: one span per step attempt, in order.
@@ -145,3 +156,82 @@ def test_off_by_default_nothing_is_recorded() -> None:
     assert trace_id is None and not span.is_recording()
     assert load_settings(environ={}).observability.tracing is False
     assert load_settings(environ={"ECL_OBSERVABILITY__TRACING": "true"}).observability.tracing is True
+
+
+def _calls(tmp_path: Path, workflow_id: str) -> list[tuple[str | None, str | None]]:
+    db = create_sync_engine(f"sqlite:///{tmp_path / 'ecl.db'}")
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(
+                text("SELECT prompt, reply FROM llm_calls WHERE workflow_id = :w ORDER BY created_at"),
+                {"w": workflow_id},
+            )
+            return [(r.prompt, r.reply) for r in rows]
+    finally:
+        db.dispose()
+
+
+async def test_content_capture_puts_prompt_and_reply_on_the_span_and_in_the_rows_capped_and_redacted(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    secret = "sk-ant-very-secret-key-123456"
+    environ = {
+        "ECL_OBSERVABILITY__CAPTURE_CONTENT": "true",
+        "ECL_OBSERVABILITY__MAX_CONTENT_CHARS": "300",
+        "ECL_CLAUDE_API_KEY": secret,
+    }
+    long_reply = f"draft 0 key {secret} " + "x" * 1000
+    with FakeAnthropicServer(responder=lambda r: PASS if '"decision"' in r.text else long_reply) as server:
+        try:
+            result = await _run(tmp_path, server, "wf-content", **environ)
+        finally:
+            configure_content(False)
+    assert result.state is WorkflowState.COMPLETED, result.error
+
+    (generate, critique) = _calls(tmp_path, "wf-content")
+    prompt, reply = generate
+    assert prompt is not None and prompt.startswith("[system]\n") and "[user]\n" in prompt and "traces" in prompt
+    assert reply is not None and reply.startswith("draft 0 key ********** xxx")  # the API key hidden
+    assert reply.endswith("more characters not kept]") and len(reply) < 400  # capped at 300
+    assert critique[1] == PASS and critique[0] is not None and "demanding editor" in critique[0]
+    assert not any(secret in (p or "") + (r or "") for p, r in _calls(tmp_path, "wf-content"))
+
+    chats = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert len(chats) == 2
+    attributes = dict(chats[1].attributes or {})
+    (message,) = json.loads(str(attributes["gen_ai.input.messages"]))
+    assert message["role"] == "user" and message["parts"][0]["type"] == "text"
+    assert "demanding editor" in message["parts"][0]["content"]
+    (answer,) = json.loads(str(attributes["gen_ai.output.messages"]))
+    assert answer["role"] == "assistant" and answer["parts"][0]["content"] == PASS
+    assert "gen_ai.system_instructions" in dict(chats[0].attributes or {})
+
+
+async def test_without_content_capture_nothing_of_the_content_is_stored(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    with FakeAnthropicServer(responder=responder([PASS])) as server:
+        result = await _run(tmp_path, server, "wf-no-content")
+    assert result.state is WorkflowState.COMPLETED, result.error
+    calls = _calls(tmp_path, "wf-no-content")
+    assert calls == [(None, None), (None, None)]
+    for span in exporter.get_finished_spans():
+        assert not any(
+            key.startswith(("gen_ai.input", "gen_ai.output", "gen_ai.system_instr")) for key in span.attributes or {}
+        )
+
+
+def test_the_otel_variables_choose_the_exporters() -> None:
+    assert exporters_from(None, {}) == []  # tracing without an exporter: ids for the logs only
+    (otlp,) = exporters_from(None, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert type(otlp).__name__ == "OTLPSpanExporter"
+    assert otlp._endpoint == "http://collector:4318/v1/traces"  # type: ignore[attr-defined]
+    (otlp,) = exporters_from("http://mine:4318/", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert otlp._endpoint == "http://mine:4318/v1/traces"  # type: ignore[attr-defined]
+    (otlp,) = exporters_from(None, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/traces"})
+    assert otlp._endpoint == "http://c:4318/traces"  # type: ignore[attr-defined]
+    assert exporters_from("http://mine:4318", {"OTEL_TRACES_EXPORTER": "none"}) == []
+    (console,) = exporters_from(None, {"OTEL_TRACES_EXPORTER": "console"})
+    assert type(console).__name__ == "ConsoleSpanExporter"
+    with pytest.raises(InputValidationError, match="OTEL_TRACES_EXPORTER = 'zipkin'"):
+        exporters_from(None, {"OTEL_TRACES_EXPORTER": "zipkin"})

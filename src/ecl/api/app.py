@@ -32,6 +32,7 @@ from ecl.config import Settings
 from ecl.core.errors import ConfigError
 from ecl.core.json_values import JsonLimits
 from ecl.engines.factory import build_catalog, local_runtime, open_engine
+from ecl.observability.tracing import traced_request
 from ecl.store.database import create_engine
 from ecl.store.repositories import (
     ArtifactRepository,
@@ -130,7 +131,12 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         parts = request.url.path.split("/")
         workflow_id = parts[2] if len(parts) > 2 and parts[1] == "workflows" else None
         started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(request_id=request_id, workflow_id=workflow_id):
+        # A W3C traceparent makes the caller's trace current: a workflow submitted by this
+        # request is traced as its child (nothing happens when tracing is off).
+        with (
+            structlog.contextvars.bound_contextvars(request_id=request_id, workflow_id=workflow_id),
+            traced_request(request.headers),
+        ):
             response = await call_next(request)
             _log.info(
                 "request",

@@ -123,6 +123,15 @@ class LlmCallOut(BaseModel):
     error_kind: str | None
     created_at: datetime
     cost_usd: Decimal = Field(default=Decimal(0), description="The call's cost (USD, exact).")
+    prompt: str | None = Field(
+        default=None,
+        description="What was asked, each message under its role; stored only with observability.capture_content "
+        "(capped at observability.max_content_chars, secrets hidden), else null.",
+    )
+    reply: str | None = Field(
+        default=None,
+        description="What the model answered; stored only with observability.capture_content, else null.",
+    )
 
 
 class LlmCallsOut(BaseModel):

@@ -21,7 +21,7 @@ from ecl.core.state import WorkflowState
 from ecl.core.waiting import CIRCUIT_OPEN
 from ecl.engines.factory import open_engine
 from ecl.llm.registry import provider_names
-from ecl.observability import configure_logging, configure_tracing
+from ecl.observability import configure_content, configure_logging, configure_tracing
 from ecl.store.database import (
     check_schema,
     create_engine,
@@ -73,7 +73,9 @@ def settings_from(
     default = "info" if service else "warning"
     level = settings.log.level if "log.level" in sources_of(settings) else default
     configure_logging(level, settings.log_format, secrets=settings.secrets())
-    configure_tracing(settings.observability.tracing)
+    observe = settings.observability
+    configure_tracing(observe.tracing, otlp_endpoint=observe.otlp_endpoint)
+    configure_content(observe.capture_content, observe.max_content_chars, secrets=settings.secrets())
     if engine is not None:
         if engine not in ("embedded", "restate"):
             raise InputValidationError(

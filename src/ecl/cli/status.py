@@ -196,6 +196,13 @@ def register(app: typer.Typer) -> None:
         step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
         follow: Annotated[bool, typer.Option("--follow", help="Keep printing until it ends.")] = False,
         interval: Annotated[float, typer.Option(help="Seconds between polls with --follow.")] = 1.0,
+        content: Annotated[
+            bool,
+            typer.Option(
+                "--content",
+                help="Also each LLM call's prompt and reply (stored only with observability.capture_content).",
+            ),
+        ] = False,
         fmt: FormatOpt = "table",
         config: ConfigOpt = None,
     ) -> None:
@@ -203,6 +210,7 @@ def register(app: typer.Typer) -> None:
         verdicts, revision rounds, signals (approve/revise, budget), waits and the end state.
 
         ``--format json`` prints one JSON list; with ``--follow`` one JSON object per line.
+        ``--content`` adds each LLM call's ``prompt`` and ``reply`` when they were stored.
         """
         check_format(fmt)
         settings = settings_from(config)
@@ -210,7 +218,7 @@ def register(app: typer.Typer) -> None:
         printed: set[str] = set()
         while True:
             snap = asyncio.run(_snapshot(settings, workflow_id, step))
-            fresh = [e for e in _events(snap, step) if e["id"] not in printed]
+            fresh = [e for e in _events(snap, step, content) if e["id"] not in printed]
             printed.update(e["id"] for e in fresh)
             workflow = snap["_records"][0]
             if fmt == "json" and not follow:
@@ -223,6 +231,9 @@ def register(app: typer.Typer) -> None:
                     typer.echo(event["id"])
                 else:
                     typer.echo(f"{event['time']}  {event['kind']:<14} {event['text']}")
+                    for part in ("prompt", "reply"):
+                        if event.get(part) is not None:
+                            typer.echo(_indented(part, event[part]))
             if not follow or workflow.state.is_terminal:
                 return
             time.sleep(interval)
@@ -318,6 +329,14 @@ def _say(fmt: str, workflow_id: str, text: str, doc: dict[str, Any]) -> None:
         typer.echo(text)
 
 
-def _events(snap: dict[str, Any], step: str | None) -> list[dict[str, Any]]:
+def _events(snap: dict[str, Any], step: str | None, content: bool = False) -> list[dict[str, Any]]:
     workflow, steps, _ = snap["_records"]
-    return trace(workflow, steps, snap["_calls"], snap["_signals"], costs=snap["_step_costs"], step=step)
+    return trace(
+        workflow, steps, snap["_calls"], snap["_signals"], costs=snap["_step_costs"], step=step, content=content
+    )
+
+
+def _indented(label: str, text: str) -> str:
+    """A call's prompt or reply under its line: labelled, each line indented."""
+    body = "\n".join(f"      {line}" for line in text.splitlines() or [""])
+    return f"    {label}:\n{body}"

@@ -100,10 +100,18 @@ class LogSettings(_Section):
 
 
 class ObservabilitySettings(_Section):
-    """Tracing (OpenTelemetry)."""
+    """Tracing (OpenTelemetry) and what LLM calls keep of their content."""
 
     tracing: bool = False
     """Spans of each workflow run, step attempt and LLM call (:mod:`ecl.observability.tracing`)."""
+    otlp_endpoint: str | None = None
+    """Base URL of an OTLP/HTTP collector (``http://host:4318``; spans go to ``/v1/traces``);
+    unset: ``OTEL_EXPORTER_OTLP_ENDPOINT`` when set, else no exporter."""
+    capture_content: bool = False
+    """Keep each LLM call's prompt and reply: on its span (GenAI conventions, when tracing) and
+    in its ``llm_calls`` row (``ecl logs --content``, ``GET /workflows/{id}/llm-calls``)."""
+    max_content_chars: int = Field(default=20_000, ge=100, le=10_000_000)
+    """Longest prompt or reply kept (characters); longer ones are cut, saying how much was cut."""
 
 
 class DatabaseSettings(_Section):

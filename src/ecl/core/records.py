@@ -73,6 +73,10 @@ class LlmCall:
     """The exact cost of the call (USD, from the price table)."""
     call_id: str = ""
     """The row's id, chosen when the request is sent (``pending``) and kept when it settles."""
+    prompt: str | None = None
+    """What was asked (``observability.capture_content`` only: capped and redacted)."""
+    reply: str | None = None
+    """What the model answered (``observability.capture_content`` only: capped and redacted)."""
 
     def row(self, id: str, created_at: datetime) -> dict[str, Any]:
         """The ``llm_calls`` row of this call."""
@@ -91,6 +95,8 @@ class LlmCall:
             "error_kind": self.error_kind,
             "created_at": created_at,
             "cost_usd": self.cost_usd,
+            "prompt": self.prompt,
+            "reply": self.reply,
         }
 
 

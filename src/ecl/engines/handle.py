@@ -38,7 +38,7 @@ from ecl.engines.factory import Runtime, build_prices, build_provider_from, chec
 from ecl.engines.factory import open_engine as open_configured_engine
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
-from ecl.observability import configure_logging, configure_tracing, tracing_enabled
+from ecl.observability import configure_content, configure_logging, configure_tracing, tracing_enabled
 from ecl.steps.prompts import PromptLibrary
 from ecl.store.database import check_schema, create_engine, current_revision, sqlite_path, upgrade
 from ecl.store.repositories import ArtifactRepository
@@ -128,8 +128,10 @@ async def open_engine(
     if not structlog.is_configured():
         level = settings.log.level if "log.level" in sources_of(settings) else "warning"
         configure_logging(level, settings.log_format, secrets=settings.secrets())
-    if settings.observability.tracing and not tracing_enabled():
-        configure_tracing(True)
+    observe = settings.observability
+    if observe.tracing and not tracing_enabled():
+        configure_tracing(True, otlp_endpoint=observe.otlp_endpoint)
+    configure_content(observe.capture_content, observe.max_content_chars, secrets=settings.secrets())
     url = settings.database.url
     _prepare_database(url)
 

@@ -1,5 +1,6 @@
 """Logging, metrics and tracing."""
 
+from ecl.observability.content import configure_content, content_enabled
 from ecl.observability.logging import (
     Redactor,
     bind_attempt,
@@ -15,8 +16,10 @@ __all__ = [
     "bind_attempt",
     "bind_step",
     "bind_workflow",
+    "configure_content",
     "configure_logging",
     "configure_tracing",
+    "content_enabled",
     "get_logger",
     "tracing_enabled",
 ]

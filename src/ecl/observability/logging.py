@@ -11,8 +11,8 @@ logs it (the LLM provider's retries, the breaker, the rate limiter):
 Contextvars belong to the asyncio task: steps run concurrently (``asyncio.gather`` wraps each
 in a task with a copy of the context) each carry their own ``step_id``. A thread does not
 inherit them: the embedded engine's database writer logs at process level (see
-:mod:`ecl.engines.embedded.writer`). ``trace_id``: bound with ``workflow_id`` by the embedded
-engine when tracing is on (:mod:`ecl.observability.tracing`); not yet on the Restate engine.
+:mod:`ecl.engines.embedded.writer`). ``trace_id``: bound inside a run's span, on both
+engines, when tracing is on (:func:`ecl.observability.tracing.workflow_span`).
 
 A redaction processor removes configured secret values, URL passwords and secret-looking
 keys from every event.
@@ -142,7 +142,7 @@ def bind_workflow(workflow_id: str, **fields: Any) -> Iterator[None]:
     """Every log line inside carries ``workflow_id`` (and ``fields``) and nothing bound
     outside: a run's lines never carry the step, attempt or request of whoever started it.
 
-    The embedded engine passes the run's ``trace_id`` here when tracing is on. Restored on
+    The run's span, inside, adds its ``trace_id`` when tracing is on. Restored on
     the way out (tokens, so nested and concurrent scopes are exact)."""
     outer = dict.fromkeys(structlog.contextvars.get_contextvars(), ...)
     tokens = structlog.contextvars.bind_contextvars(**{**outer, "workflow_id": workflow_id, **fields})

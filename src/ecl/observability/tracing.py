@@ -1,54 +1,139 @@
-"""Tracing with OpenTelemetry: workflow run → step attempt → LLM call.
+"""Tracing with OpenTelemetry: workflow submission → run → step attempt → LLM call.
 
-Off by default (``observability.tracing``): the tracer is then the API's no-op tracer and
-nothing is built per span. When on, spans go to the tracer provider given to
-:func:`configure_tracing`, else the process's global one (set by the program or by
-``opentelemetry-instrument``); when none is set, an SDK provider without an exporter is
-installed, so that runs still get trace ids (bound into the log context with
-``workflow_id``).
+Off by default (``observability.tracing``): the tracer is then the API's no-op tracer,
+nothing is built per span and no exporter is loaded. When on, spans go to the tracer
+provider given to :func:`configure_tracing`, else the process's global one (set by the
+program or by ``opentelemetry-instrument``); when none is set, ECL installs an SDK provider
+whose exporters come from ``observability.otlp_endpoint`` and the standard ``OTEL_*``
+variables (:func:`exporters_from`); with none configured, runs still get trace ids (bound
+into the log context with ``workflow_id``).
 
-Spans:
+Spans, one trace per workflow:
 
-- ``workflow {workflow_id}``: one run of one workflow by the embedded engine (a resumed
-  workflow starts a new trace: the trace id is not journaled yet);
+- ``submit {workflow_id}``: the workflow's submission, a child of the caller's span (an API
+  request's W3C ``traceparent``). Its context is the workflow's *trace context*, recorded
+  with the workflow (``workflows.trace_context``, and the Restate invocation's request), so
+  every run of it — the first, and each resume after a crash or a restart — is its child;
+- ``workflow {workflow_id}``: one run of one workflow (``ecl.workflow.resumed`` when it
+  replays a journal);
 - ``step {step_id}``: one attempt of a step (``ecl.step.attempt``, ``ecl.step.iteration``),
-  status error when the attempt fails;
+  status error when the attempt fails; a step replayed from the journal has none;
 - ``chat {model}``: one LLM call, with the OpenTelemetry GenAI semantic-convention
-  attributes (model, provider, token usage); never the prompt or the reply.
+  attributes (model, provider, token usage); its prompt and reply only with
+  ``observability.capture_content`` (:mod:`ecl.observability.content`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
+import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["configure_tracing", "end_llm_span", "start_llm_span", "step_span", "tracing_enabled", "workflow_span"]
+from ecl.core.errors import InputValidationError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = [
+    "configure_tracing",
+    "end_llm_span",
+    "exporters_from",
+    "extract_context",
+    "start_llm_span",
+    "step_span",
+    "submit_span",
+    "traced_request",
+    "tracing_enabled",
+    "workflow_span",
+]
 
 _NOOP: Tracer = trace.NoOpTracer()
 _tracer: Tracer = _NOOP
 _enabled = False
+_installed = False
+_PROPAGATOR = TraceContextTextMapPropagator()
+EXPORTERS = ("otlp", "console", "none")
+"""The values of ``OTEL_TRACES_EXPORTER`` ECL understands (comma-separated)."""
 
 
-def configure_tracing(enabled: bool, provider: trace.TracerProvider | None = None) -> None:
-    """Turn tracing on (spans to ``provider``, else the global provider) or off (no-op)."""
-    global _tracer, _enabled
+def configure_tracing(
+    enabled: bool,
+    provider: trace.TracerProvider | None = None,
+    *,
+    otlp_endpoint: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Turn tracing on (spans to ``provider``, else the global provider) or off (no-op).
+
+    Without a provider and with no global one set, an SDK provider is installed once per
+    process, exporting as :func:`exporters_from` says (``otlp_endpoint``: the
+    ``observability.otlp_endpoint`` setting)."""
+    global _tracer, _enabled, _installed
     if not enabled:
         _tracer, _enabled = _NOOP, False
         return
     if provider is None:
         provider = trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider):
-            # Nobody set one: an SDK provider (no exporter), so runs still have trace ids.
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-
-            trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": "ecl"})))
+        if isinstance(provider, trace.ProxyTracerProvider) and not _installed:
+            _installed = True
+            trace.set_tracer_provider(_sdk_provider(otlp_endpoint, os.environ if environ is None else environ))
             provider = trace.get_tracer_provider()
     _tracer, _enabled = provider.get_tracer("ecl"), True
+
+
+def _sdk_provider(otlp_endpoint: str | None, environ: Mapping[str, str]) -> trace.TracerProvider:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    named = "OTEL_SERVICE_NAME" in environ or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    provider = TracerProvider(resource=Resource.create({} if named else {"service.name": "ecl"}))
+    for exporter in exporters_from(otlp_endpoint, environ):
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def exporters_from(otlp_endpoint: str | None, environ: Mapping[str, str]) -> list[SpanExporter]:
+    """The span exporters configured: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``,
+    ``none``, comma-separated) when set; else OTLP/HTTP when an endpoint is configured
+    (``otlp_endpoint``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``); else none."""
+    endpoint = otlp_endpoint or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    traces_endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    named = environ.get("OTEL_TRACES_EXPORTER", "")
+    chosen = [n.strip().lower() for n in named.split(",") if n.strip()]
+    if not chosen:
+        chosen = ["otlp"] if endpoint or traces_endpoint else []
+    unknown = [n for n in chosen if n not in EXPORTERS]
+    if unknown:
+        raise InputValidationError(
+            f"OTEL_TRACES_EXPORTER = {named!r}: ECL knows {', '.join(EXPORTERS)}, not {', '.join(unknown)}",
+            errors=[{"field": "OTEL_TRACES_EXPORTER", "message": f"one of {', '.join(EXPORTERS)}", "value": named}],
+        )
+    found: list[SpanExporter] = []
+    if "otlp" in chosen:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # The setting names the collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT does;
+        # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the whole URL of the traces path.
+        if otlp_endpoint or not traces_endpoint:
+            url = f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None
+        else:
+            url = traces_endpoint
+        found.append(OTLPSpanExporter(endpoint=url))
+    if "console" in chosen:
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        found.append(ConsoleSpanExporter())
+    return found
 
 
 def tracing_enabled() -> bool:
@@ -56,15 +141,70 @@ def tracing_enabled() -> bool:
     return _enabled
 
 
+def _traceparent(span: Span) -> str | None:
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def extract_context(headers: Mapping[str, str]) -> otel_context.Context | None:
+    """The caller's context from W3C ``traceparent``/``tracestate`` headers (``None``: none, or off)."""
+    if not _enabled or "traceparent" not in headers:
+        return None
+    return _PROPAGATOR.extract({k: v for k, v in headers.items() if k in ("traceparent", "tracestate")})
+
+
 @contextmanager
-def workflow_span(workflow_id: str) -> Iterator[str | None]:
-    """The span of one run of one workflow; yields its trace id (32 hex digits), ``None`` when off."""
+def traced_request(headers: Mapping[str, str]) -> Iterator[None]:
+    """The caller's trace (W3C ``traceparent``) is the current one inside: what is started
+    here (a workflow's submission) joins it. Nothing when tracing is off or none is given."""
+    found = extract_context(headers)
+    if found is None:
+        yield
+        return
+    token = otel_context.attach(found)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def submit_span(workflow_id: str, definition_id: str) -> str | None:
+    """Record a workflow's submission (a span, child of the current one: the caller's) and
+    return its ``traceparent``: the trace context every run of the workflow continues.
+    ``None`` when tracing is off."""
+    if not _enabled:
+        return None
+    span = _tracer.start_span(
+        f"submit {workflow_id}",
+        kind=SpanKind.PRODUCER,
+        attributes={"ecl.workflow.id": workflow_id, "ecl.workflow.definition": definition_id},
+    )
+    span.end()
+    return _traceparent(span)
+
+
+@contextmanager
+def workflow_span(workflow_id: str, trace_context: str | None = None, *, resumed: bool = False) -> Iterator[str | None]:
+    """The span of one run of one workflow, a child of its recorded ``trace_context`` (a
+    W3C ``traceparent``; none: a new trace); yields its trace id (32 hex digits), ``None``
+    when off. Every log line inside carries that ``trace_id``."""
     if not _enabled:
         yield None
         return
-    with _tracer.start_as_current_span(f"workflow {workflow_id}", attributes={"ecl.workflow.id": workflow_id}) as span:
+    parent = _PROPAGATOR.extract({"traceparent": trace_context}) if trace_context else otel_context.Context()
+    attributes: dict[str, AttributeValue] = {"ecl.workflow.id": workflow_id}
+    if resumed:
+        attributes["ecl.workflow.resumed"] = True
+    with _tracer.start_as_current_span(f"workflow {workflow_id}", context=parent, attributes=attributes) as span:
         context = span.get_span_context()
-        yield format(context.trace_id, "032x") if context.is_valid else None
+        trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        if trace_id is None:
+            yield None
+            return
+        with structlog.contextvars.bound_contextvars(trace_id=trace_id):
+            yield trace_id
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -22,6 +23,7 @@ from ecl.llm.prices import Price, PriceTable
 from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider, StreamEvent
 from ecl.llm.ratelimit import on_wait
 from ecl.observability import metrics
+from ecl.observability.content import content_enabled, kept
 from ecl.observability.tracing import end_llm_span, start_llm_span
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
@@ -98,10 +100,10 @@ class RecordingLlm:
         if went_on is not None:
             await went_on(self._workflow_id, self._execution_id)
 
-    async def _sent(self, request: CompletionRequest) -> str:
+    async def _sent(self, request: CompletionRequest, prompt: str | None) -> str:
         """Record the request as ``pending`` before it goes out; returns the row's id."""
         call_id = uuid.uuid4().hex
-        await self._recorder.llm_call_sent(self._call(request.model or self.model, PENDING, call_id))
+        await self._recorder.llm_call_sent(self._call(request.model or self.model, PENDING, call_id, prompt=prompt))
         return call_id
 
     def _call(
@@ -114,6 +116,8 @@ class RecordingLlm:
         latency_ms: float = 0.0,
         error_kind: str | None = None,
         cost_usd: Decimal = Decimal(0),
+        prompt: str | None = None,
+        reply: str | None = None,
     ) -> LlmCall:
         """The record of one call of this step attempt."""
         return LlmCall(
@@ -127,10 +131,20 @@ class RecordingLlm:
             error_kind=error_kind,
             cost_usd=cost_usd,
             call_id=call_id,
+            prompt=prompt,
+            reply=reply,
         )
 
     async def _record(
-        self, model: str, usage: TokenUsage, latency_ms: float, error: LlmError | None, call_id: str = ""
+        self,
+        model: str,
+        usage: TokenUsage,
+        latency_ms: float,
+        error: LlmError | None,
+        call_id: str = "",
+        *,
+        prompt: str | None = None,
+        reply: str | None = None,
     ) -> None:
         self.calls += 1
         self.usage = self.usage + usage
@@ -161,6 +175,8 @@ class RecordingLlm:
                 latency_ms=latency_ms,
                 error_kind=error.kind if error else None,
                 cost_usd=cost,
+                prompt=prompt,
+                reply=reply,
             )
         )
 
@@ -168,9 +184,12 @@ class RecordingLlm:
         """Call the provider and record the call (not sent if it could cross the budget)."""
         request = self._prepare(request)
         self._check_budget(request)
-        call_id = await self._sent(request)
+        prompt = _prompt(request) if content_enabled() else None
+        call_id = await self._sent(request, prompt)
         started = time.perf_counter()
         span = start_llm_span(self.inner.name, request.model or self.model)
+        if prompt is not None:
+            _prompt_on_span(span, request)
         token = on_wait.set(self._waiting)
         try:
             response = await self.inner.complete(request)
@@ -180,7 +199,7 @@ class RecordingLlm:
             # tokens are unknown; settled now rather than left pending.
             latency_ms = (time.perf_counter() - started) * 1000
             await self._recorder.llm_call(
-                self._call(request.model or self.model, INTERRUPTED, call_id, latency_ms=latency_ms)
+                self._call(request.model or self.model, INTERRUPTED, call_id, latency_ms=latency_ms, prompt=prompt)
             )
             raise
         except LlmError as err:
@@ -191,12 +210,22 @@ class RecordingLlm:
                 (time.perf_counter() - started) * 1000,
                 err,
                 call_id,
+                prompt=prompt,
             )
             raise
         finally:
             on_wait.reset(token)
+        reply = _reply(response, span) if prompt is not None else None
         _end_span(span, response)
-        await self._record(response.model or self.model, response.usage, response.latency_ms, None, call_id)
+        await self._record(
+            response.model or self.model,
+            response.usage,
+            response.latency_ms,
+            None,
+            call_id,
+            prompt=prompt,
+            reply=reply,
+        )
         self.models.append(response.model or request.model or self.model)
         return response
 
@@ -204,12 +233,16 @@ class RecordingLlm:
         """Stream from the provider and record the call when it ends."""
         request = self._prepare(request)
         self._check_budget(request)
-        call_id = await self._sent(request)
+        prompt = _prompt(request) if content_enabled() else None
+        call_id = await self._sent(request, prompt)
         started = time.perf_counter()
         span = start_llm_span(self.inner.name, request.model or self.model)
+        if prompt is not None:
+            _prompt_on_span(span, request)
         try:
             async for event in self.inner.stream(request):
                 if event.final is not None:
+                    reply = _reply(event.final, span) if prompt is not None else None
                     _end_span(span, event.final)
                     self.models.append(event.final.model or request.model or self.model)
                     await self._record(
@@ -218,6 +251,8 @@ class RecordingLlm:
                         event.final.latency_ms,
                         None,
                         call_id,
+                        prompt=prompt,
+                        reply=reply,
                     )
                 yield event
         except LlmError as err:
@@ -228,10 +263,47 @@ class RecordingLlm:
                 (time.perf_counter() - started) * 1000,
                 err,
                 call_id,
+                prompt=prompt,
             )
             raise
         finally:
             end_llm_span(span, error="interrupted")  # cut short (a no-op when it ended above)
+
+
+def _prompt(request: CompletionRequest) -> str:
+    """The request as kept with ``observability.capture_content``: each message under its role."""
+    parts = [f"[system]\n{request.system_prompt}"] if request.system_prompt else []
+    for message in request.messages:
+        text = message.content
+        if message.tool_results:
+            text += "".join(f"\n(tool result {r.tool_call_id}) {r.content}" for r in message.tool_results)
+        parts.append(f"[{message.role}]\n{text}")
+    return kept("\n\n".join(parts))
+
+
+def _text_part(text: str) -> dict[str, str]:
+    return {"type": "text", "content": kept(text)}
+
+
+def _prompt_on_span(span: Span, request: CompletionRequest) -> None:
+    """The prompt on the LLM span, as the GenAI semantic conventions put it."""
+    if not span.is_recording():
+        return
+    if request.system_prompt:
+        span.set_attribute("gen_ai.system_instructions", json.dumps([_text_part(request.system_prompt)]))
+    messages = [{"role": m.role, "parts": [_text_part(m.content)]} for m in request.messages]
+    span.set_attribute("gen_ai.input.messages", json.dumps(messages))
+
+
+def _reply(response: CompletionResponse, span: Span) -> str:
+    """The reply as kept (and on the span, per the GenAI semantic conventions)."""
+    text = response.content
+    if response.tool_calls:
+        text += "".join(f"\n(tool call {c.name}) {json.dumps(c.input)}" for c in response.tool_calls)
+    if span.is_recording():
+        output = [{"role": "assistant", "parts": [_text_part(text)], "finish_reason": response.stop_reason}]
+        span.set_attribute("gen_ai.output.messages", json.dumps(output))
+    return kept(text)
 
 
 def _end_span(span: Span, response: CompletionResponse) -> None:

@@ -133,6 +133,8 @@ class Workflow(Base):
     error: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
     waiting: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
     """What the running workflow waits for now (a rate limit, a slot, budget); ``None`` otherwise."""
+    trace_context: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The W3C ``traceparent`` every run of the workflow continues (set at its first traced start)."""
     input_hash: Mapped[str] = mapped_column(String(64), default="")
     owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     revision_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -188,6 +190,10 @@ class LlmCall(Base):
     error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=_now)
     cost_usd: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0), server_default="0")
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The request's messages (``observability.capture_content`` only; capped, redacted)."""
+    reply: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The model's answer (``observability.capture_content`` only; capped, redacted)."""
 
     __table_args__ = (Index("ix_llm_calls_workflow", "workflow_id", "created_at"),)
 

@@ -58,6 +58,7 @@ class WorkflowRecord(BaseModel):
     output: Any = None
     error: Any = None
     waiting: Any = None
+    trace_context: str | None = None
     input_hash: str = ""
     owner: str | None = None
     revision_count: int = 0
@@ -108,6 +109,10 @@ class LlmCallRecord(BaseModel):
     error_kind: str | None
     created_at: datetime
     cost_usd: Decimal = Decimal(0)
+    prompt: str | None = None
+    """Stored only with ``observability.capture_content``."""
+    reply: str | None = None
+    """Stored only with ``observability.capture_content``."""
 
 
 class LlmTotals(BaseModel):
@@ -202,6 +207,7 @@ class WorkflowRepository(_Repository):
         *,
         input_hash: str = "",
         state: WorkflowState = WorkflowState.PENDING,
+        trace_context: str | None = None,
     ) -> WorkflowRecord:
         """Insert a workflow."""
         now = datetime.now(UTC)
@@ -211,6 +217,7 @@ class WorkflowRepository(_Repository):
             state=state.value,
             input=input,
             input_hash=input_hash,
+            trace_context=trace_context,
             revision_count=0,
             created_at=now,
             updated_at=now,

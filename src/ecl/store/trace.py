@@ -4,7 +4,8 @@ Nothing here is stored: the events are derived at read time from the rows the ru
 left (no second copy of the journal).
 
 - ``step_started`` / ``step_completed``: each step attempt (``step_executions``);
-- ``llm_call``: each provider call's metadata (``llm_calls``);
+- ``llm_call``: each provider call's metadata (``llm_calls``); with ``content``, also its
+  ``prompt`` and ``reply`` when they were stored (``observability.capture_content``);
 - ``verdict``: a completed step whose output carries ``decision`` ``pass`` or ``revise``
   (the critique), with its ``feedback``;
 - ``revision``: revision round N begins: the first step execution of iteration N (the
@@ -47,6 +48,7 @@ def trace(
     *,
     costs: Mapping[str, Decimal] | None = None,
     step: str | None = None,
+    content: bool = False,
 ) -> list[dict[str, Any]]:
     """The run's events in time order (ties: the order they happen in a run). With ``step``,
     only that step's events (attempts, calls, verdicts, revision rounds it began)."""
@@ -93,8 +95,9 @@ def trace(
         if step is not None and c.step_execution_id not in step_of:
             continue
         outcome = c.outcome if c.outcome == "ok" else f"{c.outcome} ({c.error_kind})"
+        stored = {"prompt": c.prompt, "reply": c.reply} if content else {}
         found.append(
-            (c.created_at, {
+            (c.created_at, {**stored,
                 "id": c.id, "kind": "llm_call", "step_id": step_of.get(c.step_execution_id or ""),
                 "step_execution_id": c.step_execution_id, "provider": c.provider, "model": c.model,
                 "outcome": c.outcome, "error_kind": c.error_kind, "input_tokens": c.input_tokens,

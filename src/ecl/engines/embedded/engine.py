@@ -57,12 +57,15 @@ from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
 from ecl.observability.logging import bind_workflow
-from ecl.observability.tracing import workflow_span
+from ecl.observability.tracing import submit_span, workflow_span
 from ecl.store.progress import cancelled_result_from_records
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
 
 _log = structlog.get_logger("ecl.engines.embedded")
+
+Fresh = tuple[str, dict[str, Any], str | None]
+"""A workflow just admitted here: its definition, input and trace context."""
 
 
 class Orchestrates(Protocol):
@@ -301,6 +304,8 @@ class EmbeddedEngine:
                 reject(err)
             return False
 
+        # The trace every run of the workflow continues (its first run's and each resume's).
+        trace_context = submit_span(wid, definition_id)
         now = datetime.now(UTC)
         row = {
             "id": wid,
@@ -313,6 +318,7 @@ class EmbeddedEngine:
             "output": None,
             "error": None,
             "waiting": None,
+            "trace_context": trace_context,
             "created_at": now,
             "updated_at": now,
             "completed_at": None,
@@ -323,7 +329,7 @@ class EmbeddedEngine:
         except IntegrityError:
             created = await self.writer.call(existing, ride_out=False)
         if created and start:
-            self._spawn(wid, fresh=(definition_id, dict(input)))
+            self._spawn(wid, fresh=(definition_id, dict(input), trace_context))
         return wid, created
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
@@ -539,7 +545,7 @@ class EmbeddedEngine:
 
     # ------------------------------------------------------------------ running one
 
-    def _spawn(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None = None) -> asyncio.Task[WorkflowResult]:
+    def _spawn(self, workflow_id: str, fresh: Fresh | None = None) -> asyncio.Task[WorkflowResult]:
         task = asyncio.create_task(self._drive(workflow_id, fresh), name=f"ecl-workflow-{workflow_id}")
         self._tasks[workflow_id] = task
 
@@ -550,9 +556,9 @@ class EmbeddedEngine:
         task.add_done_callback(forget)
         return task
 
-    async def _drive(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
+    async def _drive(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
         # The task's lines carry this workflow, not what the code that spawned it had bound.
-        with workflow_span(workflow_id) as trace_id, bind_workflow(workflow_id, **_traced(trace_id)):
+        with bind_workflow(workflow_id):
             async with self._slots:
                 return await self._drive_owned(workflow_id, fresh)
 
@@ -589,9 +595,8 @@ class EmbeddedEngine:
         await slots.acquire()
         return slots
 
-    async def _drive_owned(self, workflow_id: str, fresh: tuple[str, dict[str, Any]] | None) -> WorkflowResult:
-        t, sql = self._t, self._sql
-        journal, me = t["journal_entries"], self._me.id
+    async def _drive_owned(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
+        sql, me = self._sql, self._me.id
 
         def load(conn: Connection) -> tuple[Any, list[JournalEntry]]:
             params = {"b_id": workflow_id, "b_now": datetime.now(UTC)}
@@ -607,12 +612,21 @@ class EmbeddedEngine:
 
         entries: list[JournalEntry] = []
         if fresh is not None:
-            definition_id, data = fresh
+            definition_id, data, trace_context = fresh
         else:
             row, entries = await self.writer.call(load)
             if row is None:
                 raise _not_found(workflow_id)
-            definition_id, data = row.definition_id, dict(row.input or {})
+            definition_id, data, trace_context = row.definition_id, dict(row.input or {}), row.trace_context
+        # A resumed run continues the workflow's trace: a child of its recorded submission.
+        with workflow_span(workflow_id, trace_context, resumed=bool(entries)):
+            return await self._run_loaded(workflow_id, definition_id, data, entries)
+
+    async def _run_loaded(
+        self, workflow_id: str, definition_id: str, data: dict[str, Any], entries: list[JournalEntry]
+    ) -> WorkflowResult:
+        t, me = self._t, self._me.id
+        sql, journal = self._sql, t["journal_entries"]
         slots = await self._turn(workflow_id, definition_id)
         if slots is not None:  # held until this workflow's task ends, however it ends
             task = asyncio.current_task()
@@ -787,8 +801,3 @@ def _still_waiting(workflows: Table) -> Any:
 
 def _not_found(workflow_id: str) -> NotFoundError:
     return NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
-
-
-def _traced(trace_id: str | None) -> dict[str, str]:
-    """The log fields of a traced run: its ``trace_id`` (none when tracing is off)."""
-    return {"trace_id": trace_id} if trace_id else {}

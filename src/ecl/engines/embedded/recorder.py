@@ -159,6 +159,7 @@ class WriterRecorder:
                 "b_outcome": call.outcome,
                 "b_error_kind": call.error_kind,
                 "b_cost": call.cost_usd,
+                "b_reply": call.reply,
             }
             self._writer.post(FencedUpdate(self._sql.settle_call, params))
         self._emit("llm_call", workflow_id=call.workflow_id, tokens=call.usage.total, outcome=call.outcome)

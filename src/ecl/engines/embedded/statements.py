@@ -101,6 +101,7 @@ class Statements:
                 outcome=bindparam("b_outcome"),
                 error_kind=bindparam("b_error_kind"),
                 cost_usd=bindparam("b_cost"),
+                reply=bindparam("b_reply"),
             ),
             start_pending=update(w)
             .where(

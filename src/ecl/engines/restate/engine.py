@@ -38,6 +38,7 @@ from ecl.core.rules import (
 )
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.service import SERVICE_NAME
+from ecl.observability.tracing import submit_span
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -150,9 +151,12 @@ class RestateEngine:
         digest = submission_hash(definition_id, input)
         created = False
         existing = await self.workflows.find(wid)
+        trace_context = None
         if existing is None:
+            # The trace every run of the workflow continues: in its row and its Restate request.
+            trace_context = submit_span(wid, definition_id)
             try:
-                await self.workflows.create(wid, definition_id, input, input_hash=digest)
+                await self.workflows.create(wid, definition_id, input, input_hash=digest, trace_context=trace_context)
                 created = True
             except IntegrityError:  # a concurrent submission of the same id created it first
                 existing = await self.workflows.get(wid)
@@ -164,11 +168,11 @@ class RestateEngine:
                 stored_definition_id=existing.definition_id,
                 stored_digest=existing.input_hash,
             )
-        response = await self._request(
-            "POST",
-            f"{self.ingress}/{SERVICE_NAME}/{wid}/run/send",
-            {"definition_id": definition_id, "input": input},
-        )
+            trace_context = existing.trace_context
+        body: dict[str, Any] = {"definition_id": definition_id, "input": input}
+        if trace_context is not None:
+            body["trace"] = trace_context
+        response = await self._request("POST", f"{self.ingress}/{SERVICE_NAME}/{wid}/run/send", body)
         if response.status_code not in (200, 202, 409):
             raise EngineError(
                 f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}",

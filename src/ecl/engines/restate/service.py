@@ -2,7 +2,9 @@
 
 * ``run`` (the workflow's main handler, once per workflow id) executes any registered
   definition through the same :class:`~ecl.workflows.WorkflowOrchestrator` the embedded
-  engine uses; its request is ``{"definition_id": ..., "input": {...}}`` and its response the
+  engine uses; its request is ``{"definition_id": ..., "input": {...}}`` (and, when the
+  workflow was submitted with tracing on, ``"trace"``: the W3C ``traceparent`` its runs
+  continue, durable as the request is) and its response the
   :class:`~ecl.core.WorkflowResult` as JSON (a failed workflow is a *successful* invocation
   whose result has ``state: failed``; a cancelled one fails with 409 ``cancelled``);
 * ``signal`` (shared) resolves a durable promise: ``{"name": "approval", "payload": {...}}``
@@ -31,6 +33,7 @@ from ecl.core.rules import APPROVAL_PROMISE, cancelled_result, next_round, submi
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.context import CANCELLED_STATUS, RestateDurableContext
 from ecl.observability.logging import bind_workflow
+from ecl.observability.tracing import workflow_span
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.workflows import WorkflowRecorder
@@ -131,8 +134,15 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
     @service.main(name="run")
     async def run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
         # Every line of the invocation carries the workflow id: the tasks Restate starts for
-        # journaled runs (the steps) copy this context when they are created.
-        with bind_workflow(ctx.key()):
+        # journaled runs (the steps) copy this context when they are created — the current
+        # span too. Each attempt of the invocation (a replay after a crash, a suspension) is
+        # one run span, a child of the trace context in the invocation's request, so a
+        # workflow is one trace; replayed steps have no spans (their runs are not executed).
+        trace_context = request.get("trace")
+        with (
+            bind_workflow(ctx.key()),
+            workflow_span(ctx.key(), trace_context if isinstance(trace_context, str) else None),
+        ):
             return await _run(ctx, request)
 
     async def _run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
