@@ -31,6 +31,7 @@ dev: setup        ## local Restate server + ECL endpoint (Ctrl-C stops both)
 bench: setup      ## benchmarks (print figures; never part of `make check`)
 	$(UV) run python bench/run.py
 	$(UV) run python bench/prompt_cache.py
+	$(UV) run python bench/tracing.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*
