@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from ecl.api.app import create_app
 from ecl.api.session import COOKIE, SessionKeys
 from ecl.config import load_settings
+from ecl.core.state import WorkflowState
 from ecl.store.database import upgrade
 
 KEY = "ui-test-key-123"
@@ -276,3 +277,166 @@ def _row(html: str, workflow_id: str) -> str:
     found = re.search(rf'<tr id="run-{re.escape(workflow_id)}".*?</tr>', html, re.S)
     assert found, f"no row for {workflow_id}"
     return found.group(0)
+
+
+async def test_filters_and_cursor_pages_show_one_page_of_rows(ui: Ui) -> None:
+    svc = ui.app.state.services
+    for i in range(23):
+        state = WorkflowState.COMPLETED if i % 2 else WorkflowState.FAILED
+        await svc.workflows.create(f"run-{i:02d}", "critique-revise", {"topic": f"t{i}"}, state=state)
+    await svc.workflows.create("other-1", "critique-revise-py", {"topic": "py"}, state=WorkflowState.COMPLETED)
+    await ui.login()
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 10}
+    for expected in (10, 10, 4):
+        page = await ui.page("/ui", **params)
+        assert page.status_code == 200
+        rows = re.findall(r'<tr id="run-([^"]+)"', page.text)
+        assert len(rows) == expected
+        seen += rows
+        found = re.search(r'<a rel="next" href="/ui\?([^"]+)"', page.text)
+        if expected < 10:
+            assert found is None
+        else:
+            assert found is not None
+            params = dict(httpx.QueryParams(found.group(1).replace("&amp;", "&")))
+    assert len(set(seen)) == 24
+    completed = await ui.page("/ui", state="completed")
+    rows = re.findall(r'<tr id="run-[^"]+" data-id="[^"]+" data-state="([a-z_]+)"', completed.text)
+    assert rows
+    assert set(rows) == {"completed"}
+    by_definition = await ui.page("/ui", definition_id="critique-revise-py")
+    assert re.findall(r'<tr id="run-([^"]+)"', by_definition.text) == ["other-1"]
+    rows_only = await ui.page("/ui", partial="rows", definition_id="critique-revise-py")
+    assert rows_only.text.lstrip().startswith("<tbody")
+    assert "other-1" in rows_only.text
+    bad = await ui.page("/ui", state="sleeping")
+    assert bad.status_code == 400
+    assert "unknown state &#39;sleeping&#39;" in bad.text
+
+
+async def test_an_action_asks_for_confirmation_without_javascript(ui: Ui) -> None:
+    wid = await submit(ui, "Confirm me", require_approval=True)
+    await ui.wait_state(wid, {"waiting_for_revision"})
+    await ui.login()
+    answer = await ui.post(f"/ui/runs/{wid}/cancel", {"back": "/ui"})
+    assert answer.status_code == 200
+    assert f"Cancel run {wid}?" in answer.text
+    assert '<input type="hidden" name="confirmed" value="yes">' in answer.text
+    assert (await ui.client.get(f"/workflows/{wid}")).json()["state"] == "waiting_for_revision"
+
+
+async def test_approve_from_the_dashboard(ui: Ui) -> None:
+    wid = await submit(ui, "Approve me", require_approval=True)
+    await ui.wait_state(wid, {"waiting_for_revision"})
+    await ui.login()
+    page = await ui.page("/ui")
+    assert f'action="/ui/runs/{wid}/approve"' in _row(page.text, wid)
+    answer = await ui.post(f"/ui/runs/{wid}/approve", {"back": "/ui", "confirmed": "yes"}, token=ui.csrf(page.text))
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui"
+    shown = await ui.page("/ui")
+    assert f"Approved run {wid}" in shown.text
+    assert f"Approved run {wid}" not in (await ui.page("/ui")).text  # shown once
+    await ui.wait_state(wid, {"completed"})
+
+
+async def test_revise_with_feedback_from_the_dashboard(ui: Ui) -> None:
+    wid = await submit(ui, "Revise me", require_approval=True)
+    await ui.wait_state(wid, {"waiting_for_revision"})
+    await ui.login()
+    back = f"/ui/runs/{wid}"
+    answer = await ui.post(f"/ui/runs/{wid}/revise", {"back": back, "confirmed": "yes", "feedback": "Add an example"})
+    assert answer.status_code == 303
+    assert answer.headers["location"] == back
+    signals = await ui.app.state.services.workflows.signals(wid)
+    assert any(s.payload == {"decision": "revise", "feedback": "Add an example"} for s in signals), signals
+
+
+async def test_cancel_and_an_api_error_shown_as_a_message(ui: Ui) -> None:
+    wid = await submit(ui, "Cancel me", require_approval=True)
+    await ui.wait_state(wid, {"waiting_for_revision"})
+    await ui.login()
+    answer = await ui.post(f"/ui/runs/{wid}/cancel", {"back": "/ui", "confirmed": "yes"})
+    assert answer.status_code == 303
+    assert (await ui.client.get(f"/workflows/{wid}")).json()["state"] == "cancelled"
+    assert f"Cancelled run {wid}" in (await ui.page("/ui")).text
+    # Approving a cancelled run fails as the API's signal does; the dashboard says so.
+    api = await ui.client.post(f"/workflows/{wid}/signal", json={"decision": "approve"}, headers=api_headers())
+    error = api.json()["error"]
+    answer = await ui.post(f"/ui/runs/{wid}/approve", {"back": "/ui", "confirmed": "yes"})
+    assert answer.status_code == 303
+    page = await ui.page("/ui")
+    assert 'class="flash flash-error" role="alert"' in page.text
+    assert f"({error['code']})" in page.text
+    missing = await ui.post("/ui/runs/no-such-run/cancel", {"back": "/ui", "confirmed": "yes"})
+    assert missing.status_code == 303
+    assert "workflow no-such-run not found (WORKFLOW_NOT_FOUND)" in (await ui.page("/ui")).text
+
+
+async def test_run_again_with_the_same_input(ui: Ui) -> None:
+    wid = await submit(ui, "Once more")
+    await ui.wait_state(wid, {"completed"})
+    await ui.login()
+    answer = await ui.post(f"/ui/runs/{wid}/rerun", {"back": "/ui", "confirmed": "yes"})
+    assert answer.status_code == 303
+    new = answer.headers["location"].removeprefix("/ui/runs/")
+    assert new != wid
+    again = await ui.wait_state(new, {"completed"})
+    assert again["input"] == {"topic": "Once more"}
+    assert again["definition_id"] == "critique-revise"
+
+
+async def test_a_back_link_never_leaves_the_dashboard(ui: Ui) -> None:
+    await ui.login()
+    for back in ("https://evil.example/", "//evil.example", "/workflows"):
+        answer = await ui.post("/ui/runs/no-such-run/cancel", {"back": back, "confirmed": "yes"})
+        assert answer.headers["location"] == "/ui/runs/no-such-run", back
+
+
+# ---------------------------------------------------------------- definitions
+
+
+async def test_the_definitions_page_draws_the_critique_revise_graph(ui: Ui) -> None:
+    await ui.login()
+    page = await ui.page("/ui/definitions")
+    assert page.status_code == 200
+    section = page.text.split('id="def-critique-revise"', 1)[1].split("</section>", 1)[0]
+    svg = section.split("<svg", 1)[1].split("</svg>", 1)[0]
+    for step in ("generate", "critique", "revise", "final"):
+        assert f'data-step="{step}"' in svg
+    assert 'class="loop"' in svg
+    assert "revision loop, at most 3 times" in svg
+    assert svg.count('class="edge"') == 3
+    assert "critique → revise" in svg  # the text equivalent
+    assert '<label for="in-critique-revise-topic">Topic' in section
+    code_first = page.text.split('id="def-critique-revise-py"', 1)[1].split("</section>", 1)[0]
+    assert "<svg" not in code_first
+    assert "Written as code" in code_first
+
+
+async def test_the_start_form_starts_a_run_and_names_a_bad_field(ui: Ui) -> None:
+    await ui.login()
+    token = ui.csrf((await ui.page("/ui/definitions")).text)
+    started = await ui.post(
+        "/ui/definitions/critique-revise/start", {"topic": "From the form", "require_approval": "on"}, token=token
+    )
+    assert started.status_code == 303
+    wid = started.headers["location"].removeprefix("/ui/runs/")
+    run = await ui.wait_state(wid, {"waiting_for_revision"})
+    assert run["input"] == {"topic": "From the form", "require_approval": True}
+    empty = await ui.post("/ui/definitions/critique-revise/start", {"topic": ""}, token=token)
+    assert empty.status_code == 400
+    assert 'id="in-critique-revise-topic-problem"' in empty.text
+    assert "topic" in empty.text.split('class="flash flash-error"', 1)[1].split("</p>", 1)[0]
+    bad_number = await ui.post("/ui/definitions/critique-revise/start", {"topic": "x", "budget_usd": "-1"}, token=token)
+    assert bad_number.status_code == 400
+    assert "budget_usd" in bad_number.text
+    bad_json = await ui.post("/ui/definitions/critique-revise/start", {"input_json": "{nope"}, token=token)
+    assert bad_json.status_code == 400
+    assert "input JSON" in bad_json.text
+    by_json = await ui.post("/ui/definitions/critique-revise/start", {"input_json": '{"topic": "JSON"}'}, token=token)
+    assert by_json.status_code == 303
+    unknown = await ui.post("/ui/definitions/nope/start", {"topic": "x"}, token=token)
+    assert unknown.status_code == 404
+    assert "DEFINITION_NOT_FOUND" in unknown.text
