@@ -5,10 +5,11 @@ calls, the mock provider answering at once) on the embedded engine and a SQLite 
 sequentially with tracing off (the no-op tracer: what every user gets by default), on (an SDK
 tracer provider whose spans go to an in-memory exporter: the span work without a network),
 and on with content capture (the prompt and reply also on the span and in the rows). The
-modes alternate in rounds so the shared machine's noise falls on all of them alike.
+modes take turns workflow by workflow, so a busy machine's noise falls on all of them alike;
+the median of each mode's wall and CPU time per step is printed, and the overhead against off.
 
     uv run python bench/tracing.py                 # also part of `make bench`
-    uv run python bench/tracing.py --workflows 300 --rounds 5
+    uv run python bench/tracing.py --workflows 1000
 
 Prints figures; asserts nothing.
 """
@@ -48,23 +49,23 @@ def _configure(mode: str, exporter: InMemorySpanExporter, provider: TracerProvid
     exporter.clear()
 
 
-async def _round(engine: EmbeddedEngine, workflows: int) -> list[float]:
-    samples = []
-    for _ in range(workflows):
-        t0 = time.perf_counter()
-        result = await engine.result(await engine.submit("critique-revise", {"topic": "tracing cost"}))
-        samples.append((time.perf_counter() - t0) * 1000 / STEPS)
-        assert result.state == "completed", result.error
-    return samples
+async def _one(engine: EmbeddedEngine) -> tuple[float, float]:
+    """One workflow: wall and CPU milliseconds per step."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = await engine.result(await engine.submit("critique-revise", {"topic": "tracing cost"}))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert result.state == "completed", result.error
+    return wall * 1000 / STEPS, cpu * 1000 / STEPS
 
 
-async def measure(workflows: int, rounds: int) -> dict[str, Any]:
+async def measure(workflows: int) -> dict[str, Any]:
     """Median ms per step of each mode, and the overhead of tracing against off."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     catalog = WorkflowCatalog.build(entry_points=False)
-    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    wall: dict[str, list[float]] = {mode: [] for mode in MODES}
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     spans_per_workflow = 0
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'tracing.db'}"
@@ -81,38 +82,44 @@ async def measure(workflows: int, rounds: int) -> dict[str, Any]:
         try:
             for mode in MODES:  # warm up each path
                 _configure(mode, exporter, provider)
-                await _round(engine, 5)
-            for _ in range(rounds):
+                for _ in range(5):
+                    await _one(engine)
+            for _ in range(workflows):
                 for mode in MODES:
                     _configure(mode, exporter, provider)
-                    samples[mode] += await _round(engine, workflows)
+                    ms, cpu_ms = await _one(engine)
+                    wall[mode].append(ms)
+                    cpu[mode].append(cpu_ms)
                     if mode == "on":
-                        spans_per_workflow = len(exporter.get_finished_spans()) // workflows
+                        spans_per_workflow = len(exporter.get_finished_spans())
         finally:
             configure_tracing(False)
             configure_content(False)
             await engine.close()
             provider.shutdown()
-    off = statistics.median(samples["off"])
-    figures: dict[str, Any] = {"workflows_per_mode": workflows * rounds, "steps_per_workflow": STEPS}
+    figures: dict[str, Any] = {
+        "workflows_per_mode": workflows,
+        "steps_per_workflow": STEPS,
+        "spans_per_workflow": spans_per_workflow,
+    }
+    base_wall, base_cpu = statistics.median(wall["off"]), statistics.median(cpu["off"])
     for mode in MODES:
-        ms = statistics.median(samples[mode])
-        figures[f"ms_per_step_tracing_{mode}"] = round(ms, 4)
+        ms, cpu_ms = statistics.median(wall[mode]), statistics.median(cpu[mode])
+        figures[f"ms_per_step_{mode}"] = round(ms, 4)
+        figures[f"cpu_ms_per_step_{mode}"] = round(cpu_ms, 4)
         if mode != "off":
-            figures[f"overhead_ms_per_step_{mode}"] = round(ms - off, 4)
-            figures[f"overhead_pct_{mode}"] = round((ms - off) / off * 100, 1)
-    figures["spans_per_workflow"] = spans_per_workflow
+            figures[f"overhead_ms_per_step_{mode}"] = round(ms - base_wall, 4)
+            figures[f"overhead_cpu_ms_per_step_{mode}"] = round(cpu_ms - base_cpu, 4)
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workflows", type=int, default=100, help="workflows per mode and round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workflows", type=int, default=300, help="workflows per mode")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    figures = asyncio.run(measure(args.workflows, args.rounds))
+    figures = asyncio.run(measure(args.workflows))
     print(json.dumps({"tracing": figures}, indent=2))
 
 
