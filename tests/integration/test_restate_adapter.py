@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -508,7 +509,11 @@ async def test_a_run_on_restate_is_one_trace_across_its_attempts(engine: Restate
     try:
         wid = await engine.submit("critique-revise", {"topic": "Rust", "require_approval": True}, new_id("traced"))
         await wait_for_status(engine, wid, "suspended")
-        await engine.signal(wid, "approval", {"decision": "approve", "feedback": None})
+        sender = trace.NonRecordingSpan(
+            trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        )
+        with trace.use_span(sender):  # as an API request's traceparent makes it current
+            await engine.signal(wid, "approval", {"decision": "approve", "feedback": None})
         result = await engine.result(wid)
     finally:
         configure_tracing(False)
@@ -540,5 +545,12 @@ async def test_a_run_on_restate_is_one_trace_across_its_attempts(engine: Restate
         attributes = dict(chat.attributes or {})
         assert attributes["gen_ai.operation.name"] == "chat" and attributes["gen_ai.provider.name"] == "mock"
         assert isinstance(attributes["gen_ai.usage.output_tokens"], int)
-    assert {s.context.trace_id for s in spans if s.context is not None and wid in s.name} == {trace_id}
+    ours = [s for s in spans if wid in s.name and not s.name.startswith("signal ")]
+    assert {s.context.trace_id for s in ours if s.context is not None} == {trace_id}
     assert {s.context.trace_id for s in steps + chats if s.context is not None} == {trace_id}
+    # The signal: in the sender's trace, linked to the workflow's.
+    (signal,) = [s for s in spans if s.name == f"signal approval {wid}"]
+    assert signal.parent is not None and (signal.parent.trace_id, signal.parent.span_id) == (0x1234, 0x5678)
+    assert [(link.context.trace_id, link.context.span_id) for link in signal.links] == [
+        (trace_id, submit.context.span_id)
+    ]

@@ -11,6 +11,7 @@ SIGKILL, and a W3C ``traceparent`` given to the API: tests/e2e/test_tracing_cras
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,6 +30,7 @@ import ecl
 from ecl.config import load_settings
 from ecl.core import InputValidationError, RetryPolicy, WorkflowState
 from ecl.llm import LlmProvider, build_provider
+from ecl.llm.mock import scripted_workflow_responder
 from ecl.observability import configure_logging, configure_tracing, tracing_enabled
 from ecl.observability.content import configure_content
 from ecl.observability.tracing import exporters_from, start_llm_span, step_span, workflow_span
@@ -235,3 +238,32 @@ def test_the_otel_variables_choose_the_exporters() -> None:
     assert type(console).__name__ == "ConsoleSpanExporter"
     with pytest.raises(InputValidationError, match="OTEL_TRACES_EXPORTER = 'zipkin'"):
         exporters_from(None, {"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+async def test_a_signal_is_traced_in_the_senders_trace_and_linked_to_the_workflows(
+    tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    llm = ecl.MockLlmProvider(responder=scripted_workflow_responder)
+    settings = load_settings(environ={"ECL_ARTIFACT_PATH": str(tmp_path / "artifacts")}, cwd=tmp_path)
+    async with ecl.open_engine(database_url=f"sqlite:///{tmp_path / 'ecl.db'}", llm=llm, settings=settings) as engine:
+        wid = await engine.submit(
+            "critique-revise", {"topic": "signals", "require_approval": True}, workflow_id="wf-sig"
+        )
+        while not any(s.name == "step critique" for s in exporter.get_finished_spans()):
+            await asyncio.sleep(0.02)
+        # The sender's span (as an API request's traceparent makes it current).
+        sender = trace.NonRecordingSpan(
+            trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        )
+        with trace.use_span(sender):
+            await engine.signal(wid, "approval", {"decision": "approve", "feedback": None})
+        result = await engine.result(wid)
+    assert result.state is WorkflowState.COMPLETED, result.error
+    spans = exporter.get_finished_spans()
+    (submit,) = [s for s in spans if s.name == "submit wf-sig"]
+    (signal,) = [s for s in spans if s.name == "signal approval wf-sig"]
+    assert signal.kind is SpanKind.PRODUCER and signal.parent is not None and submit.context is not None
+    assert (signal.parent.trace_id, signal.parent.span_id) == (0x1234, 0x5678)  # the sender's trace
+    assert signal.attributes == {"ecl.workflow.id": "wf-sig", "ecl.signal.name": "approval"}
+    (link,) = signal.links  # and a link to the workflow's
+    assert (link.context.trace_id, link.context.span_id) == (submit.context.trace_id, submit.context.span_id)

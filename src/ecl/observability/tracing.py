@@ -18,6 +18,9 @@ Spans, one trace per workflow:
   replays a journal);
 - ``step {step_id}``: one attempt of a step (``ecl.step.attempt``, ``ecl.step.iteration``),
   status error when the attempt fails; a step replayed from the journal has none;
+- ``signal {name} {workflow_id}``: a signal sent to a workflow (approve/revise, a budget
+  top-up), in the *sender's* trace (an API request's ``traceparent``), linked to the
+  workflow's trace;
 - ``chat {model}``: one LLM call, with the OpenTelemetry GenAI semantic-convention
   attributes (model, provider, token usage); its prompt and reply only with
   ``observability.capture_content`` (:mod:`ecl.observability.content`).
@@ -47,6 +50,8 @@ __all__ = [
     "end_llm_span",
     "exporters_from",
     "extract_context",
+    "link_workflow",
+    "signal_span",
     "start_llm_span",
     "step_span",
     "submit_span",
@@ -183,6 +188,29 @@ def submit_span(workflow_id: str, definition_id: str) -> str | None:
     )
     span.end()
     return _traceparent(span)
+
+
+@contextmanager
+def signal_span(workflow_id: str, name: str) -> Iterator[Span]:
+    """The span of a signal sent to a workflow: a child of the current span (the sender's),
+    linked to the workflow's trace with :func:`link_workflow`. The no-op span when off."""
+    if not _enabled:
+        yield trace.INVALID_SPAN
+        return
+    attributes: dict[str, AttributeValue] = {"ecl.workflow.id": workflow_id, "ecl.signal.name": name}
+    with _tracer.start_as_current_span(
+        f"signal {name} {workflow_id}", kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def link_workflow(span: Span, trace_context: str | None) -> None:
+    """Link ``span`` to the workflow whose recorded trace context is ``trace_context``."""
+    if not trace_context or not span.is_recording():
+        return
+    target = trace.get_current_span(_PROPAGATOR.extract({"traceparent": trace_context})).get_span_context()
+    if target.is_valid:
+        span.add_link(target, {"ecl.link": "workflow"})
 
 
 @contextmanager

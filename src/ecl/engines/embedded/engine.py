@@ -57,7 +57,7 @@ from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
 from ecl.observability.logging import bind_workflow
-from ecl.observability.tracing import submit_span, workflow_span
+from ecl.observability.tracing import link_workflow, signal_span, submit_span, workflow_span
 from ecl.store.progress import cancelled_result_from_records
 
 __all__ = ["EmbeddedEngine", "EmbeddedOptions", "Orchestrates", "OwnerWait"]
@@ -336,16 +336,18 @@ class EmbeddedEngine:
         """Resolve the durable promise ``name``; the waiting run picks it up."""
         promises, workflows = self._t["promises"], self._t["workflows"]
 
-        def resolve(conn: Connection) -> None:
-            row = conn.execute(select(workflows.c.state).where(workflows.c.id == workflow_id)).first()
+        def resolve(conn: Connection) -> str | None:
+            row = conn.execute(
+                select(workflows.c.state, workflows.c.trace_context).where(workflows.c.id == workflow_id)
+            ).first()
             if row is None:
                 reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
-                return
+                return None
             try:
                 check_takes_signals(workflow_id, WorkflowState(row.state))
             except EclError as err:
                 reject(err)
-                return
+                return None
             # A promise resolves once; a signal resolves the first round not yet resolved.
             rows = conn.execute(
                 select(promises.c.name, promises.c.resolved_at).where(
@@ -367,8 +369,10 @@ class EmbeddedEngine:
                 conn.execute(
                     promises.insert().values(workflow_id=workflow_id, name=target, payload=payload, resolved_at=now)
                 )
+            return str(row.trace_context) if row.trace_context else None
 
-        await self.writer.call(resolve, ride_out=False)
+        with signal_span(workflow_id, name) as span:  # in the sender's trace, linked to the workflow's
+            link_workflow(span, await self.writer.call(resolve, ride_out=False))
 
     async def cancel(self, workflow_id: str) -> None:
         """Cancel in any state: running, waiting on a promise, backing off, or idle."""

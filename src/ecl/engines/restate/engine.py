@@ -38,7 +38,7 @@ from ecl.core.rules import (
 )
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.service import SERVICE_NAME
-from ecl.observability.tracing import submit_span
+from ecl.observability.tracing import link_workflow, signal_span, submit_span
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -185,9 +185,11 @@ class RestateEngine:
         workflow takes no signals: :class:`~ecl.core.ConflictError`)."""
         record = await self.workflows.get(workflow_id)
         check_takes_signals(workflow_id, record.state)
-        response = await self._request(
-            "POST", f"{self.ingress}/{SERVICE_NAME}/{workflow_id}/signal", {"name": name, "payload": payload}
-        )
+        with signal_span(workflow_id, name) as span:  # in the sender's trace, linked to the workflow's
+            link_workflow(span, record.trace_context)
+            response = await self._request(
+                "POST", f"{self.ingress}/{SERVICE_NAME}/{workflow_id}/signal", {"name": name, "payload": payload}
+            )
         if response.status_code != 200:
             raise EngineError(f"signal failed: HTTP {response.status_code} {response.text[:200]}", engine="restate")
 
