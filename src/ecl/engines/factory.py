@@ -63,9 +63,13 @@ class Runtime:
     """The store the steps write artifacts to (its database connections are the runtime's own)."""
 
     async def close(self) -> None:
-        """Close the runtime's own database connections (its artifact records)."""
+        """Close the runtime's own database connections (its artifact records) and its
+        provider's HTTP client (its connections would outlive an app stopped in process)."""
         if self.artifacts is not None:
             await self.artifacts.repository.db.dispose()
+        closer = getattr(self.llm, "close", None)
+        if closer is not None:
+            await closer()
 
 
 def tables() -> dict[str, Table]:

@@ -7,7 +7,8 @@ Server-rendered with Jinja2 (autoescape on), plus a little vanilla JavaScript sh
 - ``/ui`` (:mod:`.runs`): the runs, filtered, paginated, live;
 - ``/ui/runs/{id}/approve|revise|cancel|rerun`` (:mod:`.actions`): the actions, POST forms;
 - ``/ui/definitions`` (:mod:`.definitions`): each definition's graph as SVG and a form to start a run;
-- ``/ui/runs/{id}``: one run in detail (its own module).
+- ``/ui/runs/{id}`` (:mod:`.run`): one run in detail — its decisions, step timeline, revision
+  rounds with diffs, LLM calls and artifacts — live over the run's server-sent events.
 
 Access (:mod:`ecl.api.auth`, enforced by :class:`ecl.api.guard.RequestGuard` before routing):
 with an API key configured, a page without a session redirects (303) to ``/ui/login``; the
@@ -43,7 +44,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ecl.api.ui import actions, definitions, login, runs
+from ecl.api.ui import actions, definitions, login, run, runs
 from ecl.api.ui.forms import FormRefused, safe_back
 from ecl.api.ui.rendering import render
 
@@ -59,6 +60,7 @@ def install_ui(app: FastAPI) -> None:
     app.include_router(runs.router)
     app.include_router(actions.router)
     app.include_router(definitions.router)
+    app.include_router(run.router)
 
     async def refused(request: Request, exc: Exception) -> HTMLResponse:
         message = exc.message if isinstance(exc, FormRefused) else "form refused"

@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from ecl.api.auth import ApiKeyAuth
 from ecl.api.session import COOKIE, CSRF_FIELD
+from ecl.api.ui.timeline import duration
 
 __all__ = ["FLASH_COOKIE", "csrf_token", "environment", "flash", "render"]
 
@@ -34,7 +35,8 @@ CONTENT_SECURITY_POLICY = (
 
 
 def _duration(start: datetime | None, end: datetime | None = None) -> str:
-    """``850 ms``, ``12.4 s``, ``3 min 05 s``, ``2 h 07 min`` (to now while it runs)."""
+    """The time from ``start`` to ``end`` (to now while it runs), as :func:`.timeline.duration`
+    says it: ``850 ms``, ``12.4 s``, ``3 min 05 s``, ``2 h 07 min``."""
     if start is None:
         return ""
     stop = end or datetime.now(UTC)
@@ -42,14 +44,7 @@ def _duration(start: datetime | None, end: datetime | None = None) -> str:
         start = start.replace(tzinfo=UTC)
     if stop.tzinfo is None:
         stop = stop.replace(tzinfo=UTC)
-    seconds = max((stop - start).total_seconds(), 0.0)
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return duration((stop - start).total_seconds())
 
 
 def _when(value: datetime | None) -> str:
@@ -92,6 +87,7 @@ def _build() -> Environment:
     env.filters["when"] = _when
     env.filters["usd"] = _usd
     env.filters["number"] = _number
+    env.filters["seconds"] = duration
     env.globals["csrf_input"] = _csrf_input
     env.filters["json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False, default=str)
     return env
