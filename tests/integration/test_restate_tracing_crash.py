@@ -26,7 +26,6 @@ from tests.e2e.helpers import (
     Ecl,
     is_critique,
     is_generate,
-    keep,
     kill,
     responder,
     stop,
@@ -72,7 +71,7 @@ def test_an_endpoint_killed_mid_step_resumes_the_workflow_in_the_same_trace(
         }
 
         def start_endpoint() -> subprocess.Popen[str]:
-            proc = keep(ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **env))
+            proc = ecl.start("server", "start", "--engine", "restate", "--llm", "anthropic", **env)
 
             def registered() -> bool:
                 deployments = httpx.get(f"{server.admin_url}/deployments", timeout=5).json()
