@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -552,3 +553,23 @@ def test_schemathesis_finds_no_server_errors(server: Server) -> None:
 
         check()
     assert tested >= 12
+
+
+def test_the_dashboard_logs_in_and_its_cookie_follows_events(server: Server) -> None:
+    """Over real HTTP: the dashboard asks for the key, its cookie opens the pages and the reads
+    of the JSON API (the server-sent events included), never a change."""
+    with httpx.Client(base_url=server.url, timeout=120) as browser, server.client() as api:
+        assert browser.get("/ui").headers["location"] == "/ui/login"
+        found = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', browser.get("/ui/login").text)
+        assert found is not None
+        logged = browser.post("/ui/login", data={"api_key": KEY, "csrf_token": found.group(1)})
+        assert logged.status_code == 303, logged.text
+        assert "HttpOnly" in logged.headers["set-cookie"]
+        created = api.post("/workflows", json={"definition_id": "critique-revise", "input": {"topic": "Dashboard"}})
+        wid = created.json()["id"]
+        assert f'id="run-{wid}"' in browser.get("/ui").text
+        with browser.stream("GET", f"/workflows/{wid}/events", params={"interval": 0.1}) as stream:
+            assert stream.status_code == 200
+            events = [line for line in stream.iter_lines() if line.startswith("event: ")]
+        assert events[-1] == "event: end"
+        assert browser.delete(f"/workflows/{wid}").status_code == 401

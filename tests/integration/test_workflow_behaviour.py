@@ -7,6 +7,7 @@ The LLM is the fake Anthropic server over HTTP; workflows are driven through the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -436,6 +437,21 @@ def test_http_api_drives_workflows_on_restate(stack: RestateStack, fake: FakeAnt
             _wait_state(client, other, {"waiting_for_revision"})
             assert client.delete(f"/workflows/{other}").json()["state"] == "cancelled"
             assert client.get("/workflows/nope").json()["error"]["code"] == "WORKFLOW_NOT_FOUND"
+
+            # The dashboard drives the same engine (no key configured here: it is open).
+            third = f"api-restate-ui-{time.monotonic_ns() % 10**9}"
+            assert client.post("/workflows", json={**body, "workflow_id": third}).status_code == 201
+            _wait_state(client, third, {"waiting_for_revision"})
+            page = client.get("/ui")
+            assert f'id="run-{third}"' in page.text
+            found = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page.text)
+            assert found is not None
+            form = {"csrf_token": found.group(1), "confirmed": "yes", "back": "/ui"}
+            assert client.post(f"/ui/runs/{third}/approve", data=form).status_code == 303
+            _wait_state(client, third, {"completed"})
+            started = client.post("/ui/definitions/critique-revise/start", data={**form, "topic": "From the form"})
+            assert started.status_code == 303, started.text
+            _wait_state(client, started.headers["location"].rsplit("/", 1)[1], {"completed"})
     finally:
         stop(api)
 
