@@ -48,7 +48,7 @@ from ecl.engines.restate import (
 )
 from ecl.llm.mock import MockLlmProvider, scripted_workflow_responder
 from ecl.llm.provider import CompletionRequest
-from ecl.observability import configure_logging, configure_tracing
+from ecl.observability import configure_content, configure_logging, configure_tracing
 from ecl.store.database import create_engine, upgrade
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -506,6 +506,7 @@ async def test_a_run_on_restate_is_one_trace_across_its_attempts(engine: Restate
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     configure_tracing(True, provider=provider)
+    configure_content(True)  # the endpoint runs in this process: its calls keep their content
     try:
         wid = await engine.submit("critique-revise", {"topic": "Rust", "require_approval": True}, new_id("traced"))
         await wait_for_status(engine, wid, "suspended")
@@ -517,6 +518,7 @@ async def test_a_run_on_restate_is_one_trace_across_its_attempts(engine: Restate
         result = await engine.result(wid)
     finally:
         configure_tracing(False)
+        configure_content(False)
     assert result.state is WorkflowState.COMPLETED, result.error
     provider.force_flush()
     spans = [s for s in exporter.get_finished_spans() if s.context is not None]
@@ -548,6 +550,12 @@ async def test_a_run_on_restate_is_one_trace_across_its_attempts(engine: Restate
     ours = [s for s in spans if wid in s.name and not s.name.startswith("signal ")]
     assert {s.context.trace_id for s in ours if s.context is not None} == {trace_id}
     assert {s.context.trace_id for s in steps + chats if s.context is not None} == {trace_id}
+    # Content capture on Restate: the calls' rows keep the prompt and the reply.
+    async with engine.workflows.db.connect() as conn:
+        kept = (
+            await conn.execute(text("SELECT prompt, reply FROM llm_calls WHERE workflow_id = :w"), {"w": wid})
+        ).all()
+    assert len(kept) == 2 and all(prompt and "[user]\n" in prompt and reply for prompt, reply in kept)
     # The signal: in the sender's trace, linked to the workflow's.
     (signal,) = [s for s in spans if s.name == f"signal approval {wid}"]
     assert signal.parent is not None and (signal.parent.trace_id, signal.parent.span_id) == (0x1234, 0x5678)
