@@ -32,6 +32,7 @@ bench: setup      ## benchmarks (print figures; never part of `make check`)
 	$(UV) run python bench/run.py
 	$(UV) run python bench/prompt_cache.py
 	$(UV) run python bench/tracing.py
+	$(UV) run python bench/dashboard.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*
