@@ -123,6 +123,8 @@ async def test_the_login_page_and_the_static_files_are_public(ui: Ui) -> None:
     login = await ui.page("/ui/login")
     assert login.status_code == 200
     assert '<label for="api_key">API key</label>' in login.text
+    assert "Log out" not in login.text
+    assert 'href="/ui/definitions"' not in login.text  # no menu before logging in
     css = await ui.page("/ui/static/ui.css")
     assert css.status_code == 200
     assert css.headers["content-type"].startswith("text/css")
@@ -440,3 +442,12 @@ async def test_the_start_form_starts_a_run_and_names_a_bad_field(ui: Ui) -> None
     unknown = await ui.post("/ui/definitions/nope/start", {"topic": "x"}, token=token)
     assert unknown.status_code == 404
     assert "DEFINITION_NOT_FOUND" in unknown.text
+
+
+async def test_a_form_with_too_many_fields_is_refused_not_a_crash(ui: Ui) -> None:
+    await ui.login()
+    token = ui.csrf((await ui.page("/ui")).text)
+    fields = {f"f{i}": "x" for i in range(300)}
+    answer = await ui.post("/ui/logout", fields, token=token)
+    assert answer.status_code == 403
+    assert "more than 200 fields" in answer.text

@@ -24,7 +24,7 @@ scripts. Without a key the dashboard is open, like the API. ``/ui/static/`` is p
    ``scripts`` (``<script src="/ui/static/x.js" defer></script>``); ``{% set nav = "runs" %}``
    marks the current menu entry.
 3. Render it with :func:`ecl.api.ui.rendering.render` (``render(request, "x.html", title=...,
-   **values)``), which adds ``csrf_token``, ``csrf_input()``, ``login``, ``flash`` and ``path``
+   **values)``), which adds ``csrf_token``, ``csrf_input()``, ``login``, ``signed_in``, ``flash``, ``path``
    and sets the security headers.
 4. A form that changes something is ``method="post"`` with ``{{ csrf_input() }}`` inside; its
    route reads it with :func:`ecl.api.ui.forms.read_form` (CSRF token and ``Origin`` checked;

@@ -33,7 +33,10 @@ def _same_origin(request: Request) -> bool:
 async def read_form(request: Request) -> dict[str, str]:
     """The form's fields (the last value of a repeated field), or :class:`FormRefused`."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    fields = dict(parse_qsl(body, keep_blank_values=True, max_num_fields=200))
+    try:
+        fields = dict(parse_qsl(body, keep_blank_values=True, max_num_fields=200))
+    except ValueError:
+        raise FormRefused("form refused: more than 200 fields") from None
     if not _same_origin(request):
         raise FormRefused(f"form refused: it came from another site ({request.headers.get('origin', '')[:80]})")
     auth: ApiKeyAuth = request.app.state.auth

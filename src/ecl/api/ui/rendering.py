@@ -131,12 +131,14 @@ def render(
     request: Request, template: str, status: int = 200, *, fragment: bool = False, **context: Any
 ) -> HTMLResponse:
     """``template`` rendered with ``context`` plus what every page gets: ``csrf_token``,
-    ``login`` (whether a key is in use, so Log out shows), ``flash`` (a message left by the
+    ``login`` (whether a key is in use), ``signed_in`` (the menu shows), ``flash`` (a message left by the
     previous action, shown once; a ``fragment`` of a page leaves it for the page) and ``path``."""
     message = None if fragment else _take_flash(request)
+    auth = _auth(request)
     page = environment.get_template(template).render(
         csrf_token=csrf_token(request),
-        login=_auth(request).enabled,
+        login=auth.enabled,
+        signed_in=not auth.enabled or auth.sessions.valid(request.cookies.get(COOKIE)),
         flash=message,
         path=request.url.path,
         **context,
