@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 import ecl
 from ecl.config import load_settings
-from ecl.core import InputValidationError, RetryPolicy, WorkflowState
+from ecl.core import ConfigError, InputValidationError, RetryPolicy, WorkflowState
 from ecl.llm import LlmProvider, build_provider
 from ecl.llm.mock import scripted_workflow_responder
 from ecl.observability import configure_logging, configure_tracing, tracing_enabled
@@ -267,3 +267,10 @@ async def test_a_signal_is_traced_in_the_senders_trace_and_linked_to_the_workflo
     assert signal.attributes == {"ecl.workflow.id": "wf-sig", "ecl.signal.name": "approval"}
     (link,) = signal.links  # and a link to the workflow's
     assert (link.context.trace_id, link.context.span_id) == (submit.context.trace_id, submit.context.span_id)
+
+
+def test_an_otlp_endpoint_that_is_not_a_url_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"observability.otlp_endpoint = 'collector:4318'"):
+        load_settings(environ={"ECL_OBSERVABILITY__OTLP_ENDPOINT": "collector:4318"})
+    settings = load_settings(environ={"ECL_OBSERVABILITY__OTLP_ENDPOINT": "http://collector:4318"})
+    assert settings.observability.otlp_endpoint == "http://collector:4318"

@@ -113,6 +113,13 @@ class ObservabilitySettings(_Section):
     max_content_chars: int = Field(default=20_000, ge=100, le=10_000_000)
     """Longest prompt or reply kept (characters); longer ones are cut, saying how much was cut."""
 
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("an OTLP/HTTP collector's base URL, http://host:4318 or https://…")
+        return value or None
+
 
 class DatabaseSettings(_Section):
     """The SQL database of records and of the embedded engine's journal."""
