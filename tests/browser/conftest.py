@@ -21,15 +21,17 @@ import os
 import re
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Playwright, expect, sync_playwright
 
 from ecl.testing import FakeAnthropicServer, ReceivedRequest, Reply
-from tests.e2e.helpers import Ecl, answers, keep, stop, wait_until
+from tests.e2e.helpers import START_TIMEOUT, Ecl, answers, keep, stop, wait_until
 
 CHROMIUM = os.environ.get("ECL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,6 +48,8 @@ API_KEY = "browser-test-key-0123456789"
 OUTPUT = Path(os.environ.get("ECL_TEST_OUTPUT", Path(__file__).resolve().parents[2] / "test-output")) / "browser"
 WAIT_MS = 60_000
 """How long an expectation waits for the page (ms): generous, the machine is shared."""
+
+expect.set_options(timeout=WAIT_MS)
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -105,6 +109,29 @@ class DashboardServer:
     ecl: Ecl
     url: str
     proc: subprocess.Popen[str]
+
+    def api(self) -> httpx.Client:
+        """A client of the JSON API with the key."""
+        return httpx.Client(base_url=self.url, headers={"x-api-key": API_KEY}, timeout=120)
+
+    def submit(self, topic: str, *, approval: bool = False, definition: str = "critique-revise") -> str:
+        """Start a run through the JSON API; its id."""
+        data: dict[str, object] = {"topic": topic, "require_approval": approval} if approval else {"topic": topic}
+        with self.api() as api:
+            created = api.post("/workflows", json={"definition_id": definition, "input": data})
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    def wait_state(self, workflow_id: str, *states: str) -> dict[str, object]:
+        """The run's JSON once it is in one of ``states`` (polls the API; a generous limit)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        with self.api() as api:
+            while time.monotonic() < deadline:
+                body: dict[str, object] = api.get(f"/workflows/{workflow_id}").json()
+                if body["state"] in states:
+                    return body
+                time.sleep(0.1)
+        raise TimeoutError(f"run {workflow_id} never reached {states}")
 
 
 @dataclass
