@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 
-.PHONY: setup test lint types check dev bench fmt clean
+.PHONY: setup test lint types check dev bench fmt clean docs-screenshots
 
-setup:            ## install uv (if missing), Python deps and the Restate server
+setup:            ## install uv (if missing), Python deps, the Restate server and Chromium (if missing)
 	@scripts/setup.sh
 
 lint: setup       ## ruff lint + format check + import-linter layer contracts
@@ -34,5 +34,10 @@ bench: setup      ## benchmarks (print figures; never part of `make check`)
 	$(UV) run python bench/tracing.py
 	$(UV) run python bench/dashboard.py
 
+docs-screenshots: setup  ## run the browser tests, then copy the main pages' screenshots into docs/dashboard/
+	$(UV) run pytest tests/browser -q -p no:cacheprovider
+	mkdir -p docs/dashboard
+	cp test-output/browser/{login,runs-desktop,runs-phone,run-detail,definitions}.png docs/dashboard/
+
 clean:
-	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*
+	rm -rf .venv .tools test-output .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage*

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import DESKTOP, PHONE, WAIT_MS, Browsing
+from tests.browser.conftest import DESKTOP, PHONE, REVISE_ONCE, WAIT_MS, Browsing
 
 pytestmark = pytest.mark.browser
 
@@ -45,9 +45,13 @@ def no_overflow(page: Page) -> None:
 @pytest.mark.parametrize(("viewport", "name"), [(DESKTOP, "desktop"), (PHONE, "phone")])
 def test_runs_page_fits_the_window(logged_in: Browsing, viewport: dict[str, int], name: str) -> None:
     server = logged_in.server
-    done = server.submit("fits the window: a completed run with a rather long topic to wrap on a phone")
+    done = server.submit(f"{REVISE_ONCE} fits the window: a completed run with a long topic that wraps on a phone")
     waiting = server.submit("fits the window: waiting for approval", approval=True)
+    cancelled = server.submit("fits the window: cancelled", approval=True)
     server.wait_state(done, "completed")
+    server.wait_state(cancelled, "waiting_for_revision")
+    with server.api() as api:
+        assert api.delete(f"/workflows/{cancelled}").status_code == 200
     server.wait_state(waiting, "waiting_for_revision")
     page = logged_in.page
     page.set_viewport_size(viewport)

@@ -44,7 +44,7 @@ def test_a_run_completes_live_on_the_runs_page(logged_in: Browsing) -> None:
     # No reload from here on: the page's script refreshes the row.
     expect(state).to_have_text("completed", timeout=WAIT_MS)
     expect(page.locator(f'tr[data-id="{wid}"] td[data-label="Tokens"]')).not_to_have_text("0")
-    logged_in.shot("runs")
+    logged_in.shot("runs-live")
 
 
 def test_approve_a_run_waiting_for_approval(logged_in: Browsing) -> None:
