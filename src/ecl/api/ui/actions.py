@@ -78,7 +78,9 @@ async def approve(request: Request, workflow_id: RunId, svc: Svc) -> Response:
     async def do(_fields: dict[str, str]) -> WorkflowRecord:
         return await commands.signal(svc, workflow_id, decision="approve")
 
-    return await _act(request, workflow_id, "approve", do, lambda r: f"Approved run {r.id} (now {r.state.value}).")
+    return await _act(
+        request, workflow_id, "approve", do, lambda r: f"Approved run {r.id}; it goes on to its final step."
+    )
 
 
 @router.post("/{workflow_id}/revise")
@@ -90,7 +92,7 @@ async def revise(request: Request, workflow_id: RunId, svc: Svc) -> Response:
         return await commands.signal(svc, workflow_id, decision="revise", feedback=feedback)
 
     return await _act(
-        request, workflow_id, "revise", do, lambda r: f"Sent run {r.id} back for revision (now {r.state.value})."
+        request, workflow_id, "revise", do, lambda r: f"Sent run {r.id} back for a revision with your feedback."
     )
 
 
@@ -101,7 +103,9 @@ async def cancel(request: Request, workflow_id: RunId, svc: Svc) -> Response:
     async def do(_fields: dict[str, str]) -> WorkflowRecord:
         return await commands.cancel(svc, workflow_id)
 
-    return await _act(request, workflow_id, "cancel", do, lambda r: f"Cancelled run {r.id} (now {r.state.value}).")
+    return await _act(
+        request, workflow_id, "cancel", do, lambda r: f"Cancelled run {r.id} (now {r.state.value.replace('_', ' ')})."
+    )
 
 
 @router.post("/{workflow_id}/rerun")
