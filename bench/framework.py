@@ -13,6 +13,9 @@ embedded engine and a SQLite file.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
+import resource
 import statistics
 import time
 from typing import Any
@@ -37,6 +40,40 @@ async def bench_code(ctx: ecl.WorkflowContext, steps: int) -> int:
     for i in range(steps):
         total += await noop(ctx, i)
     return total
+
+
+@ecl.step
+async def wait(ctx: ecl.StepContext, i: int, delay: float) -> int:
+    """Waits ``delay`` seconds (a fake LLM call) and returns its input."""
+    await asyncio.sleep(delay)
+    return i
+
+
+@ecl.workflow("bench-code-wait")
+async def bench_code_wait(ctx: ecl.WorkflowContext, delay: float) -> int:
+    """Three sequential steps that each wait ``delay`` seconds, written as code."""
+    total = 0
+    for i in range(3):
+        total += await wait(ctx, i, delay)
+    return total
+
+
+def wait_definition(catalog: WorkflowCatalog, delay: float) -> Any:
+    """Three sequential steps that each wait ``delay`` seconds, as a definition."""
+    raw = {
+        "id": "bench-graph-wait",
+        "name": "3 waiting steps",
+        "steps": [
+            {
+                "step_id": f"s{i}",
+                "step": "wait",
+                "input": {"i": i, "delay": delay},
+                **({"depends_on": [f"s{i - 1}"]} if i else {}),
+            }
+            for i in range(3)
+        ],
+    }
+    return parse_definition(raw, catalog.steps)
 
 
 def graph_definition(catalog: WorkflowCatalog, steps: int) -> Any:
@@ -93,4 +130,37 @@ async def framework_overhead(
         "ms_per_step_median": round(statistics.median(samples), 4),
         "ms_per_step_mean": round(wall * 1000 / (steps * workflows), 4),
         "cpu_ms_per_step": round(cpu * 1000 / (steps * workflows), 4),
+    }
+
+
+async def framework_concurrent(url: str, form: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``count`` concurrent 3-step workflows in ``form`` whose steps each wait ``args.delay`` s,
+    through the whole framework (records written): wall clock against the ideal, peak RSS."""
+    delay = args.delay
+    catalog = WorkflowCatalog.build(entry_points=False, workflows=[bench_code_wait, wait])
+    if form == "graph":
+        catalog.add(wait_definition(catalog, delay))
+        definition_id, data = "bench-graph-wait", {}
+    else:
+        definition_id, data = "bench-code-wait", {"delay": delay}
+    engine = await _engine(url, catalog, args).start()
+    gc.collect()
+    t0 = time.perf_counter()
+    ids = await asyncio.gather(*(engine.submit(definition_id, data) for _ in range(count)))
+    results = await asyncio.gather(*(engine.result(wid) for wid in ids))
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert all(r.state == "completed" for r in results), {r.state for r in results}
+    batches, items = engine.writer.batches, engine.writer.items
+    await engine.close()
+    ideal = 3 * delay
+    return {
+        "form": form,
+        "workflows": count,
+        "ideal_s": round(ideal, 3),
+        "wall_s": round(wall, 3),
+        "ratio_to_ideal": round(wall / ideal, 2) if ideal else None,
+        "max_rss_mb": round(rss / 1024, 1),
+        "commits": batches,
+        "writes_per_commit": round(items / max(batches, 1), 1),
     }

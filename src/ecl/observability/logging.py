@@ -32,7 +32,15 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ecl.core.redaction import redact_text
 
-__all__ = ["Redactor", "bind_attempt", "bind_step", "bind_workflow", "configure_logging", "get_logger"]
+__all__ = [
+    "LazyLogger",
+    "Redactor",
+    "bind_attempt",
+    "bind_step",
+    "bind_workflow",
+    "configure_logging",
+    "get_logger",
+]
 
 _LEVELS = {
     "trace": logging.DEBUG,
@@ -130,6 +138,46 @@ def configure_logging(
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=out, force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_StdlibRedaction(redactor))
+
+
+_assembled: dict[str | None, tuple[tuple[Any, ...], Any]] = {}
+"""Each name's logger as structlog's configuration assembles it, with that configuration."""
+
+
+def _assembled_logger(name: str | None) -> Any:
+    """``structlog.get_logger(name).bind()``, assembled once per configuration (assembling
+    one is most of the cost of a bind; a new configuration, e.g. a test's, is seen at once)."""
+    config = structlog.get_config()
+    key = (config["wrapper_class"], config["processors"], config["logger_factory"], config["context_class"])
+    found = _assembled.get(name)
+    if found is not None and all(a is b for a, b in zip(found[0], key, strict=True)):
+        return found[1]
+    logger = structlog.get_logger(name).bind()
+    _assembled[name] = (key, logger)
+    return logger
+
+
+class LazyLogger:
+    """``structlog.get_logger(name).bind(**values)``, bound when first used: most runs of a
+    step or a workflow log nothing, and binding costs more than the rest of setting up a step
+    attempt (and, held across its awaits, memory at thousands of runs)."""
+
+    __slots__ = ("_bound", "_name", "_values")
+
+    def __init__(self, name: str, **values: Any) -> None:
+        self._name = name
+        self._values = values
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in LazyLogger.__slots__:  # not set yet (a copy being made)
+            raise AttributeError(name)
+        if self._bound is None:
+            self._bound = _assembled_logger(self._name).bind(**self._values)
+        return getattr(self._bound, name)
+
+    def __repr__(self) -> str:
+        return f"<logger {self._name} {self._values!r}>"
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import structlog
 from opentelemetry.trace import Span
 
 from ecl.artifacts.store import Artifact, ArtifactStore
@@ -24,6 +23,7 @@ from ecl.llm.provider import CompletionRequest, CompletionResponse, LlmProvider,
 from ecl.llm.ratelimit import on_wait
 from ecl.observability import metrics
 from ecl.observability.content import content_enabled, kept
+from ecl.observability.logging import LazyLogger
 from ecl.observability.tracing import end_llm_span, start_llm_span
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
@@ -317,27 +317,6 @@ def _end_span(span: Span, response: CompletionResponse) -> None:
     )
 
 
-class _StepLogger:
-    """``structlog.get_logger("ecl.step").bind(**values)``, bound when first used: most steps
-    never log, and binding costs more than the rest of setting up an attempt."""
-
-    __slots__ = ("_bound", "_values")
-
-    def __init__(self, **values: Any) -> None:
-        self._values = values
-        self._bound: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _StepLogger.__slots__:  # not set yet (a copy being made)
-            raise AttributeError(name)
-        if self._bound is None:
-            self._bound = structlog.get_logger("ecl.step").bind(**self._values)
-        return getattr(self._bound, name)
-
-    def __repr__(self) -> str:
-        return f"<step logger {self._values!r}>"
-
-
 @dataclass
 class StepContext:
     """The LLM, identity, logger, prompts and artifact storage of one step attempt."""
@@ -354,7 +333,9 @@ class StepContext:
 
     def __post_init__(self) -> None:
         if self.logger is None:
-            self.logger = _StepLogger(workflow_id=self.workflow_id, step_id=self.step_id, attempt=self.attempt)
+            self.logger = LazyLogger(
+                "ecl.step", workflow_id=self.workflow_id, step_id=self.step_id, attempt=self.attempt
+            )
 
     def _store(self) -> ArtifactStore:
         if self.artifacts is None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypedDict, Unpack
 
-import structlog
 from pydantic import BaseModel
 
 from ecl.artifacts.store import ArtifactStore
@@ -22,7 +21,7 @@ from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability import metrics
-from ecl.observability.logging import bind_attempt, bind_step
+from ecl.observability.logging import LazyLogger, bind_attempt, bind_step
 from ecl.observability.tracing import step_span
 from ecl.steps.context import RecordingLlm, StepContext
 from ecl.steps.execution import StepExecution, TraceEvent
@@ -53,9 +52,6 @@ class StepOptions(TypedDict, total=False):
     record_as: str | None
     """Record it under this id instead of ``step.id`` (its step_executions rows and the
     returned execution; logs, metrics and errors still name ``step.id``)."""
-
-
-_log = structlog.get_logger("ecl.steps")
 
 
 class StepExecutor:
@@ -126,7 +122,7 @@ class StepExecutor:
         step_id = step.id
         label = record_as or step_id
         recorder = recorder or self.recorder
-        log = _log.bind(workflow_id=workflow_id, step_id=step_id, iteration=iteration)
+        log = LazyLogger("ecl.steps", workflow_id=workflow_id, step_id=step_id, iteration=iteration)
         started = datetime.now(UTC)
         traces = [TraceEvent(kind="started", detail={"iteration": iteration})]
 

@@ -97,7 +97,9 @@ class EmbeddedDurableContext:
     def _take(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
         seq = self._seq
         self._seq += 1
-        entry = self._entries.get(seq)
+        # Positions only go forward: a replayed entry is never looked at again (nor is an
+        # appended one kept), so a long run does not hold its whole journal in memory.
+        entry = self._entries.pop(seq, None) if self._entries else None
         if entry is not None and (entry.kind != kind or entry.name != name):
             raise NonDeterminismError(
                 f"workflow {self._workflow_id}: journal position {seq} holds "
@@ -164,7 +166,6 @@ class EmbeddedDurableContext:
                 raise WorkflowCancelled(self._workflow_id) from None
             raise
         self.executed += 1
-        self._entries[seq] = JournalEntry(seq, kind, name, status, payload)
 
     # ------------------------------------------------------------------ DurableContext
 

@@ -56,7 +56,7 @@ from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
-from ecl.observability.logging import bind_workflow
+from ecl.observability.logging import LazyLogger, bind_workflow
 from ecl.observability.tracing import link_workflow, signal_span, submit_span, workflow_span
 from ecl.store.progress import cancelled_result_from_records
 
@@ -648,7 +648,7 @@ class EmbeddedEngine:
             journal_max_bytes=self._opts.journal_max_bytes,
             promise_poll=self._opts.promise_poll_seconds,
         )
-        log = _log.bind(workflow_id=workflow_id)
+        log = LazyLogger("ecl.engines.embedded", workflow_id=workflow_id)
         log.debug("workflow run", replaying=len(entries))
         try:
             result = await self._orchestrator.run(ctx, definition_id, data, recorder=recorder)

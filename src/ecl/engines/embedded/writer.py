@@ -715,6 +715,9 @@ class _StatementPlan:
     positional: bool
     pairs: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
     """``zip(names, processors)``, made once."""
+    fixed: dict[str, Any] | None = None
+    """The statement's own parameter values (its literals) that rows do not name; ``None``:
+    worked out per row by SQLAlchemy (a bind whose value is computed at execution)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pairs", tuple(zip(self.names, self.processors, strict=True)))
@@ -727,10 +730,21 @@ class _StatementPlan:
             return None  # rendered per execution: leave it to SQLAlchemy
         names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.bind_names.values())
         found = compiled._bind_processors
-        return cls(compiled, sql, names, tuple(found.get(n) for n in names), bool(compiled.positional))
+        stores_text = conn.dialect.name == "sqlite" and getattr(conn.dialect, "_json_serializer", None) is None
+        processors = tuple(
+            _null_cached(found[n]) if stores_text and isinstance(compiled.binds[n].type, JSON) else found.get(n)
+            for n in names
+        )
+        # The statement's own values (literals in its SQL expression) are fixed: they are
+        # taken once, and each row's values are laid over them, as construct_params does.
+        fixed: dict[str, Any] | None = None
+        if not any(bind.callable is not None for bind in compiled.binds.values()):
+            fixed = {k: v for k, v in compiled.construct_params(_check=False).items() if k not in keys}
+        return cls(compiled, sql, names, processors, bool(compiled.positional), fixed=fixed)
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        full = self.compiled.construct_params(row)
+        fixed = self.fixed
+        full = self.compiled.construct_params(row) if fixed is None else ({**fixed, **row} if fixed else row)
         values = tuple([full[name] if proc is None else proc(full[name]) for name, proc in self.pairs])
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
@@ -755,12 +769,28 @@ class _Broken(Exception):
         self.unsure = unsure
 
 
+def _null_cached(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A JSON bind processor (on SQLite: it makes text) with its text for ``None`` made once:
+    ``None`` (a step row's error, most of the time) is then not encoded on every write. The
+    text bound is the same (``proc(None)``, made by ``proc`` itself)."""
+    null = proc(None)
+
+    def bind(value: Any) -> Any:
+        return null if value is None else proc(value)
+
+    return bind
+
+
 def _json_bind(proc: Callable[[Any], Any], *, stores_text: bool) -> Callable[[Any], Any]:
     """A JSON column's bind processor that takes :class:`EncodedJson` values too: their
-    text as is where the database stores SQLAlchemy's text (``stores_text``), else their value."""
+    text as is where the database stores SQLAlchemy's text (``stores_text``), else their value
+    (there, ``None`` bound as ``proc(None)``, worked out once)."""
     if stores_text:
+        null = proc(None)
 
         def bind(value: Any) -> Any:
+            if value is None:
+                return null
             return value.text if type(value) is EncodedJson else proc(value)
 
     else:
