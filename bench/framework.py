@@ -8,6 +8,7 @@ step executor (input/output validation, retry policy, tracing) and the recorder,
 embedded engine and a SQLite file.
 
     uv run python bench/run.py               # prints these figures beside the engine-only ones
+    uv run python bench/run.py --concurrent 1000 10000   # and concurrent ones, both forms
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ async def framework_concurrent(url: str, form: str, count: int, args: argparse.N
         definition_id, data = "bench-code-wait", {"delay": delay}
     engine = await _engine(url, catalog, args).start()
     gc.collect()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     ids = await asyncio.gather(*(engine.submit(definition_id, data) for _ in range(count)))
     results = await asyncio.gather(*(engine.result(wid) for wid in ids))
@@ -161,6 +163,7 @@ async def framework_concurrent(url: str, form: str, count: int, args: argparse.N
         "wall_s": round(wall, 3),
         "ratio_to_ideal": round(wall / ideal, 2) if ideal else None,
         "max_rss_mb": round(rss / 1024, 1),
+        "max_rss_before_run_mb": round(rss_before / 1024, 1),
         "commits": batches,
         "writes_per_commit": round(items / max(batches, 1), 1),
     }

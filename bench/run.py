@@ -3,7 +3,7 @@ steps, records written, code-first and graph) and many concurrent workflows.
 
     uv run python bench/run.py                   # embedded engine, default sizes
     uv run python bench/run.py --concurrent 10000
-    uv run python bench/run.py --engine restate  # both engines side by side
+    uv run python bench/run.py --engine both --concurrent 1000 10000   # as `make bench` does
 
 Prints figures; asserts nothing. Each run uses a fresh SQLite file in a temp folder.
 """
@@ -18,6 +18,7 @@ import json
 import logging
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +95,8 @@ async def step_overhead(url: str, steps: int, workflows: int, args: argparse.Nam
 
 
 async def concurrent(url: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
-    """``count`` concurrent 3-step workflows whose steps each wait ``delay`` s."""
+    """``count`` concurrent 3-step workflows whose steps each wait ``delay`` s (run in a
+    process of its own: the peak RSS is the run's)."""
     delay = args.delay
     engine = await _engine(url, StepsOrchestrator(3, delay), args).start()
     gc.collect()
@@ -114,6 +116,7 @@ async def concurrent(url: str, count: int, args: argparse.Namespace) -> dict[str
         "wall_s": round(wall, 3),
         "ratio_to_ideal": round(wall / ideal, 2) if ideal else None,
         "max_rss_mb": round(max(rss_before, rss_after) / 1024, 1),
+        "max_rss_before_run_mb": round(rss_before / 1024, 1),
         "commits": batches,
         "writes_per_commit": round(items / max(batches, 1), 1),
         "batches_retried_item_by_item": fallbacks,
@@ -144,11 +147,35 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
                     key = f"framework_{form}_{steps}_steps"
                     figures[key] = await framework.framework_overhead(url, form, steps, workflows, args)
                     figures[key].update(_beside(figures[key], figures[f"overhead_{steps}_steps"]))
-        for count in args.concurrent:
-            url = f"sqlite:///{Path(tmp) / f'concurrent_{count}.db'}"
-            upgrade(url)
-            figures[f"concurrent_{count}"] = await concurrent(url, count, args)
+    for count in args.concurrent:
+        base = figures[f"concurrent_{count}"] = _child(args, "engine", count)
+        for form in ("code", "graph") if args.framework else ():
+            found = figures[f"framework_{form}_concurrent_{count}"] = _child(args, form, count)
+            found["wall_ratio_to_engine_only"] = round(found["wall_s"] / base["wall_s"], 2)
     return figures
+
+
+def _child(args: argparse.Namespace, form: str, count: int) -> dict[str, Any]:
+    """One concurrent run in a fresh process of its own, so its peak RSS is its own."""
+    command = [sys.executable, __file__, "--child", form, str(count), "--delay", str(args.delay)]
+    command += ["--synchronous", args.synchronous, "--gc-threshold", str(args.gc_threshold)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bench: the concurrent run {form} {count} failed:\n{done.stderr}")
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+async def child(args: argparse.Namespace) -> dict[str, Any]:
+    """The concurrent run of ``--child FORM COUNT``: the engine alone or the whole framework."""
+    form, count = args.child[0], int(args.child[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'concurrent.db'}"
+        upgrade(url)
+        if form == "engine":
+            return await concurrent(url, count, args)
+        found: dict[str, Any] = await _load("framework.py").framework_concurrent(url, form, count, args)
+        return found
 
 
 def _beside(framework: dict[str, Any], engine_only: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +211,13 @@ def main() -> None:
     parser.add_argument("--engine", choices=["embedded", "restate", "both"], default="embedded")
     parser.add_argument("--workflows", type=int, default=200, help="sequential workflows for the overhead runs")
     parser.add_argument("--concurrent", type=int, nargs="*", default=[1000], help="concurrent workflow counts")
+    parser.add_argument(
+        "--restate-concurrent",
+        type=int,
+        nargs="*",
+        default=None,
+        help="concurrent workflow counts on Restate (default: those of --concurrent up to 1,000)",
+    )
     parser.add_argument("--delay", type=float, default=0.2, help="seconds each step waits on the fake LLM")
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument(
@@ -195,8 +229,12 @@ def main() -> None:
         action="store_false",
         help="skip the whole-framework figures (decorated steps, records written)",
     )
+    parser.add_argument("--child", nargs=2, metavar=("FORM", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     tune_gc(args.gc_threshold)
+    if args.child:
+        print(json.dumps(asyncio.run(child(args))))
+        return
 
     results = []
     if args.engine in ("embedded", "both", "restate"):
@@ -208,7 +246,12 @@ def main() -> None:
             sys.exit(f"bench: {path} is missing")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        results.append(module.run(args))
+        restate_args = argparse.Namespace(**vars(args))
+        if args.restate_concurrent is not None:
+            restate_args.concurrent = args.restate_concurrent
+        else:
+            restate_args.concurrent = [count for count in args.concurrent if count <= 1000]
+        results.append(module.run(restate_args))
     print(json.dumps(results, indent=2))
 
 

@@ -20,11 +20,12 @@ keys from every event.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
 import structlog
@@ -157,6 +158,16 @@ def _assembled_logger(name: str | None) -> Any:
     return logger
 
 
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+"""The levels of the logging methods a :class:`LazyLogger` may skip binding for."""
+
+
+def _enabled(logger: Any, level: int) -> bool:
+    """Whether ``logger`` logs at ``level`` (any logger that cannot tell: yes)."""
+    check = getattr(logger, "is_enabled_for", None)
+    return True if check is None else bool(check(level))
+
+
 class LazyLogger:
     """``structlog.get_logger(name).bind(**values)``, bound when first used: most runs of a
     step or a workflow log nothing, and binding costs more than the rest of setting up a step
@@ -173,7 +184,11 @@ class LazyLogger:
         if name in LazyLogger.__slots__:  # not set yet (a copy being made)
             raise AttributeError(name)
         if self._bound is None:
-            self._bound = _assembled_logger(self._name).bind(**self._values)
+            base = _assembled_logger(self._name)
+            level = _METHOD_LEVELS.get(name)
+            if level is not None and not _enabled(base, level):
+                return getattr(base, name)  # filtered out: nothing is logged, nothing to bind
+            self._bound = base.bind(**self._values)
         return getattr(self._bound, name)
 
     def __repr__(self) -> str:
@@ -185,30 +200,41 @@ def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
 
 
-@contextmanager
-def bind_workflow(workflow_id: str, **fields: Any) -> Iterator[None]:
+class _Bound:
+    """Binds fields to the log lines of the context while inside; restores them on the way out
+    (by token, so nested and concurrent scopes are exact). A small object, not a generator:
+    thousands of concurrent runs each hold a few across their awaits."""
+
+    __slots__ = ("_fields", "_outer", "_tokens")
+
+    def __init__(self, fields: dict[str, Any], *, outer: bool = False) -> None:
+        self._fields = fields
+        self._outer = outer
+        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+
+    def __enter__(self) -> None:
+        fields = self._fields
+        if self._outer:  # unbind whatever was bound outside
+            fields = {**dict.fromkeys(structlog.contextvars.get_contextvars(), ...), **fields}
+        self._tokens = structlog.contextvars.bind_contextvars(**fields)
+
+    def __exit__(self, *exc: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
+
+
+def bind_workflow(workflow_id: str, **fields: Any) -> AbstractContextManager[None]:
     """Every log line inside carries ``workflow_id`` (and ``fields``) and nothing bound
     outside: a run's lines never carry the step, attempt or request of whoever started it.
 
     The run's span, inside, adds its ``trace_id`` when tracing is on. Restored on
     the way out (tokens, so nested and concurrent scopes are exact)."""
-    outer = dict.fromkeys(structlog.contextvars.get_contextvars(), ...)
-    tokens = structlog.contextvars.bind_contextvars(**{**outer, "workflow_id": workflow_id, **fields})
-    try:
-        yield
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+    return _Bound({"workflow_id": workflow_id, **fields}, outer=True)
 
 
-@contextmanager
-def bind_step(step_id: str, **fields: Any) -> Iterator[None]:
+def bind_step(step_id: str, **fields: Any) -> AbstractContextManager[None]:
     """Every log line inside carries ``step_id`` (and ``fields``); ``attempt`` is unset until
     :func:`bind_attempt` sets it, and restored with the rest on the way out."""
-    tokens = structlog.contextvars.bind_contextvars(step_id=step_id, attempt=..., **fields)
-    try:
-        yield
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+    return _Bound({"step_id": step_id, "attempt": ..., **fields})
 
 
 def bind_attempt(attempt: int) -> None:

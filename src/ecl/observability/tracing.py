@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 import structlog
@@ -213,14 +213,26 @@ def link_workflow(span: Span, trace_context: str | None) -> None:
         span.add_link(target, {"ecl.link": "workflow"})
 
 
-@contextmanager
-def workflow_span(workflow_id: str, trace_context: str | None = None, *, resumed: bool = False) -> Iterator[str | None]:
+_OFF: AbstractContextManager[None] = nullcontext()
+"""A span while tracing is off: one object for all (thousands of runs each hold one or two)."""
+
+
+def workflow_span(
+    workflow_id: str, trace_context: str | None = None, *, resumed: bool = False
+) -> AbstractContextManager[str | None]:
     """The span of one run of one workflow, a child of its recorded ``trace_context`` (a
     W3C ``traceparent``; none: a new trace); yields its trace id (32 hex digits), ``None``
     when off. Every log line inside carries that ``trace_id``."""
-    if not _enabled:
-        yield None
-        return
+    return _workflow_span(workflow_id, trace_context, resumed) if _enabled else _OFF
+
+
+def step_span(step_id: str, attempt: int, iteration: int) -> AbstractContextManager[None]:
+    """The span of one step attempt; an exception leaving it marks it failed."""
+    return _step_span(step_id, attempt, iteration) if _enabled else _OFF
+
+
+@contextmanager
+def _workflow_span(workflow_id: str, trace_context: str | None, resumed: bool) -> Iterator[str | None]:
     parent = _PROPAGATOR.extract({"traceparent": trace_context}) if trace_context else otel_context.Context()
     attributes: dict[str, AttributeValue] = {"ecl.workflow.id": workflow_id}
     if resumed:
@@ -236,11 +248,7 @@ def workflow_span(workflow_id: str, trace_context: str | None = None, *, resumed
 
 
 @contextmanager
-def step_span(step_id: str, attempt: int, iteration: int) -> Iterator[None]:
-    """The span of one step attempt; an exception leaving it marks it failed."""
-    if not _enabled:
-        yield
-        return
+def _step_span(step_id: str, attempt: int, iteration: int) -> Iterator[None]:
     attributes: dict[str, AttributeValue] = {
         "ecl.step.id": step_id,
         "ecl.step.attempt": attempt,

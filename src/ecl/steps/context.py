@@ -30,6 +30,9 @@ from ecl.steps.recorder import StepRecorder
 
 __all__ = ["RecordingLlm", "StepContext"]
 
+_NO_TOKENS = TokenUsage()
+"""Every attempt starts with it (frozen: one object for all of them)."""
+
 
 class RecordingLlm:
     """Wraps the provider: records every call and adds up the step's tokens and cost."""
@@ -56,7 +59,7 @@ class RecordingLlm:
         self._budget = budget
         self._prompt_cache = prompt_cache
         self._fallback = list(fallback)
-        self.usage = TokenUsage()
+        self.usage = _NO_TOKENS
         self.calls = 0
         self.models: list[str] = []
         """The model that answered each successful call, in order."""

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
-import structlog
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from ecl.core.durable import DurableContext
@@ -38,6 +37,7 @@ from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.llm.budget import BudgetPolicy, parse_budget
+from ecl.observability.logging import LazyLogger
 from ecl.steps.executor import StepExecutor
 from ecl.steps.function import StepFunction, signature_model
 from ecl.steps.validation import field_errors
@@ -51,7 +51,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _ID = re.compile(r"^[a-z][a-z0-9_.-]{0,127}$")
-_log = structlog.get_logger("ecl.workflows")
 
 
 def _pascal(name: str) -> str:
@@ -281,7 +280,7 @@ class CodeOrchestrator:
         started = time.perf_counter()
         wctx = WorkflowContext(ctx, self.executor, rec, RunBudget(ctx, rec, self.budget))
         wid = ctx.workflow_id
-        log = _log.bind(workflow_id=wid, definition_id=definition_id)
+        log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             model = wf.validate_input(input)

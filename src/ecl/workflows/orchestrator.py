@@ -53,8 +53,6 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-import structlog
-
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
 from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
@@ -66,6 +64,7 @@ from ecl.core.state import WorkflowState
 from ecl.llm.budget import BudgetGuard, BudgetPolicy
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
+from ecl.observability.logging import LazyLogger
 from ecl.steps.execution import StepExecution
 from ecl.steps.executor import StepExecutor
 from ecl.steps.prompts import PromptLibrary
@@ -93,7 +92,6 @@ __all__ = [
     "promise_name",
 ]
 
-_log = structlog.get_logger("ecl.workflows")
 
 STATE_DRAFT = "current_draft"
 """Durable state key of the revision loop's current draft."""
@@ -194,7 +192,7 @@ class WorkflowOrchestrator:
         defn = self.definitions.get(definition_id)
         run = _Run(ctx, defn, dict(input), RunBudget(ctx, rec, self.budget))
         wid = ctx.workflow_id
-        log = _log.bind(workflow_id=wid, definition_id=definition_id)
+        log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             options = defn.options
