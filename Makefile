@@ -29,7 +29,8 @@ dev: setup        ## local Restate server + ECL endpoint (Ctrl-C stops both)
 	$(UV) run ecl dev
 
 bench: setup      ## benchmarks (print figures; never part of `make check`)
-	$(UV) run python bench/run.py
+	$(UV) run python bench/run.py --engine both --concurrent 1000 10000
+	$(UV) run python bench/restate_raw.py --workflows 100
 	$(UV) run python bench/prompt_cache.py
 	$(UV) run python bench/tracing.py
 	$(UV) run python bench/dashboard.py
