@@ -239,9 +239,7 @@ def main() -> None:
     for label, f in rows.items():
         ended = f.get("all_workflows_ended_after_s")
         tail = "" if "all_workflows_ended_after_s" not in f else ("timeout" if ended is None else f"+{ended:.1f} s")
-        print(
-            f"{label:28} {f['per_s']:>8} {f['p50_ms']:>8} {f['p99_ms']:>8} {f['ratio_to_baseline']:>6}  {tail}"
-        )
+        print(f"{label:28} {f['per_s']:>8} {f['p50_ms']:>8} {f['p99_ms']:>8} {f['ratio_to_baseline']:>6}  {tail}")
 
 
 if __name__ == "__main__":

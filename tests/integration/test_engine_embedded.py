@@ -510,3 +510,27 @@ async def test_a_write_transaction_open_on_the_same_event_loop_does_not_stall_th
     assert elapsed < 3.0  # the holder committed after 0.5 s; the engine waited for it, not longer
     if engine.writer.inline:  # SQLite: the batch that found the lock taken waited on a thread
         assert engine.writer.lock_waits >= 1
+
+
+async def test_admissions_in_one_group_commit(make_engine: Any) -> None:
+    """Submissions queued together share one insert; of identical ones exactly one creates
+    the workflow, the others get its row; a different body under the same id is a conflict."""
+
+    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+        return dict(data)
+
+    engine = await make_engine(script)
+    same = [engine.admit("demo", {"a": 1}, "order-7", start=False) for _ in range(5)]
+    other = engine.admit("demo", {"b": 2}, "order-8", start=False)
+    clash = engine.admit("demo", {"a": 2}, "order-7", start=False)
+    *admitted, conflict = await asyncio.gather(*same, other, clash, return_exceptions=True)
+    assert isinstance(conflict, ConflictError), conflict
+    assert [a.created for a in admitted] == [True, False, False, False, False, True]
+    rows = [a.row for a in admitted]
+    assert {(r["id"], r["state"], str(r["input"])) for r in rows[:5]} == {("order-7", "pending", "{'a': 1}")}
+    again = await engine.admit("demo", {"a": 1}, "order-7", start=False)  # a later batch reads it
+    await engine.close()
+    assert not again.created
+    assert again.row["input"] == {"a": 1}
+    assert again.row["created_at"] == rows[0]["created_at"]
+    assert again.row["state"] == "pending"

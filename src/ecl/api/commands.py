@@ -12,7 +12,7 @@ from ecl.api.services import Services
 from ecl.core.errors import InputValidationError
 from ecl.core.rules import APPROVAL_PROMISE
 from ecl.llm.budget import parse_budget, parse_top_up
-from ecl.store.repositories import WorkflowRecord
+from ecl.store.repositories import WorkflowRecord, workflow_record
 from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["cancel", "rerun", "signal", "submit"]
@@ -30,8 +30,9 @@ async def submit(
     if definition_id == ANALYZER_ID:
         # Server-side paths: only under analyzer.allowed_roots; the server's limits apply.
         data = prepare_submission(data, svc.settings.analyzer, from_api=True)
-    found, created = await svc.engine.admit(definition_id, data, workflow_id)
-    return await svc.workflows.get(found), created
+    admission = await svc.engine.admit(definition_id, data, workflow_id)
+    # The row the engine wrote (or found): no second trip to the database to read it back.
+    return workflow_record(admission.row), admission.created
 
 
 async def rerun(svc: Services, workflow_id: str) -> WorkflowRecord:

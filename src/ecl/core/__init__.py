@@ -3,7 +3,7 @@
 ``ecl.core`` does no I/O and imports nothing else of ECL.
 """
 
-from ecl.core.durable import DurableContext, Engine, JsonValue, OwnerWait
+from ecl.core.durable import Admission, DurableContext, Engine, JsonValue, OwnerWait
 from ecl.core.errors import (
     BudgetExceeded,
     ConfigError,
@@ -49,6 +49,7 @@ from ecl.core.results import (
 from ecl.core.state import WorkflowState, check_transition, parse_state
 
 __all__ = [
+    "Admission",
     "BudgetExceeded",
     "ConfigError",
     "ConflictError",

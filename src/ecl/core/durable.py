@@ -11,7 +11,7 @@ Journal entries carry JSON values only (``None``, bool, int, float, str, list, d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from ecl.core.policy import RetryPolicy
 from ecl.core.results import WorkflowResult
 
-__all__ = ["DurableContext", "Engine", "JsonValue", "OwnerWait"]
+__all__ = ["Admission", "DurableContext", "Engine", "JsonValue", "OwnerWait"]
 
 JsonValue = Any
 """A JSON-compatible value. (``Any`` because recursive aliases fight with pydantic.)"""
@@ -85,6 +85,19 @@ class OwnerWait:
     expires_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`Engine.admit` did."""
+
+    workflow_id: str
+    created: bool
+    """Whether this call created the workflow (of concurrent identical submissions, one did)."""
+    row: Mapping[str, Any]
+    """The workflow's ``workflows`` row as stored when admitted (column name → value): the
+    one written, or the one found by an identical resubmission. A caller answers with it
+    instead of reading the row back."""
+
+
 class Engine(Protocol):
     """Submit, signal, cancel and await workflows: all the CLI and the API know of an engine.
 
@@ -116,9 +129,9 @@ class Engine(Protocol):
         workflow_id: str | None = None,
         *,
         start: bool = True,
-    ) -> tuple[str, bool]:
+    ) -> Admission:
         """Like :meth:`submit`; also says whether this call created the workflow (of many
-        concurrent identical submissions exactly one did)."""
+        concurrent identical submissions exactly one did) and gives its row as stored."""
         ...
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:

@@ -11,7 +11,7 @@ import base64
 import binascii
 import builtins
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "StepExecutionRepository",
     "WorkflowRecord",
     "WorkflowRepository",
+    "workflow_record",
 ]
 
 DEFAULT_PAGE = 20
@@ -158,6 +159,12 @@ def _record(model: type[BaseModel], row: Any) -> Any:
     # servable(): a value stored before the API refused such input (a lone surrogate, NaN,
     # nesting hundreds deep) is repaired for reading, so one bad row never breaks a list.
     return model.model_validate({c: servable(getattr(row, c)) for c in model.model_fields})
+
+
+def workflow_record(row: Mapping[str, Any]) -> WorkflowRecord:
+    """A ``workflows`` row given by column name (an engine's :class:`~ecl.core.Admission`)
+    as a record, repaired for reading like every row read here."""
+    return WorkflowRecord.model_validate({c: servable(row.get(c)) for c in WorkflowRecord.model_fields})
 
 
 def _encode_cursor(created_at: datetime, id_: str) -> str:

@@ -25,9 +25,8 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine, Table, and_, case, delete, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
-from ecl.core.durable import DurableContext, JsonValue, OwnerWait
+from ecl.core.durable import Admission, DurableContext, JsonValue, OwnerWait
 from ecl.core.errors import (
     DatabaseError,
     EclError,
@@ -55,7 +54,14 @@ from ecl.engines.embedded import lease
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
-from ecl.engines.embedded.writer import DatabaseWriter, FencedUpdate, Insert, LeaseLost, driver_execute, reject
+from ecl.engines.embedded.writer import (
+    DatabaseWriter,
+    FencedUpdate,
+    InsertOnce,
+    LeaseLost,
+    driver_execute,
+    reject,
+)
 from ecl.observability.logging import LazyLogger, bind_workflow
 from ecl.observability.tracing import link_workflow, signal_span, submit_span, workflow_span
 from ecl.store.progress import cancelled_result_from_records
@@ -261,8 +267,7 @@ class EmbeddedEngine:
         start: bool = True,
     ) -> str:
         """Record a workflow and (by default) start running it in this process (see :meth:`admit`)."""
-        wid, _created = await self.admit(definition_id, input, workflow_id, start=start)
-        return wid
+        return (await self.admit(definition_id, input, workflow_id, start=start)).workflow_id
 
     async def admit(
         self,
@@ -271,9 +276,10 @@ class EmbeddedEngine:
         workflow_id: str | None = None,
         *,
         start: bool = True,
-    ) -> tuple[str, bool]:
+    ) -> Admission:
         """Like :meth:`submit`; also says whether this call created the workflow (of many
-        concurrent identical submissions exactly one did: the API answers it 201, the rest 200).
+        concurrent identical submissions exactly one did: the API answers it 201, the rest 200)
+        and gives its row as stored, so the API answers without reading it back.
 
         The input is checked against the definition's input model first (with
         ``known_definitions``). Idempotent on ``workflow_id``: the same id with the same
@@ -283,27 +289,6 @@ class EmbeddedEngine:
         validate_input(definition_id, self._known(definition_id).input_model if self._known else None, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
-        workflows, me = self._t["workflows"], self._me.id
-        owner = me if start else None
-
-        def existing(conn: Connection) -> bool:
-            row = conn.execute(
-                select(workflows.c.definition_id, workflows.c.input_hash).where(workflows.c.id == wid)
-            ).first()
-            if row is None:
-                reject(RuntimeFailure(f"workflow {wid} could not be created"))
-            try:
-                check_same_submission(
-                    wid,
-                    definition_id=definition_id,
-                    digest=digest,
-                    stored_definition_id=row.definition_id,
-                    stored_digest=row.input_hash,
-                )
-            except EclError as err:
-                reject(err)
-            return False
-
         # The trace every run of the workflow continues (its first run's and each resume's).
         trace_context = submit_span(wid, definition_id)
         now = datetime.now(UTC)
@@ -313,7 +298,7 @@ class EmbeddedEngine:
             "state": (WorkflowState.RUNNING if start else WorkflowState.PENDING).value,
             "input": input,
             "input_hash": digest,
-            "owner": owner,
+            "owner": self._me.id if start else None,
             "revision_count": 0,
             "output": None,
             "error": None,
@@ -323,14 +308,21 @@ class EmbeddedEngine:
             "updated_at": now,
             "completed_at": None,
         }
-        try:
-            await self.writer.submit(Insert(workflows, row), ride_out=False)
-            created = True
-        except IntegrityError:
-            created = await self.writer.call(existing, ride_out=False)
-        if created and start:
+        # One statement, in the writer's next group commit with whatever else is queued:
+        # the insert, or (a resubmission) the stored row, read in the same transaction.
+        stored = await self.writer.submit(InsertOnce(self._t["workflows"], row), ride_out=False)
+        if stored is not None:
+            check_same_submission(
+                wid,
+                definition_id=definition_id,
+                digest=digest,
+                stored_definition_id=stored["definition_id"],
+                stored_digest=stored["input_hash"],
+            )
+            return Admission(wid, created=False, row=stored)
+        if start:
             self._spawn(wid, fresh=(definition_id, dict(input), trace_context))
-        return wid, created
+        return Admission(wid, created=True, row=row)
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve the durable promise ``name``; the waiting run picks it up."""

@@ -45,10 +45,11 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import structlog
-from sqlalchemy import JSON, Connection, Engine, Table
+from sqlalchemy import JSON, Column, Connection, Engine, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from ecl.core.errors import DatabaseError
+from ecl.core.errors import DatabaseError, RuntimeFailure
 from ecl.core.state import TERMINAL_STATES
 from ecl.store.outage import Backoff, OutageLog, unreachable
 
@@ -59,6 +60,7 @@ __all__ = [
     "FencedInsert",
     "FencedUpdate",
     "Insert",
+    "InsertOnce",
     "LeaseLost",
     "Operation",
     "driver_execute",
@@ -79,6 +81,22 @@ _PARENT = "workflows"
 @dataclass(slots=True)
 class Insert:
     """An insert of one row; consecutive inserts into one table become one executemany."""
+
+    table: Table
+    row: dict[str, Any]
+
+
+@dataclass(slots=True)
+class InsertOnce:
+    """An insert of one row unless its table holds a row with the same (one-column) primary
+    key already: an idempotent submission. Its future resolves with ``None`` when this
+    insert wrote the row, else with the row found (column name → value), for the caller to
+    compare with what it asked for.
+
+    The ones of a batch into one table are one ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` statement; only when some of them conflicted, one ``SELECT`` reads the rows
+    found. Two in one batch with the same key: the first is inserted, the later ones find
+    its row."""
 
     table: Table
     row: dict[str, Any]
@@ -134,7 +152,7 @@ Fence = Callable[[Connection, set[str]], dict[str, tuple[str | None, str]]]
 
 @dataclass(slots=True)
 class _Item:
-    work: Insert | FencedInsert | FencedUpdate | Operation
+    work: Insert | InsertOnce | FencedInsert | FencedUpdate | Operation
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop | None
     result: Any = None
@@ -160,6 +178,7 @@ class DatabaseWriter:
         self._fence = fence
         self._insert_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
         self._update_plans: dict[tuple[int, tuple[str, ...]], _StatementPlan | None] = {}
+        self._once_statements: dict[str, Any] = {}
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._commit_delay = commit_delay
         self._closed = False
@@ -200,7 +219,7 @@ class DatabaseWriter:
     # ------------------------------------------------------------------ API
 
     def submit(
-        self, work: Insert | FencedInsert | FencedUpdate | Operation, *, ride_out: bool = True
+        self, work: Insert | InsertOnce | FencedInsert | FencedUpdate | Operation, *, ride_out: bool = True
     ) -> asyncio.Future[Any]:
         """Queue ``work``; the future resolves with its result after the commit.
 
@@ -214,7 +233,7 @@ class DatabaseWriter:
         self._enqueue(_Item(work, future, loop, ride_out=ride_out), loop)
         return future
 
-    def post(self, work: Insert | FencedInsert | FencedUpdate | Operation) -> int:
+    def post(self, work: Insert | InsertOnce | FencedInsert | FencedUpdate | Operation) -> int:
         """Queue ``work`` without waiting; failures are logged. Returns a ticket for
         :meth:`amend`."""
         if self._closed:
@@ -558,9 +577,42 @@ class DatabaseWriter:
             return
         driver_execute(conn, plan.sql, [plan.params(row) for row in rows], many=True)
 
+    def _insert_once(self, conn: Connection, table: Table, items: list[tuple[_Item, dict[str, Any]]]) -> None:
+        """The :class:`InsertOnce` items (with their rows) of a batch into ``table``: one
+        insert of the new keys (the first item of each), one read of the keys found there."""
+        (key,) = table.primary_key.columns
+        first: dict[Any, tuple[_Item, dict[str, Any]]] = {}
+        for item, row in items:
+            first.setdefault(row[key.name], (item, row))
+        new = [_plain(row) for _item, row in first.values()]
+        written = {found[0] for found in conn.execute(self._once_statement(conn, table, key), new)}
+        there = [k for k in first if k not in written]
+        stored: dict[Any, dict[str, Any]] = {}
+        if there:
+            for found in conn.execute(select(table).where(key.in_(there))).mappings():
+                stored[found[key.name]] = dict(found)
+        for item, row in items:
+            k = row[key.name]
+            earlier, earlier_row = first[k]
+            if k in written:
+                item.result = None if earlier is item else _plain(earlier_row)
+            elif k in stored:
+                item.result = stored[k]
+            else:  # it conflicted, then was gone: deleted in between
+                item.error = RuntimeFailure(f"{table.name} row {k} could not be created")
+
+    def _once_statement(self, conn: Connection, table: Table, key: Column[Any]) -> Any:
+        statement = self._once_statements.get(table.name)
+        if statement is None:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(key)
+            self._once_statements[table.name] = statement
+        return statement
+
     def _execute(self, conn: Connection, batch: list[_Item]) -> None:
-        """Run a batch: inserts grouped per table (parents first), then fenced updates
-        grouped per statement, then operations in queue order.
+        """Run a batch: insert-once items grouped per table, inserts grouped per table
+        (parents first), then fenced updates grouped per statement, then operations in queue
+        order.
 
         Reordering is safe because an insert never depends on a later write, an update
         only on inserts, and writes of different workflows are independent.
@@ -570,6 +622,7 @@ class DatabaseWriter:
         }
         holders = self._fence(conn, fenced) if fenced else {}
         inserts: dict[str, tuple[Table, list[dict[str, Any]]]] = {}
+        once: dict[str, tuple[Table, list[tuple[_Item, dict[str, Any]]]]] = {}
         updates: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
         operations: list[_Item] = []
         for item in batch:
@@ -579,12 +632,16 @@ class DatabaseWriter:
                 if owner != work.owner or state in _ENDED:
                     item.error = LeaseLost(work.workflow_id, owner, state)
                     continue
-            if isinstance(work, Insert | FencedInsert):
+            if isinstance(work, InsertOnce):
+                once.setdefault(work.table.name, (work.table, []))[1].append((item, work.row))
+            elif isinstance(work, Insert | FencedInsert):
                 inserts.setdefault(work.table.name, (work.table, []))[1].append(work.row)
             elif isinstance(work, FencedUpdate):
                 updates.setdefault(id(work.statement), (work.statement, []))[1].append(work.params)
             else:
                 operations.append(item)
+        for table, items in once.values():
+            self._insert_once(conn, table, items)
         order = sorted(inserts, key=lambda name: name != _PARENT)
         for name in order:
             table, rows = inserts[name]
@@ -634,11 +691,11 @@ class DatabaseWriter:
                 loop.call_soon_threadsafe(resolve)
 
 
-def _workflow_of(work: Insert | FencedInsert | FencedUpdate | Operation) -> str | None:
+def _workflow_of(work: Insert | InsertOnce | FencedInsert | FencedUpdate | Operation) -> str | None:
     """The workflow a write is for, when the write says (a log line names it)."""
     if isinstance(work, FencedInsert | FencedUpdate):
         return work.workflow_id
-    if isinstance(work, Insert):
+    if isinstance(work, Insert | InsertOnce):
         found = work.row.get("workflow_id", work.row.get("id") if work.table.name == _PARENT else None)
         return found if isinstance(found, str) else None
     return None
@@ -652,17 +709,25 @@ def driver_execute(conn: Connection, sql: str, params: Any, *, many: bool = Fals
     """Run ``sql`` on the DBAPI cursor inside ``conn``'s transaction and return its rows, for
     the few statements on the hot path where SQLAlchemy's per-execution overhead costs more
     than the database; driver errors come out as SQLAlchemy's (``IntegrityError`` and so on),
-    as from ``conn.execute``."""
+    as from ``conn.execute``. The engine's ``before/after_cursor_execute`` listeners (query
+    counting, tracing) hear of it as of any statement."""
     if not conn.in_transaction():
         conn.begin()
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.cursor()
+    dispatch = conn.dispatch
     try:
+        for listener in dispatch.before_cursor_execute:
+            sql, params = listener(conn, cursor, sql, params, None, many)
         if many:
             cursor.executemany(sql, params)
-            return []
-        cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description else []
+            rows = []
+        else:
+            cursor.execute(sql, params)
+            rows = list(cursor.fetchall()) if cursor.description else []
+        if dispatch.after_cursor_execute:
+            dispatch.after_cursor_execute(conn, cursor, sql, params, None, many)
+        return rows
     except dbapi.Error as exc:
         raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy.exc import IntegrityError
 
-from ecl.core.durable import JsonValue, OwnerWait
+from ecl.core.durable import Admission, JsonValue, OwnerWait
 from ecl.core.errors import EngineError, NonDeterminismError
 from ecl.core.ids import new_workflow_id, parse_workflow_id
 from ecl.core.records import StateChange
@@ -132,8 +132,7 @@ class RestateEngine:
         The input is checked against the definition's input model first (with
         ``known_definitions``), as on the embedded engine.
         """
-        wid, _created = await self.admit(definition_id, input, workflow_id, start=start)
-        return wid
+        return (await self.admit(definition_id, input, workflow_id, start=start)).workflow_id
 
     async def admit(
         self,
@@ -142,10 +141,10 @@ class RestateEngine:
         workflow_id: str | None = None,
         *,
         start: bool = True,
-    ) -> tuple[str, bool]:
+    ) -> Admission:
         """Like :meth:`submit` (``start`` as there); also says whether this call created the
         workflow (of many concurrent identical submissions exactly one did: the API answers it
-        201, the rest 200)."""
+        201, the rest 200) and gives its row."""
         validate_input(definition_id, self._known(definition_id).input_model if self._known else None, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
@@ -178,7 +177,8 @@ class RestateEngine:
                 f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}",
                 engine="restate",
             )
-        return wid, created
+        # The row as it is once Restate has it (its endpoint may have started the run).
+        return Admission(wid, created=created, row=(await self.workflows.get(wid)).model_dump())
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve a durable promise through the ``signal`` shared handler (an ended
