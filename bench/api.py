@@ -8,7 +8,8 @@ Starts ``ecl server start`` as a real subprocess (mock LLM, embedded engine, a f
 file in a temp folder; with ``--pg-url`` also a fresh PostgreSQL database, created beside
 the one named and dropped at the end), and the bare FastAPI app of bench/api_baseline.py
 under uvicorn the same way. Each gets the same load from one httpx client (HTTP/1.1,
-keep-alive): warm-up requests, then ``--submissions`` POSTs with ``--in-flight`` at a time.
+keep-alive): warm-up requests, then ``--submissions`` POSTs with ``--in-flight`` at a time;
+``--rounds`` times, alternated, the best round of each printed (the machine may be shared).
 The ECL server is also the worker: the submitted Critique-Revise workflows run in it while
 the submissions go on. Prints submissions per second, p50 and p99 of each, and ECL's ratio
 to the baseline. Asserts nothing; every process started is stopped in ``finally``.
@@ -165,6 +166,8 @@ def bench_ecl(tmp: Path, label: str, database_url: str, args: argparse.Namespace
     if args.workers > 1:
         argv += ["--workers", str(args.workers)]
     env = ecl_env(tmp, database_url)
+    if args.start_delay is not None:
+        env["ECL_EMBEDDED__MAX_START_DELAY_SECONDS"] = str(args.start_delay)
     subprocess.run([ECL, "migrate"], env=env, cwd=tmp, check=True, capture_output=True)
     served = start(label, argv, env, port, tmp)
     try:
@@ -209,22 +212,33 @@ def main() -> None:
     parser.add_argument("--submissions", type=int, default=500)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2, help="alternated runs of each; the best is printed")
     parser.add_argument("--workers", type=int, default=1, help="ecl server start --workers N")
+    parser.add_argument(
+        "--start-delay", type=float, help="embedded.max_start_delay_seconds of the ECL server (default: its own)"
+    )
     parser.add_argument("--pg-url", help="also ECL on PostgreSQL (a fresh database beside this one)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
     rows: dict[str, dict[str, Any]] = {}
+
+    def keep(label: str, figures: dict[str, Any]) -> None:
+        if label not in rows or figures["per_s"] > rows[label]["per_s"]:
+            rows[label] = figures
+
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        rows["fastapi+sqlite baseline"] = bench_baseline(tmp, args)
-        rows["ecl server (sqlite)"] = bench_ecl(tmp, "ecl-sqlite", f"sqlite:///{tmp / 'ecl.db'}", args)
-        if args.pg_url:
-            name, url = fresh_pg_database(args.pg_url)
-            try:
-                rows["ecl server (postgresql)"] = bench_ecl(tmp, "ecl-pg", url, args)
-            finally:
-                drop_pg_database(args.pg_url, name)
+        for round_ in range(args.rounds):  # alternated, the best of each kept: the machine is shared
+            tmp = Path(tmp_name) / f"round-{round_}"
+            tmp.mkdir()
+            keep("fastapi+sqlite baseline", bench_baseline(tmp, args))
+            keep("ecl server (sqlite)", bench_ecl(tmp, "ecl-sqlite", f"sqlite:///{tmp / 'ecl.db'}", args))
+            if args.pg_url:
+                name, url = fresh_pg_database(args.pg_url)
+                try:
+                    keep("ecl server (postgresql)", bench_ecl(tmp, "ecl-pg", url, args))
+                finally:
+                    drop_pg_database(args.pg_url, name)
     base = rows["fastapi+sqlite baseline"]["per_s"]
     for figures in rows.values():
         figures["ratio_to_baseline"] = round(figures["per_s"] / base, 2)
@@ -233,7 +247,7 @@ def main() -> None:
         return
     print(
         f"API submit path: {args.submissions} submissions, {args.in_flight} in flight, "
-        f"ecl --workers {args.workers} (workflows run in the server meanwhile)"
+        f"ecl --workers {args.workers}, best of {args.rounds} alternated rounds (workflows run in the server meanwhile)"
     )
     print(f"{'':28} {'subs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>6}  workflows ended after")
     for label, f in rows.items():

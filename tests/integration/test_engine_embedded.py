@@ -534,3 +534,31 @@ async def test_admissions_in_one_group_commit(make_engine: Any) -> None:
     assert again.row["input"] == {"a": 1}
     assert again.row["created_at"] == rows[0]["created_at"]
     assert again.row["state"] == "pending"
+
+
+async def test_a_workflow_held_at_the_start_gate_runs_after_the_requests_or_is_cancelled(make_engine: Any) -> None:
+    from ecl.engines.embedded import StartGate
+
+    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+        return dict(data)
+
+    engine = await make_engine(script)
+    engine.start_gate = gate = StartGate(60.0)
+    gate.enter()  # a request in hand
+    held = await engine.submit("demo", {"a": 1})
+    dropped = await engine.submit("demo", {"a": 2})
+    await asyncio.sleep(0.1)
+    assert gate.held == 2
+    assert workflow_row_state(engine, held) == "running"  # stored and owned, not started
+    await engine.cancel(dropped)
+    gate.leave()
+    ran, cancelled = await engine.result(held), await engine.result(dropped)
+    await engine.close()
+    assert ran.state is WorkflowState.COMPLETED
+    assert ran.outputs == {"a": 1}
+    assert cancelled.state is WorkflowState.CANCELLED
+
+
+def workflow_row_state(engine: EmbeddedEngine, workflow_id: str) -> str:
+    with engine._db.connect() as conn:
+        return str(conn.execute(text("SELECT state FROM workflows WHERE id = :w"), {"w": workflow_id}).scalar_one())

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 
 from ecl.api.auth import ApiKeyAuth
 from ecl.api.errors import install_error_handlers
 from ecl.api.guard import RequestGuard, known_query_only
 from ecl.api.openapi import install_openapi
+from ecl.api.request_log import RequestLog
 from ecl.api.routes import definitions, health, workflows
 from ecl.api.services import Services
 from ecl.api.ui import install_ui
@@ -31,8 +30,8 @@ from ecl.artifacts.local import LocalArtifactStore
 from ecl.config import Settings
 from ecl.core.errors import ConfigError
 from ecl.core.json_values import JsonLimits
+from ecl.engines.embedded import EmbeddedEngine, StartGate
 from ecl.engines.factory import build_catalog, local_runtime, open_engine
-from ecl.observability.tracing import traced_request
 from ecl.store.database import create_engine
 from ecl.store.repositories import (
     ArtifactRepository,
@@ -78,12 +77,16 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         breakers=runtime.breakers if runtime is not None else None,
     )
 
+    gate = StartGate(settings.embedded.max_start_delay_seconds)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         try:
             async with open_engine(settings, runtime=runtime) as engine:
                 svc.engine = engine
+                if isinstance(engine, EmbeddedEngine):
+                    engine.start_gate = gate  # the workflows submitted here start after the requests
                 loop = asyncio.create_task(engine.run_worker(stop)) if worker else None
                 _log.info("ecl api started", worker=worker, engine=engine.name)
                 try:
@@ -125,27 +128,6 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         limits=JsonLimits(max_depth=settings.api.max_json_depth, max_string_chars=settings.api.max_string_chars),
     )
 
-    @app.middleware("http")
-    async def request_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        parts = request.url.path.split("/")
-        workflow_id = parts[2] if len(parts) > 2 and parts[1] == "workflows" else None
-        started = time.perf_counter()
-        # A W3C traceparent makes the caller's trace current: a workflow submitted by this
-        # request is traced as its child (nothing happens when tracing is off).
-        with (
-            structlog.contextvars.bound_contextvars(request_id=request_id, workflow_id=workflow_id),
-            traced_request(request.headers),
-        ):
-            response = await call_next(request)
-            _log.info(
-                "request",
-                method=request.method,
-                path=request.url.path,
-                status=response.status_code,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
-        response.headers["x-request-id"] = request_id
-        return response
+    app.add_middleware(RequestLog, gate=gate)  # added last: the outermost
 
     return app

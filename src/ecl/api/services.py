@@ -39,7 +39,8 @@ class Services:
     submits them to a Restate server, whose ECL endpoint runs them and writes the same records."""
 
 
-def services(request: Request) -> Services:
-    """The request's app services (a FastAPI dependency)."""
+async def services(request: Request) -> Services:
+    """The request's app services (a FastAPI dependency; ``async``, since FastAPI runs a
+    plain function dependency on its thread pool: a thread hop on every request)."""
     found: Services = request.app.state.services
     return found

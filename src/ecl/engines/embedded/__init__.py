@@ -2,6 +2,7 @@
 
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
 from ecl.engines.embedded.engine import EmbeddedEngine, EmbeddedOptions, Orchestrates, OwnerWait
+from ecl.engines.embedded.gate import StartGate
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.writer import DatabaseWriter, LeaseLost
 
@@ -15,5 +16,6 @@ __all__ = [
     "Listener",
     "Orchestrates",
     "OwnerWait",
+    "StartGate",
     "WriterRecorder",
 ]

@@ -52,6 +52,7 @@ from ecl.core.state import TERMINAL_STATES, WorkflowState
 from ecl.core.waiting import slot_wait
 from ecl.engines.embedded import lease
 from ecl.engines.embedded.context import EmbeddedDurableContext, JournalEntry
+from ecl.engines.embedded.gate import StartGate
 from ecl.engines.embedded.recorder import Listener, WriterRecorder
 from ecl.engines.embedded.statements import Statements
 from ecl.engines.embedded.writer import (
@@ -136,6 +137,9 @@ class EmbeddedEngine:
         (terminal, no owner) before the task has returned, must not cancel them."""
         self._heartbeat: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(self._opts.max_concurrent)
+        self.start_gate: StartGate | None = None
+        """Where a process serves the API: submitted workflows start after its requests
+        (see :mod:`ecl.engines.embedded.gate`); ``None``: at once."""
         self._per_definition: dict[str, asyncio.Semaphore] = {}
         self._limits: dict[str, int] = {}  # each definition's max_concurrent_workflows
         self._closed = False
@@ -555,6 +559,14 @@ class EmbeddedEngine:
     async def _drive(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
         # The task's lines carry this workflow, not what the code that spawned it had bound.
         with bind_workflow(workflow_id):
+            if fresh is not None and self.start_gate is not None:
+                try:
+                    await self.start_gate.turn()  # the API's requests first
+                except asyncio.CancelledError:
+                    if workflow_id not in self._cancelling:
+                        raise
+                    self._cancelling.discard(workflow_id)
+                    return await self._finish_cancelled(workflow_id, fresh[0])
             async with self._slots:
                 return await self._drive_owned(workflow_id, fresh)
 
