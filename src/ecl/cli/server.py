@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
@@ -15,6 +20,7 @@ import yaml
 from ecl.cli.options import ConfigOpt, EngineOpt, LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from, tune_gc
 from ecl.core.errors import ConfigError, InputValidationError
+from ecl.store.database import is_memory
 
 __all__ = ["openapi_document", "register"]
 
@@ -76,8 +82,8 @@ class _StartupGuard:
             raise
 
 
-def _serve(api: Any, host: str, port: int, key: str) -> None:
-    sock = _bind(host, port, key)
+def _run(api: Any, sock: socket.socket) -> None:
+    """Serve ``api`` on ``sock`` until SIGTERM or Ctrl-C; a failed start-up raises its error."""
     guard = _StartupGuard(api)
     server = uvicorn.Server(uvicorn.Config(guard, lifespan="on", log_level="warning", timeout_graceful_shutdown=10))
     # After a failed start-up uvicorn only logs that it is exiting; the error itself follows.
@@ -87,10 +93,73 @@ def _serve(api: Any, host: str, port: int, key: str) -> None:
     except SystemExit:
         if guard.error is None:
             raise
-    finally:
-        sock.close()
     if guard.error is not None:
         raise guard.error
+
+
+def _serve(make_api: Callable[[], Any], host: str, port: int, key: str, workers: int = 1) -> None:
+    """Serve on ``host:port`` from ``workers`` processes sharing the one listening socket (the
+    kernel hands each connection to one of them). Each process builds its own app after the
+    fork, so each has its own engine: on the embedded engine each runs the workflows
+    submitted to it, under its own lease, and recovers those of a process that died."""
+    sock = _bind(host, port, key)
+    children: list[int] = []
+    try:
+        for _ in range(workers - 1):
+            pid = os.fork()
+            if pid == 0:
+                _child(make_api, sock)  # never returns
+            children.append(pid)
+        # uvicorn handles SIGTERM itself, then raises it again under the handler it found:
+        # this one, which passes it on to the other processes once this one has stopped.
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: _signal_all(children, signal.SIGTERM))
+        _run(make_api(), sock)
+    finally:
+        sock.close()
+        _stop_all(children)
+
+
+def _child(make_api: Callable[[], Any], sock: socket.socket) -> NoReturn:
+    """A worker process after the fork: serve, then exit (never back into the parent's code)."""
+    code = 0
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    try:
+        _run(make_api(), sock)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException as exc:
+        from ecl.cli.app import describe_error
+        from ecl.core.redaction import redact_text
+
+        message, hint, code = describe_error(exc)
+        text = f"error: worker process {os.getpid()}: {message}" + (f"\nhint: {hint}" if hint else "")
+        print(redact_text(text), file=sys.stderr, flush=True)
+    finally:
+        os._exit(code)
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _stop_all(pids: list[int], timeout: float = 30.0) -> None:
+    """Stop the worker processes (SIGTERM: each leaves its workflows resumable) and reap them;
+    one still running after ``timeout`` seconds is killed."""
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            with contextlib.suppress(ChildProcessError):
+                done, _status = os.waitpid(pid, os.WNOHANG)
+                if done == 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                if done == 0:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            break
 
 
 def openapi_document() -> str:
@@ -117,6 +186,15 @@ def register(app: typer.Typer) -> None:
         api_only: Annotated[
             bool, typer.Option("--api", help="With --engine restate: serve the HTTP API as a client of Restate.")
         ] = False,
+        workers: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                max=64,
+                help="Processes serving the API on the one port; on the embedded engine each also "
+                "runs the workflows submitted to it (they share the database safely: leases).",
+            ),
+        ] = 1,
         config: ConfigOpt = None,
     ) -> None:
         """Serve the API and run workflows (Ctrl-C or SIGTERM: in-flight work stays resumable).
@@ -133,6 +211,12 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config, engine=engine, service=True, modules=modules)
         ensure_database(settings)
         if not runs_in_process(settings) and not api_only:  # serve the worker: Restate's endpoint
+            if workers > 1:
+                raise InputValidationError(
+                    f"--workers {workers}: serves the HTTP API from several processes; "
+                    "with --engine restate that is with --api",
+                    errors=[{"field": "workers", "message": "for the HTTP API", "value": workers}],
+                )
             import asyncio
 
             from ecl.engines.restate.endpoint import serve_endpoint
@@ -143,16 +227,22 @@ def register(app: typer.Typer) -> None:
             _bind(host or settings.restate.endpoint_host, endpoint_port, key).close()
             asyncio.run(serve_endpoint(settings, host=host, port=port, llm=llm))
             return
+        if workers > 1 and is_memory(settings.database.url):
+            raise InputValidationError(
+                f"--workers {workers}: an in-memory SQLite database is one process's own; "
+                "use a SQLite file or PostgreSQL (database.url)",
+                errors=[{"field": "workers", "message": "needs a shared database", "value": workers}],
+            )
         tune_gc(settings.embedded.gc_threshold)
-        api = create_app(settings, llm=llm)
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
         # handler it found; a no-op handler makes that a clean exit (status 0).
         signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
         _serve(
-            api,
+            lambda: create_app(settings, llm=llm),
             host or settings.api.host,
             port if port is not None else settings.api.port,
             "--port" if port is not None else "api.port",
+            workers,
         )
 
     @group.command("openapi")

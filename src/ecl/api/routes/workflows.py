@@ -37,6 +37,9 @@ Svc = Annotated[Services, Depends(services)]
 WORKFLOW_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
+_JSON = "application/json"
+
+
 def _out(record: Any, usage: LlmUsage | None = None) -> WorkflowOut:
     out = WorkflowOut.model_validate(record.model_dump())
     if usage is not None:
@@ -45,15 +48,14 @@ def _out(record: Any, usage: LlmUsage | None = None) -> WorkflowOut:
     return out
 
 
-@router.post("", status_code=201, responses={200: {"model": WorkflowOut}, 409: {}})
-async def submit(body: SubmitIn, svc: Svc, response: Response) -> WorkflowOut:
+@router.post("", status_code=201, response_model=WorkflowOut, responses={200: {"model": WorkflowOut}, 409: {}})
+async def submit(body: SubmitIn, svc: Svc) -> Response:
     """Start a workflow. With ``workflow_id``, the same id and body return the existing workflow
     (200); the same id with a different body is a 409. An input that does not satisfy the
     definition's input model is a 400 naming the field."""
     record, created = await commands.submit(svc, body.definition_id, body.input, body.workflow_id)
-    if not created:
-        response.status_code = 200
-    return _out(record)
+    # Serialised by pydantic at once (FastAPI would validate it again, then encode a dict).
+    return Response(_out(record).model_dump_json(), status_code=201 if created else 200, media_type=_JSON)
 
 
 @router.get("")

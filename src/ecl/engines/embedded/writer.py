@@ -179,6 +179,7 @@ class DatabaseWriter:
         self._insert_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
         self._update_plans: dict[tuple[int, tuple[str, ...]], _StatementPlan | None] = {}
         self._once_statements: dict[str, Any] = {}
+        self._once_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._commit_delay = commit_delay
         self._closed = False
@@ -584,8 +585,18 @@ class DatabaseWriter:
         first: dict[Any, tuple[_Item, dict[str, Any]]] = {}
         for item, row in items:
             first.setdefault(row[key.name], (item, row))
-        new = [_plain(row) for _item, row in first.values()]
-        written = {found[0] for found in conn.execute(self._once_statement(conn, table, key), new)}
+        new = [row for _item, row in first.values()]
+        keys = tuple(new[0])
+        statement = self._once_statement(conn, table, key)
+        if conn.dialect.name == "sqlite" and all(tuple(row) == keys for row in new):
+            # In process: a statement per row costs microseconds (no round trip), less than
+            # SQLAlchemy's building of one multi-row statement.
+            plan = self._once_plans.get((table.name, keys))
+            if plan is None:
+                plan = self._once_plans[(table.name, keys)] = _InsertPlan.build(conn, table, keys, statement)
+            written = {row[key.name] for row in new if driver_execute(conn, plan.sql, plan.params(row))}
+        else:  # one multi-row statement: one round trip for the batch
+            written = {found[0] for found in conn.execute(statement, [_plain(row) for row in new])}
         there = [k for k in first if k not in written]
         stored: dict[Any, dict[str, Any]] = {}
         if there:
@@ -749,8 +760,10 @@ class _InsertPlan:
         object.__setattr__(self, "pairs", tuple(zip(self.names, self.processors, strict=True)))
 
     @classmethod
-    def build(cls, conn: Connection, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
-        compiled: Any = table.insert().compile(dialect=conn.dialect, column_keys=list(keys))
+    def build(cls, conn: Connection, table: Table, keys: tuple[str, ...], statement: Any = None) -> _InsertPlan:
+        """``statement``: an insert into ``table`` other than the plain one (``ON CONFLICT``...)."""
+        insert = table.insert() if statement is None else statement
+        compiled: Any = insert.compile(dialect=conn.dialect, column_keys=list(keys))
         names = tuple(compiled.positiontup) if compiled.positional else keys
         found = compiled._bind_processors  # the per-column type processing SQLAlchemy itself applies
         dialect = conn.dialect
