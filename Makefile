@@ -34,6 +34,7 @@ bench: setup      ## benchmarks (print figures; never part of `make check`)
 	$(UV) run python bench/prompt_cache.py
 	$(UV) run python bench/tracing.py
 	$(UV) run python bench/dashboard.py
+	$(UV) run python bench/api.py
 
 docs-screenshots: setup  ## run the browser tests, then copy the main pages' screenshots into docs/dashboard/
 	$(UV) run pytest tests/browser -q -p no:cacheprovider
