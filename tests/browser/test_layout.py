@@ -90,8 +90,8 @@ def test_the_keyboard_reaches_the_main_controls(logged_in: Browsing) -> None:
         "select:Definition",
         "button:Filter",
         f"a:{waiting}",
-        "button:Approve",
-        "button:Cancel",
+        f"button:Approve run {waiting}",  # a row's buttons name their run for screen readers
+        f"button:Cancel run {waiting}",
     ]
     missed = [want for want in expected if want not in order]
     assert not missed, f"Tab never reached {missed}: {order}"

@@ -334,6 +334,7 @@ async def test_approve_from_the_dashboard(ui: Ui) -> None:
     await ui.login()
     page = await ui.page("/ui")
     assert f'action="/ui/runs/{wid}/approve"' in _row(page.text, wid)
+    assert f'Approve<span class="visually-hidden"> run {wid}</span></button>' in _row(page.text, wid)
     answer = await ui.post(f"/ui/runs/{wid}/approve", {"back": "/ui", "confirmed": "yes"}, token=ui.csrf(page.text))
     assert answer.status_code == 303
     assert answer.headers["location"] == "/ui"
