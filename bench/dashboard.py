@@ -6,7 +6,8 @@
 Fills a fresh database (SQLite in a temp folder unless ``--database-url``) with finished runs,
 then times requests to the app in process (ASGI, no network): the runs page (first page, a
 filtered page, a page deep in the cursor chain, the live refresh's rows), the definitions
-page and a run's page. Prints the median and p95 per page and how many rows a page holds. Asserts nothing.
+page and a run's page, beside the JSON API's list of the same page size (``GET /workflows``, the
+baseline). Prints the median and p95 per page and how many rows a page holds. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ async def measure(url: str, tmp: Path, repeat: int) -> None:
                 found = re.search(r'rel="next" href="/ui\?[^"]*cursor=([^"&]+)', page.text)
                 deep = found.group(1) if found else ""
             pages = {
+                "GET /workflows (JSON, baseline)": ("/workflows", {}),
                 "runs, first page": ("/ui", {}),
                 "runs, state=failed": ("/ui", {"state": "failed"}),
                 "runs, page 51 (cursor)": ("/ui", {"cursor": deep}),
@@ -98,7 +100,7 @@ async def measure(url: str, tmp: Path, repeat: int) -> None:
                 "definitions": ("/ui/definitions", {}),
                 "one run's page": ("/ui/runs/bench-0000042", {}),
             }
-            print(f"{'page':<28} {'rows':>5} {'median ms':>10} {'p95 ms':>8}")
+            print(f"{'page':<32} {'rows':>5} {'median ms':>10} {'p95 ms':>8}")
             for name, (path, params) in pages.items():
                 times = []
                 body = ""
@@ -108,10 +110,10 @@ async def measure(url: str, tmp: Path, repeat: int) -> None:
                     times.append((time.perf_counter() - began) * 1000)
                     assert answer.status_code == 200, (name, answer.status_code)
                     body = answer.text
-                rows = len(re.findall(r'<tr id="run-', body))
+                rows = len(answer.json()["items"]) if path == "/workflows" else len(re.findall(r'<tr id="run-', body))
                 times.sort()
                 p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-                print(f"{name:<28} {rows:>5} {statistics.median(times):>10.1f} {p95:>8.1f}")
+                print(f"{name:<32} {rows:>5} {statistics.median(times):>10.1f} {p95:>8.1f}")
 
 
 def main() -> None:
