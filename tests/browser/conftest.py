@@ -142,11 +142,14 @@ class Browsing:
     server: DashboardServer
     dialogs: list[str] = field(default_factory=list)
 
-    def shot(self, name: str, *, full_page: bool = True) -> Path:
-        """Save a screenshot as ``test-output/browser/<name>.png``."""
+    def shot(self, name: str) -> Path:
+        """Save screenshots as ``test-output/browser/<name>.png`` (what the window shows, from the
+        top: the size ``docs/dashboard.md`` embeds) and ``<name>-full.png`` (the whole page)."""
         OUTPUT.mkdir(parents=True, exist_ok=True)
         path = OUTPUT / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
+        self.page.screenshot(path=str(OUTPUT / f"{name}-full.png"), full_page=True)
+        self.page.evaluate("window.scrollTo(0, 0)")
+        self.page.screenshot(path=str(path))
         return path
 
 

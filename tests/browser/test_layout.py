@@ -61,7 +61,12 @@ def test_runs_page_fits_the_window(logged_in: Browsing, viewport: dict[str, int]
     logged_in.shot(f"runs-{name}")
     page.goto("/ui/definitions")
     expect(page.get_by_role("heading", name="Definitions", level=1)).to_be_visible()
+    expect(page.locator("#def-critique-revise figure.graph svg")).to_be_visible()
     no_overflow(page)
+    page.goto(f"/ui/runs/{done}")
+    expect(page.locator("#round-1")).to_be_visible()
+    no_overflow(page)
+    logged_in.shot(f"run-detail-{name}")
 
 
 def test_login_page_fits_a_phone(logged_in: Browsing) -> None:
