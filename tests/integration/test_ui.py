@@ -452,3 +452,20 @@ async def test_a_form_with_too_many_fields_is_refused_not_a_crash(ui: Ui) -> Non
     answer = await ui.post("/ui/logout", fields, token=token)
     assert answer.status_code == 403
     assert "more than 200 fields" in answer.text
+
+
+async def test_errors_on_dashboard_paths_are_pages_and_the_api_keeps_json(ui: Ui) -> None:
+    await ui.login()
+    missing = await ui.page("/ui/no-such-page")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "Not Found (NOT_FOUND)" in missing.text
+    assert "<h1>Not found</h1>" in missing.text
+    unknown = await ui.page("/ui", utm_source="mail")
+    assert unknown.status_code == 400
+    assert "unknown query parameter &#39;utm_source&#39;" in unknown.text
+    assert "(VALIDATION_ERROR)" in unknown.text
+    api = await ui.client.get("/workflows/nope")
+    assert api.status_code == 404
+    assert api.json()["error"]["code"] == "WORKFLOW_NOT_FOUND"
+    assert (await ui.client.get("/workflows", params={"utm_source": "x"})).json()["error"]["code"] == "VALIDATION_ERROR"

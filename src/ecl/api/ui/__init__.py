@@ -38,12 +38,17 @@ event attributes); inline ``style`` attributes are allowed.
 
 from __future__ import annotations
 
+import inspect
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from ecl.api.auth import is_ui
 from ecl.api.ui import actions, definitions, login, run, runs
 from ecl.api.ui.forms import FormRefused, safe_back
 from ecl.api.ui.rendering import render
@@ -54,8 +59,34 @@ STATIC_DIR = Path(__file__).parent / "static"
 """The dashboard's CSS and JavaScript."""
 
 
+_TITLES = {400: "Bad request", 404: "Not found", 405: "Not allowed", 409: "Conflict", 503: "Unavailable"}
+
+
+def _as_page(handler: Callable[..., Any]) -> Callable[[Request, Exception], Any]:
+    """The API's error handler, but a dashboard path gets its error as a page (same message and code)."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        response = handler(request, exc)
+        if inspect.isawaitable(response):
+            response = await response
+        if not is_ui(request.url.path) or not isinstance(response, JSONResponse):
+            return response  # type: ignore[no-any-return]
+        try:
+            error = json.loads(bytes(response.body))["error"]
+            message = f"{error['message']} ({error['code']})"
+        except (ValueError, KeyError, TypeError):
+            return response
+        title = _TITLES.get(response.status_code, "Error")
+        return render(request, "error.html", status=response.status_code, title=title, message=message)
+
+    return answer
+
+
 def install_ui(app: FastAPI) -> None:
-    """Add the dashboard's routes, static files and error page to ``app``."""
+    """Add the dashboard's routes, static files and error page to ``app`` (after the API's error
+    handlers: a dashboard path gets their errors as pages)."""
+    for kind, handler in list(app.exception_handlers.items()):
+        app.exception_handlers[kind] = _as_page(handler)
     app.include_router(login.router)
     app.include_router(runs.router)
     app.include_router(actions.router)
