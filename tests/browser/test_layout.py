@@ -1,4 +1,4 @@
-"""The dashboard at a laptop's and a phone's width, and with the keyboard alone."""
+"""The dashboard at a laptop's and a phone's width, with the keyboard alone, and its text contrast."""
 
 from __future__ import annotations
 
@@ -117,3 +117,65 @@ def test_the_keyboard_reaches_the_main_controls(logged_in: Browsing) -> None:
     expect(dialog).to_be_hidden()
     expect(page.locator(f'tr[data-id="{waiting}"]').get_by_role("button", name="Cancel")).to_be_focused(timeout=WAIT_MS)
     assert server.wait_state(waiting, "waiting_for_revision")["state"] == "waiting_for_revision"
+
+
+CONTRAST = """() => {
+  const parse = (c) => {
+    const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0.5) return c;
+    }
+    return { r: 255, g: 255, b: 255, a: 1 };
+  };
+  const low = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.closest("svg") || el.closest(".visually-hidden")) continue;
+    const own = Array.from(el.childNodes).some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const box = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    if (!box.width || !box.height || style.visibility === "hidden" || Number(style.opacity) === 0) continue;
+    const fg = parse(style.color), bg = background(el);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) {
+      const text = el.textContent.trim().slice(0, 40);
+      low.push(`${el.tagName.toLowerCase()}.${el.className} "${text}" ${ratio.toFixed(2)} < ${need}`);
+    }
+  }
+  return low;
+}"""
+"""Text whose contrast with its background is below WCAG 2 AA (4.5:1, or 3:1 for large text)."""
+
+
+def test_text_contrast_meets_wcag_aa(logged_in: Browsing) -> None:
+    server = logged_in.server
+    done = server.submit(f"{REVISE_ONCE} contrast")
+    waiting = server.submit("contrast: waiting", approval=True)
+    server.wait_state(done, "completed")
+    server.wait_state(waiting, "waiting_for_revision")
+    page = logged_in.page
+    low: dict[str, list[str]] = {}
+    for path in ("/ui", f"/ui/runs/{done}", f"/ui/runs/{waiting}", "/ui/definitions"):
+        page.goto(path)
+        page.wait_for_load_state("load")
+        found = page.evaluate(CONTRAST)
+        if found:
+            low[path] = found
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    if found := page.evaluate(CONTRAST):
+        low["/ui/login"] = found
+    assert not low, low
