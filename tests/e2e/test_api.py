@@ -369,7 +369,8 @@ def test_definitions_health_and_metrics(api: httpx.Client) -> None:
 )
 def test_path_traversal_is_404(api: httpx.Client, ecl: Ecl, path: str) -> None:
     (ecl.tmp / "secret").write_text("do not serve")
-    wid = api.get("/workflows", params={"limit": 1}).json()["items"][0]["id"]
+    # A workflow of its own, so the test does not depend on those of earlier tests.
+    wid = api.post("/workflows", json={"definition_id": "critique-revise", "input": {"topic": "paths"}}).json()["id"]
     for url in (
         f"/workflows/{wid}/artifacts/{path}",
         f"/workflows/{path}/artifacts/x",
