@@ -119,3 +119,22 @@ def test_hostile_text_in_a_topic_and_a_model_reply_is_shown_as_text(logged_in: B
     expect(page.locator("#artifacts .preview")).to_contain_text("<script>alert(2)</script>")
     assert logged_in.dialogs == []
     logged_in.shot("run-detail-hostile-text")
+
+
+def test_run_again_with_the_same_input(logged_in: Browsing) -> None:
+    page = logged_in.page
+    server = logged_in.server
+    first = server.submit("run me again")
+    server.wait_state(first, "completed")
+    page.goto(f"/ui/runs/{first}")
+    page.locator(".run-head").get_by_role("button", name="Run again").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"the same input as {first}")
+    dialog.get_by_role("button", name="Confirm").click()
+    expect(page).not_to_have_url(re.compile(rf"/ui/runs/{first}$"))
+    expect(page).to_have_url(re.compile(r"/ui/runs/[^/]+$"))
+    again = page.url.rsplit("/", 1)[1]
+    expect(page.locator("#run-title .state")).to_have_text("completed")
+    expect(page.locator(".topic")).to_contain_text("run me again")
+    with server.api() as api:
+        assert api.get(f"/workflows/{again}").json()["input"] == api.get(f"/workflows/{first}").json()["input"]

@@ -3,6 +3,7 @@ live, approve one waiting for approval, cancel one, filter."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -94,3 +95,18 @@ def test_filter_by_state_keeps_only_matching_rows(logged_in: Browsing) -> None:
     states = page.locator("#runs-body .state").all_text_contents()
     assert states
     assert set(states) == {"waiting for revision"}
+
+
+def test_the_readme_first_command_shows_on_the_runs_page(logged_in: Browsing) -> None:
+    # README: `ecl run critique-revise --topic "Benefits of durable execution" --llm mock`, then
+    # `ecl server start` and http://127.0.0.1:3000/ui (here the server already runs on the database).
+    done = logged_in.server.ecl.run(
+        "run", "critique-revise", "--topic", "Benefits of durable execution", "--llm", "mock", "--format", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    wid = json.loads(done.stdout)["workflow_id"]
+    page = logged_in.page
+    page.reload()
+    line = page.locator(f'tr[data-id="{wid}"]')
+    expect(line).to_contain_text("Benefits of durable execution")
+    expect(line.locator(".state")).to_have_text("completed")
