@@ -68,9 +68,11 @@ class SqlRecorder:
 
     async def interrupted(self, workflow_id: str) -> None:
         """Settle what a dead attempt left in flight: ``running`` step rows and ``pending``
-        LLM calls of the workflow become ``interrupted``."""
-        await self.steps.interrupt_running(workflow_id)
-        await self.calls.interrupt_pending(workflow_id)
+        LLM calls of the workflow become ``interrupted`` (one transaction: this is on the way
+        into every run on Restate)."""
+        async with self.workflows.sessions.begin() as session:
+            await self.steps.interrupt_running(workflow_id, session=session)
+            await self.calls.interrupt_pending(workflow_id, session=session)
 
     async def llm_waiting(
         self, workflow_id: str, execution_id: str, reason: str, seconds: float, model: str = ""
@@ -94,6 +96,11 @@ class SqlRecorder:
         """Set the state (never overwriting an ended workflow). A budget refusal goes to
         ``waiting``, not ``error``: the workflow has not failed, and its final row must not
         keep it; a final state writes its error (``None`` on success) as the embedded engine does."""
+        await self.set_state(change)
+
+    async def set_state(self, change: StateChange) -> bool:
+        """:meth:`workflow_state`; returns whether a row was changed (``False``: there is no
+        such workflow, or it has ended)."""
         values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
         values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
         for key in ("output", "revision_count"):
@@ -105,6 +112,7 @@ class SqlRecorder:
             values["completed_at"] = values["updated_at"]
         w = m.Workflow
         async with self.workflows.sessions.begin() as session:
-            await session.execute(
+            done = await session.execute(
                 update(w).where(w.id == change.workflow_id, w.state.not_in(TERMINAL_STATES)).values(**values)
             )
+        return bool(getattr(done, "rowcount", 0))

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.json_values import servable
@@ -378,16 +378,21 @@ class StepExecutionRepository(_Repository):
                 )
             )
 
-    async def interrupt_running(self, workflow_id: str) -> None:
+    async def interrupt_running(self, workflow_id: str, *, session: AsyncSession | None = None) -> None:
         """Mark the attempts of ``workflow_id`` still ``running`` as ``interrupted``: called when
-        its run starts again, so they are the leftovers of a process that died."""
+        its run starts again, so they are the leftovers of a process that died. In
+        ``session``'s transaction when given, else in one of its own."""
         s = m.StepExecution
-        async with self.sessions.begin() as session:
-            await session.execute(
-                update(s)
-                .where(s.workflow_id == workflow_id, s.state == "running")
-                .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
-            )
+        statement = (
+            update(s)
+            .where(s.workflow_id == workflow_id, s.state == "running")
+            .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
+        )
+        if session is not None:
+            await session.execute(statement)
+            return
+        async with self.sessions.begin() as own:
+            await own.execute(statement)
 
     async def list_for(self, workflow_id: str, *, step_id: str | None = None) -> list[StepExecutionRecord]:
         """A workflow's step executions in the order they started."""
@@ -415,13 +420,16 @@ class LlmCallRepository(_Repository):
             if getattr(done, "rowcount", 0) == 0:
                 session.add(m.LlmCall(**call.model_dump()))
 
-    async def interrupt_pending(self, workflow_id: str) -> None:
-        """Settle the calls of ``workflow_id`` still pending as ``interrupted`` (their process died)."""
+    async def interrupt_pending(self, workflow_id: str, *, session: AsyncSession | None = None) -> None:
+        """Settle the calls of ``workflow_id`` still pending as ``interrupted`` (their process
+        died). In ``session``'s transaction when given, else in one of its own."""
         c = m.LlmCall
-        async with self.sessions.begin() as session:
-            await session.execute(
-                update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED)
-            )
+        statement = update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED)
+        if session is not None:
+            await session.execute(statement)
+            return
+        async with self.sessions.begin() as own:
+            await own.execute(statement)
 
     async def list_for(self, workflow_id: str) -> list[LlmCallRecord]:
         """A workflow's calls, oldest first."""

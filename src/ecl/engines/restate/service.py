@@ -169,6 +169,12 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
         document = result.model_dump(mode="json")
 
         async def final() -> None:
+            if not cancelled:
+                change = StateChange(
+                    wid, result.state, output=document, error=result.error, revision_count=result.revisions
+                )
+                if await recorder.set_state(change):
+                    return  # its row was there (the usual case): one write
             await ensure_workflow_row(recorder, wid, definition_id, data)
             ended, stored = result, document
             if cancelled:  # keep the outputs, steps and tokens it had, as its records hold them
