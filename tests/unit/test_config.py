@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import structlog
 from anthropic._data import DEPRECATED_MODELS
 
+from ecl.cli.runtime import tune_gc
 from ecl.config import DEFAULT_MODEL, FLAT_ENV, load_settings, sources_of
 from ecl.core import ConfigError
 from ecl.observability import bind_step, bind_workflow, configure_logging
@@ -162,3 +164,15 @@ def test_env_example_lists_every_variable() -> None:
     listed = {name for name in listed if not name.startswith("#")}
     assert set(FLAT_ENV) | {"ANTHROPIC_API_KEY"} <= listed
     assert listed <= set(FLAT_ENV) | {"ANTHROPIC_API_KEY"}
+
+
+def test_tune_gc_raises_the_first_two_thresholds_and_zero_leaves_them() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        tune_gc(0)
+        assert gc.get_threshold() == (700, 10, 10)
+        tune_gc(50_000)
+        assert gc.get_threshold() == (50_000, 50, 10)
+    finally:
+        gc.set_threshold(*before)

@@ -172,7 +172,12 @@ class StepExecutor:
             log.info("step attempt", attempt=attempt)
             try:
                 with step_span(step_id, attempt, iteration):
-                    output, feedback = await self._bounded(step, ctx, model, deadline)
+                    attempt_run = (
+                        self._attempt(step, ctx, model)
+                        if deadline is None  # no deadline: no coroutine around it
+                        else self._bounded(step, ctx, model, deadline)
+                    )
+                    output, feedback = await attempt_run
             except StepError as caught:
                 # A budget refusal stands even if the step's code caught it: never retried.
                 failure = budget.refusal if budget is not None and budget.refusal is not None else caught
@@ -234,11 +239,9 @@ class StepExecutor:
             )
 
     async def _bounded(
-        self, step: Any, ctx: StepContext, model: BaseModel, deadline: float | None
+        self, step: Any, ctx: StepContext, model: BaseModel, deadline: float
     ) -> tuple[BaseModel, str | None]:
         """One attempt, cancelled after ``deadline`` seconds (loop clock: monotonic)."""
-        if deadline is None:
-            return await self._attempt(step, ctx, model)
         limit = asyncio.timeout(deadline)
         try:
             async with limit:

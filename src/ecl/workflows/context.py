@@ -120,7 +120,13 @@ class WorkflowContext:
             return execution.model_dump(mode="json")
 
         # Within the run's budget: a refused call is not sent; the run fails or waits for a top-up.
-        raw = await self._through(self.budget.run(journal_name(name, iteration), name, execute))
+        try:  # what _through does, inline: one coroutine less held by every running step
+            raw = await self.budget.run(journal_name(name, iteration), name, execute)
+        except (StepError, UserError):
+            raise
+        except Exception as exc:
+            self.machinery_error = exc
+            raise
         # Run just now: the object is at hand. Replayed: rebuilt from the journal.
         execution = fresh[-1] if fresh else StepExecution.model_validate(raw)
         self.outputs[name] = execution.output

@@ -47,6 +47,9 @@ class JournalEntry:
     payload: JsonValue
 
 
+_ONE_ATTEMPT = RetryPolicy.none()
+"""The policy of a run without one (frozen: one object for all runs)."""
+
 PromiseSource = Callable[[str], Awaitable[tuple[bool, JsonValue]]]
 """Looks a promise up: ``(resolved, payload)``."""
 
@@ -182,7 +185,7 @@ class EmbeddedDurableContext:
             if entry.status == "ok":
                 return entry.payload
             raise error_from_dict(entry.payload)
-        policy = retry or RetryPolicy.none()
+        policy = retry or _ONE_ATTEMPT
         attempt = 0
         while True:
             attempt += 1
