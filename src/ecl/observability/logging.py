@@ -149,12 +149,19 @@ def _assembled_logger(name: str | None) -> Any:
     """``structlog.get_logger(name).bind()``, assembled once per configuration (assembling
     one is most of the cost of a bind; a new configuration, e.g. a test's, is seen at once)."""
     config = structlog.get_config()
-    key = (config["wrapper_class"], config["processors"], config["logger_factory"], config["context_class"])
+    wrapper, processors, factory, context = (
+        config["wrapper_class"],
+        config["processors"],
+        config["logger_factory"],
+        config["context_class"],
+    )
     found = _assembled.get(name)
-    if found is not None and all(a is b for a, b in zip(found[0], key, strict=True)):
-        return found[1]
+    if found is not None:
+        key, logger = found
+        if key[0] is wrapper and key[1] is processors and key[2] is factory and key[3] is context:
+            return logger
     logger = structlog.get_logger(name).bind()
-    _assembled[name] = (key, logger)
+    _assembled[name] = ((wrapper, processors, factory, context), logger)
     return logger
 
 
