@@ -7,7 +7,7 @@
 Starts ``ecl server start`` as a real subprocess (mock LLM, embedded engine, a fresh SQLite
 file in a temp folder; with ``--pg-url`` also a fresh PostgreSQL database, created beside
 the one named and dropped at the end), and the bare FastAPI app of bench/api_baseline.py
-under uvicorn the same way. Each gets the same load from one httpx client (HTTP/1.1,
+under uvicorn the same way (it logs nothing per request; ECL writes its request log line). Each gets the same load from one httpx client (HTTP/1.1,
 keep-alive): warm-up requests, then ``--submissions`` POSTs with ``--in-flight`` at a time;
 ``--rounds`` times, alternated, the best round of each printed (the machine may be shared).
 The ECL server is also the worker: the submitted Critique-Revise workflows run in it while
@@ -62,17 +62,21 @@ def start(name: str, argv: list[str], env: dict[str, str], port: int, tmp: Path)
     proc = subprocess.Popen(argv, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     served = Served(name, proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            log.flush()
-            raise RuntimeError(f"{name} exited with {proc.returncode}: {(tmp / f'{name}.log').read_text()[-3000:]}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(f"{served.url}/health/live", timeout=2).status_code == 200:
-                return served
-        if time.monotonic() > deadline:
-            stop(served)
-            raise TimeoutError(f"{name} did not answer in {START_TIMEOUT:g} s")
-        time.sleep(0.1)
+    try:
+        while True:
+            if proc.poll() is not None:
+                log.flush()
+                text = (tmp / f"{name}.log").read_text()[-3000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {text}")
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{served.url}/health/live", timeout=2).status_code == 200:
+                    return served
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not answer in {START_TIMEOUT:g} s")
+            time.sleep(0.1)
+    except BaseException:
+        stop(served)
+        raise
 
 
 def stop(served: Served) -> None:
