@@ -7,12 +7,13 @@
 Starts ``ecl server start`` as a real subprocess (mock LLM, embedded engine, a fresh SQLite
 file in a temp folder; with ``--pg-url`` also a fresh PostgreSQL database, created beside
 the one named and dropped at the end), and the bare FastAPI app of bench/api_baseline.py
-under uvicorn the same way (it logs nothing per request; ECL writes its request log line). Each gets the same load from one httpx client (HTTP/1.1,
-keep-alive): warm-up requests, then ``--submissions`` POSTs with ``--in-flight`` at a time;
-``--rounds`` times, alternated, the best round of each printed (the machine may be shared).
-The ECL server is also the worker: the submitted Critique-Revise workflows run in it while
-the submissions go on. Prints submissions per second, p50 and p99 of each, and ECL's ratio
-to the baseline. Asserts nothing; every process started is stopped in ``finally``.
+under uvicorn the same way (it logs nothing per request; ECL writes its request log line).
+Each gets the same load from one httpx client (HTTP/1.1, keep-alive): warm-up requests,
+then ``--submissions`` POSTs with ``--in-flight`` at a time; ``--rounds`` times,
+alternated, the best round of each printed (the machine may be shared). The ECL server is
+also the worker: the submitted Critique-Revise workflows run in it while the submissions go
+on. Prints submissions per second, p50 and p99 of each, and ECL's ratio to the baseline.
+Asserts nothing; every process started is stopped in ``finally``.
 """
 
 from __future__ import annotations
