@@ -52,3 +52,18 @@ def test_a_bad_input_is_refused_naming_the_field(logged_in: Browsing) -> None:
     expect(budget).to_have_value("plenty")  # what was typed is kept
     expect(form.locator(".field-error")).to_contain_text("budget_usd")
     expect(form.get_by_label("Topic")).to_have_value("a run with a bad budget")
+
+
+def test_a_run_started_from_the_json_box_alone(logged_in: Browsing) -> None:
+    # The JSON box is used instead of the fields: the empty required Topic must not block it.
+    page = logged_in.page
+    page.goto("/ui/definitions")
+    form = page.locator("#def-critique-revise").get_by_role("form", name="Start a run")
+    form.locator("summary", has_text="Or give the whole input as JSON").click()
+    form.get_by_label("Input (a JSON object").fill('{"topic": "started from the JSON box"}')
+    form.get_by_role("button", name="Start critique-revise").click()
+    expect(page).to_have_url(re.compile(r"/ui/runs/[^/]+$"))
+    wid = page.url.rsplit("/", 1)[1]
+    run = logged_in.server.wait_state(wid, "completed")
+    assert isinstance(run["input"], dict)
+    assert run["input"]["topic"] == "started from the JSON box"
