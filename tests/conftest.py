@@ -12,6 +12,7 @@ import structlog
 from ecl.testing import FakeAnthropicServer
 from tests.db_fixtures import any_url, pg_url, server_url
 from tests.e2e.helpers import reap, spawned
+from tests.otlp_receiver import OtlpReceiver
 
 __all__ = ["any_url", "pg_url", "server_url"]
 
@@ -80,3 +81,13 @@ def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ECL_", "ANTHROPIC_"))}
     env["ANTHROPIC_BASE_URL"] = "http://127.0.0.1:9"
     return env
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP receiver on loopback for the spans of ``ecl`` subprocesses."""
+    found = OtlpReceiver()
+    try:
+        yield found
+    finally:
+        found.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -98,6 +99,15 @@ class OtlpReceiver:
         """The spans received so far."""
         with self._lock:
             return list(self.spans)
+
+    def wait_for(self, names: list[str], timeout: float) -> None:
+        """Wait until a span of each of ``names`` has been received (``TimeoutError`` if not)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if set(names) <= {s.name for s in self.received()}:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"spans {names} not received; got {[s.name for s in self.received()]}")
 
     def close(self) -> None:
         """Stop serving."""

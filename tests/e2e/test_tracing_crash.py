@@ -10,8 +10,6 @@ spans from the first process only (they are replayed, not run again).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,32 +36,14 @@ from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    found = OtlpReceiver()
-    try:
-        yield found
-    finally:
-        found.close()
-
-
-def _wait_for_spans(receiver: OtlpReceiver, names: list[str]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if all(name in {s.name for s in receiver.received()} for name in names):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"spans {names} not received; got {[s.name for s in receiver.received()]}")
-
-
 def test_a_resumed_workflow_continues_its_trace_and_completed_steps_have_no_new_spans(
-    tmp_path: Path, receiver: OtlpReceiver
+    tmp_path: Path, otlp_receiver: OtlpReceiver
 ) -> None:
     with FakeAnthropicServer(responder=responder([REVISE, PASS])) as server:
         ecl = Ecl(tmp_path, server.url)
         otel = {
             "ECL_OBSERVABILITY__TRACING": "true",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
             "OTEL_SERVICE_NAME": "ecl-crash-test",
             "OTEL_BSP_SCHEDULE_DELAY": "50",  # export each span batch at once
         }
@@ -72,11 +52,11 @@ def test_a_resumed_workflow_continues_its_trace_and_completed_steps_have_no_new_
         proc = ecl.start("run", "critique-revise", "--topic", "Rust", "--id", "tr-1", "--llm", "anthropic", **otel)
         try:
             hold.wait_arrived(START_TIMEOUT)
-            _wait_for_spans(receiver, ["submit tr-1", "step generate", "step revise"])
+            otlp_receiver.wait_for(["submit tr-1", "step generate", "step revise"], START_TIMEOUT)
         finally:
             kill(proc)
             hold.release()
-        first = receiver.received()
+        first = otlp_receiver.received()
 
         result = ecl.json("resume", "tr-1", **otel)
         assert result["state"] == "completed" and result["revisions"] == 1
@@ -84,7 +64,7 @@ def test_a_resumed_workflow_continues_its_trace_and_completed_steps_have_no_new_
 
     ((trace_context,),) = ecl.query("SELECT trace_context FROM workflows WHERE id = 'tr-1'")
     _version, trace_id, submit_id, _flags = trace_context.split("-")
-    spans = receiver.received()  # the resumed process flushed its spans as it exited
+    spans = otlp_receiver.received()  # the resumed process flushed its spans as it exited
     assert {s.trace_id for s in spans} == {trace_id}, [(s.name, s.trace_id) for s in spans]
     assert {s.service for s in spans} == {"ecl-crash-test"}
     (submit,) = [s for s in spans if s.name == "submit tr-1"]
@@ -112,7 +92,7 @@ def test_a_resumed_workflow_continues_its_trace_and_completed_steps_have_no_new_
     assert len(chats) >= 4
 
 
-def test_the_api_continues_the_callers_trace(tmp_path: Path, receiver: OtlpReceiver) -> None:
+def test_the_api_continues_the_callers_trace(tmp_path: Path, otlp_receiver: OtlpReceiver) -> None:
     """POST /workflows with a W3C traceparent: the workflow's submission is a child of the
     caller's span and its run a child of the submission, all in the caller's trace; without
     one, the workflow is not in that trace."""
@@ -130,7 +110,7 @@ def test_the_api_continues_the_callers_trace(tmp_path: Path, receiver: OtlpRecei
             ECL_LLM_PROVIDER="anthropic",
             ECL_OBSERVABILITY__TRACING="true",
             ECL_OBSERVABILITY__CAPTURE_CONTENT="true",
-            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            OTEL_EXPORTER_OTLP_ENDPOINT=otlp_receiver.url,
             OTEL_BSP_SCHEDULE_DELAY="50",
         )
         try:
@@ -144,14 +124,14 @@ def test_the_api_continues_the_callers_trace(tmp_path: Path, receiver: OtlpRecei
                 untraced = api.post("/workflows", json={**body, "input": {"topic": "other"}})
                 assert untraced.status_code == 201, untraced.text
                 workflow_id, other_id = created.json()["id"], untraced.json()["id"]
-                _wait_for_spans(receiver, [f"workflow {workflow_id}", f"workflow {other_id}"])
+                otlp_receiver.wait_for([f"workflow {workflow_id}", f"workflow {other_id}"], START_TIMEOUT)
                 # With content capture, the API returns each call's prompt and reply.
                 calls = api.get(f"/workflows/{workflow_id}/llm-calls").json()["items"]
                 assert [c["reply"] for c in calls] == ["draft 0", PASS]
                 assert all(c["prompt"].startswith("[system]\n") for c in calls)
         finally:
             stop(proc)
-    spans = receiver.received()
+    spans = otlp_receiver.received()
     (submit,) = [s for s in spans if s.name == f"submit {workflow_id}"]
     assert (submit.trace_id, submit.parent_span_id) == (caller_trace, caller_span)
     (run,) = [s for s in spans if s.name == f"workflow {workflow_id}"]

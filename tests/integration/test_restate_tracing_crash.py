@@ -11,8 +11,6 @@ a child of the submission, in the same trace, and the replayed step has no secon
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,24 +34,8 @@ from tests.otlp_receiver import OtlpReceiver
 pytestmark = pytest.mark.restate
 
 
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    found = OtlpReceiver()
-    try:
-        yield found
-    finally:
-        found.close()
-
-
-def _wait_for(receiver: OtlpReceiver, ready: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while not any(s.name == ready for s in receiver.received()):
-        assert time.monotonic() < deadline, f"span {ready!r} not received"
-        time.sleep(0.05)
-
-
 def test_an_endpoint_killed_mid_step_resumes_the_workflow_in_the_same_trace(
-    tmp_path: Path, receiver: OtlpReceiver
+    tmp_path: Path, otlp_receiver: OtlpReceiver
 ) -> None:
     server = RestateServer(data_dir=tmp_path / "restate-data")
     endpoint: subprocess.Popen[str] | None = None
@@ -66,7 +48,7 @@ def test_an_endpoint_killed_mid_step_resumes_the_workflow_in_the_same_trace(
             "ECL_RESTATE__ADMIN_URL": server.admin_url,
             "ECL_RESTATE__ENDPOINT_PORT": str(port),
             "ECL_OBSERVABILITY__TRACING": "true",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url,
             "OTEL_BSP_SCHEDULE_DELAY": "50",
         }
 
@@ -89,14 +71,14 @@ def test_an_endpoint_killed_mid_step_resumes_the_workflow_in_the_same_trace(
             )
             assert submitted.returncode == 0, submitted.stderr
             hold.wait_arrived(START_TIMEOUT)
-            _wait_for(receiver, "step generate")
+            otlp_receiver.wait_for(["step generate"], START_TIMEOUT)
             kill(endpoint)  # SIGKILL, the critique's LLM call in flight
             hold.release()
-            first = receiver.received()
+            first = otlp_receiver.received()
             endpoint = start_endpoint()
             done = ecl.json("run", "critique-revise", "--topic", "Rust", "--id", "rs-1", "--engine", "restate", **env)
             assert done["state"] == "completed"
-            _wait_for(receiver, "step final")
+            otlp_receiver.wait_for(["step final"], START_TIMEOUT)
         finally:
             if endpoint is not None:
                 stop(endpoint)
@@ -105,7 +87,7 @@ def test_an_endpoint_killed_mid_step_resumes_the_workflow_in_the_same_trace(
 
     ((trace_context,),) = ecl.query("SELECT trace_context FROM workflows WHERE id = 'rs-1'")
     _version, trace_id, submit_id, _flags = trace_context.split("-")
-    spans = receiver.received()
+    spans = otlp_receiver.received()
     (submit,) = [s for s in spans if s.name == "submit rs-1"]  # exported by `ecl run --detach`
     assert (submit.trace_id, submit.span_id) == (trace_id, submit_id)
     ours = [s for s in spans if s.trace_id == trace_id]
