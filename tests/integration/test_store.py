@@ -83,6 +83,21 @@ async def test_workflow_crud_and_state_machine(engine: AsyncEngine) -> None:
         await repo.update_state("missing", WorkflowState.RUNNING)
 
 
+async def test_a_recorded_signal_is_inserted_once(engine: AsyncEngine) -> None:
+    """The Restate endpoint's record of a signal: a retried write keeps the first row."""
+    repo = WorkflowRepository(engine)
+    await repo.create("wf-sig", "critique-revise", {})
+    first = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert await repo.add_signal("wf-sig", "approval", {"decision": "revise", "feedback": "f"}, first)
+    assert not await repo.add_signal("wf-sig", "approval", {"decision": "approve"}, datetime.now(UTC))
+    assert await repo.add_signal("wf-sig", "approval#2", {"decision": "approve"}, datetime(2026, 1, 1, 13, tzinfo=UTC))
+    signals = await repo.signals("wf-sig")
+    assert [(s.name, s.payload, s.resolved_at) for s in signals] == [
+        ("approval", {"decision": "revise", "feedback": "f"}, first),
+        ("approval#2", {"decision": "approve"}, datetime(2026, 1, 1, 13, tzinfo=UTC)),
+    ]
+
+
 async def test_steps_llm_calls_and_artifacts(engine: AsyncEngine) -> None:
     await WorkflowRepository(engine).create("wf-2", "d", {})
     steps = StepExecutionRepository(engine)

@@ -196,6 +196,52 @@ def test_human_approval_via_durable_promise(driver: Driver, fake: FakeAnthropicS
     assert json.loads(out)["state"] == "completed"
 
 
+def test_signals_are_in_the_trace_in_order_with_the_verdicts(driver: Driver, fake: FakeAnthropicServer) -> None:
+    """A human asks for a revision, then approves: both signals, with their payloads, are in
+    ``ecl logs`` (the trace read from the records) between the verdicts, on both engines."""
+    fake.responder = responder([PASS])
+    wid = unique("signals", driver)
+    args = ["run", "critique-revise", "--topic", "Rust", "--id", wid, "--require-approval", "--format", "json"]
+    args += ["--engine", driver.engine] + (["--llm", "anthropic"] if driver.engine == "embedded" else [])
+    proc = driver.start(*args)
+    try:
+        waiting = "SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'"
+        driver.ecl.wait_for(waiting, wid)
+        revise = driver.run("signal", wid, "revise", "--feedback", "shorter", "--engine", driver.engine)
+        assert revise.returncode == 0, revise.stderr
+        # The revision round is over once its critique is recorded; then it waits on ``approval#2``.
+        critiqued = "SELECT 1 FROM step_executions WHERE workflow_id = ? AND step_id = 'critique' AND iteration = 1"
+        driver.ecl.wait_for(critiqued + " AND state = 'completed'", wid)
+        driver.ecl.wait_for(waiting, wid)
+        approve = driver.run("signal", wid, "approve", "--engine", driver.engine)
+        assert approve.returncode == 0, approve.stderr
+        out, err = proc.communicate(timeout=START_TIMEOUT)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["state"] == "completed"
+    finally:
+        stop(proc)
+    picked = {
+        "verdict": lambda e: (e["step_id"], e["decision"], e["feedback"]),
+        "revision": lambda e: (e["round"], e["feedback"]),
+        "signal": lambda e: (e["name"], e["payload"]),
+        "state": lambda e: (e["state"],),
+    }
+    logged = driver.ecl.json("logs", wid)
+    decisions = [(e["kind"], *picked[e["kind"]](e)) for e in logged if e["kind"] in picked]
+    assert decisions == [
+        ("verdict", "critique", "pass", None),
+        ("signal", "approval", {"decision": "revise", "feedback": "shorter"}),
+        ("revision", 1, "shorter"),
+        ("verdict", "critique", "pass", None),
+        ("signal", "approval#2", {"decision": "approve", "feedback": None}),
+        ("state", "completed"),
+    ], logged
+    assert [e["time"] for e in logged] == sorted(e["time"] for e in logged)
+    # Recorded once each (a replayed signal handler inserts nothing again).
+    rows = driver.ecl.query("SELECT name FROM promises WHERE workflow_id = ? ORDER BY name", wid)
+    assert rows == [("approval",), ("approval#2",)]
+
+
 def test_cancel(driver: Driver, fake: FakeAnthropicServer) -> None:
     fake.responder = responder([PASS])
     wid = unique("cancel", driver)
@@ -381,6 +427,30 @@ def test_restate_server_restart_while_waiting_on_a_promise(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["state"] == "completed"
     assert fake.count() == calls  # nothing was recomputed
+
+
+def test_restate_signal_resolves_its_promise_when_its_record_cannot_be_written(
+    stack: RestateStack, fake: FakeAnthropicServer, base: Ecl
+) -> None:
+    """The ``promises`` row is an observation: while it cannot be written (its table is gone),
+    the ``signal`` handler gives it up after ``SIGNAL_RECORD_RETRY``'s attempts and the run goes on."""
+    fake.responder = responder([PASS])
+    wid = f"unrecorded-{time.monotonic_ns() % 10**9}"
+    submit = base.run(
+        "run", "critique-revise", "--topic", "Rust", "--id", wid, "--engine", "restate", "--require-approval",
+        "--detach", **stack.env(),
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stderr
+    base.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'waiting_for_revision'", wid)
+    base.query("ALTER TABLE promises RENAME TO promises_away")
+    try:
+        signalled = base.run("signal", wid, "approve", "--engine", "restate", **stack.env())
+        assert signalled.returncode == 0, signalled.stderr
+        base.wait_for("SELECT 1 FROM workflows WHERE id = ? AND state = 'completed'", wid)
+    finally:
+        base.query("ALTER TABLE promises_away RENAME TO promises")
+    assert base.query("SELECT name FROM promises WHERE workflow_id = ?", wid) == []
+    assert [e for e in base.json("logs", wid) if e["kind"] == "signal"] == []
 
 
 def test_restate_data_folder_is_the_tests_own(stack: RestateStack, base: Ecl) -> None:

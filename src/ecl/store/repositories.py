@@ -321,8 +321,18 @@ class WorkflowRepository(_Repository):
             rows = (await session.execute(query)).all()
         return {str(row[0]): servable(row[1]) for row in rows}
 
+    async def add_signal(self, workflow_id: str, name: str, payload: Any, resolved_at: datetime) -> bool:
+        """Record the resolved promise ``name`` unless a row for it exists (a retried write):
+        ``True`` when this call inserted it. The Restate endpoint's record of a signal (the
+        embedded engine writes its ``promises`` rows itself)."""
+        async with self.sessions.begin() as session:
+            if await session.get(m.Promise, (workflow_id, name)) is not None:
+                return False
+            session.add(m.Promise(workflow_id=workflow_id, name=name, payload=payload, resolved_at=resolved_at))
+        return True
+
     async def signals(self, workflow_id: str) -> builtins.list[SignalRecord]:
-        """The workflow's resolved promises (the embedded engine's signals), oldest first."""
+        """The workflow's resolved promises (its signals, on either engine), oldest first."""
         query = (
             select(m.Promise.name, m.Promise.payload, m.Promise.resolved_at)
             .where(and_(m.Promise.workflow_id == workflow_id, m.Promise.resolved_at.is_not(None)))

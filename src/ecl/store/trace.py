@@ -11,7 +11,8 @@ left (no second copy of the journal).
 - ``revision``: revision round N begins: the first step execution of iteration N (the
   reviser), with the feedback that asked for it (the last ``revise`` verdict or signal);
 - ``signal``: a resolved promise (an ``approve``/``revise`` answer, a budget top-up) with
-  its payload; the embedded engine's ``promises`` rows (Restate keeps its promises itself);
+  its payload: the ``promises`` rows (the embedded engine's own; on Restate, the rows the
+  ``signal`` handler records when it resolves a promise);
 - ``waiting``: the workflow waits now (``workflows.waiting``: approval, budget, breaker);
 - ``state`` / ``cancelled``: the terminal state, with the error of a failed run.
 

@@ -8,22 +8,28 @@
   :class:`~ecl.core.WorkflowResult` as JSON (a failed workflow is a *successful* invocation
   whose result has ``state: failed``; a cancelled one fails with 409 ``cancelled``);
 * ``signal`` (shared) resolves a durable promise: ``{"name": "approval", "payload": {...}}``
-  resolves the first unresolved round of ``approval``, ``approval#2``, ...;
+  resolves the first unresolved round of ``approval``, ``approval#2``, ..., and records it
+  as the embedded engine does, a ``promises`` row (the round's name, the payload, the
+  journaled time it was resolved), so the trace shows it;
 * ``status`` (shared) reports the durable state (``revision_count``, ``current_draft``).
 
 Database records are replay-safe: step and LLM-call rows are written inside the step's
 journaled run (so they are written again only when the step itself runs again, at least
 once); workflow-state changes are journaled runs of their own (``record:state:N``), and the
-final row with the whole result is ``record:final``. Journal names are compatibility data.
+final row with the whole result is ``record:final``; a signal's row is the ``signal``
+handler's ``record:signal`` (inserted unless present, retried for at most
+:data:`SIGNAL_RECORD_RETRY`). Journal names are compatibility data.
 """
 
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import restate
-from restate import TerminalError
+import structlog
+from restate import RunOptions, TerminalError
 from sqlalchemy.exc import IntegrityError
 
 from ecl.core.errors import ConflictError, EclError, WorkflowCancelled
@@ -42,6 +48,14 @@ __all__ = ["SERVICE_NAME", "JournaledRecorder", "Orchestrator", "build_service",
 
 SERVICE_NAME = "EclWorkflow"
 """The Restate workflow service's name (compatibility data: it is in Restate's journal)."""
+
+SIGNAL_RECORD_RETRY = RunOptions[None](
+    max_attempts=6, max_duration=timedelta(seconds=30), initial_retry_interval=timedelta(seconds=0.5)
+)
+"""How the ``signal`` handler retries writing the signal's ``promises`` row: 6 attempts over
+about 15 s (0.5 s, doubling), at most 30 s; then it gives the row up (a warning)."""
+
+_log = structlog.get_logger("ecl.restate")
 
 
 class Orchestrator(Protocol):
@@ -203,8 +217,30 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
                 break
             resolved.append(target)
         payload = request.get("payload")
-        await promise.resolve(payload if payload is not None else {})
+        value = payload if payload is not None else {}
+        # Taken before the promise resolves: in the trace, the signal precedes what it causes.
+        at = datetime.fromtimestamp(await ctx.time(), UTC)
+        await promise.resolve(value)
+        await _record_signal(ctx, target, value, at)
         return {"resolved": target}
+
+    async def _record_signal(ctx: restate.WorkflowSharedContext, name: str, payload: Any, at: datetime) -> None:
+        # The ``promises`` row the embedded engine writes when it resolves a promise, so the
+        # trace shows the signal on Restate too. The promise is resolved already: a records
+        # database that stays down costs the row (a warning), not the signal.
+        wid = ctx.key()
+
+        async def write() -> None:
+            if await recorder.workflows.find(wid) is None:
+                return  # started on Restate directly, its row not written yet: nothing to attach to
+            with contextlib.suppress(IntegrityError):  # inserted meanwhile by an earlier attempt
+                await recorder.workflows.add_signal(wid, name, payload, at)
+
+        try:
+            await ctx.run_typed("record:signal", write, SIGNAL_RECORD_RETRY)
+        except TerminalError as err:
+            reason = (err.message or "").splitlines()[:1]  # its first line, not the whole traceback
+            _log.warning("signal not recorded", workflow_id=wid, promise=name, error="".join(reason))
 
     @service.handler(name="status")
     async def status(ctx: restate.WorkflowSharedContext) -> dict[str, Any]:
