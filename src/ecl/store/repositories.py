@@ -216,7 +216,23 @@ class WorkflowRepository(_Repository):
         state: WorkflowState = WorkflowState.PENDING,
         trace_context: str | None = None,
     ) -> WorkflowRecord:
-        """Insert a workflow."""
+        """Insert a workflow; returns it as stored."""
+        await self.insert(
+            workflow_id, definition_id, input, input_hash=input_hash, state=state, trace_context=trace_context
+        )
+        return await self.get(workflow_id)
+
+    async def insert(
+        self,
+        workflow_id: str,
+        definition_id: str,
+        input: Any,
+        *,
+        input_hash: str = "",
+        state: WorkflowState = WorkflowState.PENDING,
+        trace_context: str | None = None,
+    ) -> None:
+        """Insert a workflow (:meth:`create` without reading it back)."""
         now = datetime.now(UTC)
         row = m.Workflow(
             id=workflow_id,
@@ -231,7 +247,6 @@ class WorkflowRepository(_Repository):
         )
         async with self.sessions.begin() as session:
             session.add(row)
-        return await self.get(workflow_id)
 
     async def find(self, workflow_id: str) -> WorkflowRecord | None:
         """The workflow, or ``None``."""

@@ -149,13 +149,14 @@ class RestateEngine:
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
         created = False
-        existing = await self.workflows.find(wid)
+        # A new id has no row yet: only a given one is looked up first.
+        existing = await self.workflows.find(wid) if workflow_id else None
         trace_context = None
         if existing is None:
             # The trace every run of the workflow continues: in its row and its Restate request.
             trace_context = submit_span(wid, definition_id)
             try:
-                await self.workflows.create(wid, definition_id, input, input_hash=digest, trace_context=trace_context)
+                await self.workflows.insert(wid, definition_id, input, input_hash=digest, trace_context=trace_context)
                 created = True
             except IntegrityError:  # a concurrent submission of the same id created it first
                 existing = await self.workflows.get(wid)

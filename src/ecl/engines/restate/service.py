@@ -74,7 +74,7 @@ async def ensure_workflow_row(recorder: SqlRecorder, workflow_id: str, definitio
         return
     digest = submission_hash(definition_id, input)
     with contextlib.suppress(IntegrityError, ConflictError):  # created meanwhile by the engine's submit
-        await recorder.workflows.create(workflow_id, definition_id, input, input_hash=digest)
+        await recorder.workflows.insert(workflow_id, definition_id, input, input_hash=digest)
 
 
 class JournaledRecorder:
