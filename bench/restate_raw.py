@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import statistics
@@ -37,6 +38,7 @@ from typing import Any
 
 import httpx
 import restate
+import structlog
 from hypercorn.asyncio import serve
 from restate.server import install_shutdown_hook
 
@@ -193,6 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds the ways alternate in")
     parser.add_argument("--serve-raw", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # figures only
     if args.serve_raw:
         serve_raw(args.serve_raw)
         return

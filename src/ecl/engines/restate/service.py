@@ -183,12 +183,12 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
         document = result.model_dump(mode="json")
 
         async def final() -> None:
-            if not cancelled:
+            if not cancelled:  # the usual case: one transaction
                 change = StateChange(
                     wid, result.state, output=document, error=result.error, revision_count=result.revisions
                 )
-                if await recorder.set_state(change):
-                    return  # its row was there (the usual case): one write
+                await recorder.final_state(change, definition_id=definition_id, input=data)
+                return
             await ensure_workflow_row(recorder, wid, definition_id, data)
             ended, stored = result, document
             if cancelled:  # keep the outputs, steps and tokens it had, as its records hold them
