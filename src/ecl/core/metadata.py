@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["StepMetadata", "TokenUsage"]
+__all__ = ["NO_TOKENS", "StepMetadata", "TokenUsage"]
 
 
 class TokenUsage(BaseModel):
@@ -35,6 +35,11 @@ class TokenUsage(BaseModel):
             cache_creation=self.cache_creation + other.cache_creation,
             cache_read=self.cache_read + other.cache_read,
         )
+
+
+NO_TOKENS = TokenUsage()
+"""No tokens: what a step attempt and a run start from (frozen, so one object serves all;
+thousands of concurrent runs each held their own)."""
 
 
 class StepMetadata(BaseModel):

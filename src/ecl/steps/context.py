@@ -15,7 +15,7 @@ from opentelemetry.trace import Span
 
 from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
-from ecl.core.metadata import TokenUsage
+from ecl.core.metadata import NO_TOKENS, TokenUsage
 from ecl.core.records import INTERRUPTED, PENDING, LlmCall
 from ecl.llm.budget import BudgetGuard
 from ecl.llm.prices import Price, PriceTable
@@ -29,9 +29,6 @@ from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import StepRecorder
 
 __all__ = ["RecordingLlm", "StepContext"]
-
-_NO_TOKENS = TokenUsage()
-"""Every attempt starts with it (frozen: one object for all of them)."""
 
 
 class RecordingLlm:
@@ -59,7 +56,7 @@ class RecordingLlm:
         self._budget = budget
         self._prompt_cache = prompt_cache
         self._fallback = list(fallback)
-        self.usage = _NO_TOKENS
+        self.usage = NO_TOKENS
         self.calls = 0
         self.models: list[str] = []
         """The model that answered each successful call, in order."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from ecl.core.durable import DurableContext, JsonValue
 from ecl.core.errors import StepError, UserError
-from ecl.core.metadata import StepMetadata, TokenUsage
+from ecl.core.metadata import NO_TOKENS, StepMetadata
 from ecl.core.policy import RetryPolicy
 from ecl.core.records import StateChange
 from ecl.core.state import WorkflowState
@@ -61,7 +61,7 @@ class WorkflowContext:
         """The latest output of every step, by step name (as in a graph run's result)."""
         self.steps: list[StepMetadata] = []
         """Metadata of every step run, in journal order of completion."""
-        self.tokens = TokenUsage()
+        self.tokens = NO_TOKENS
         """Tokens used by the steps so far."""
         self.revisions = 0
         """The revision count (see :meth:`record_revision`)."""

@@ -56,7 +56,7 @@ from typing import Any
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.durable import DurableContext
 from ecl.core.errors import DefinitionError, MaxRevisionsExceeded, StepError
-from ecl.core.metadata import StepMetadata, TokenUsage
+from ecl.core.metadata import NO_TOKENS, StepMetadata
 from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
 from ecl.core.rules import APPROVAL_PROMISE, promise_name
@@ -113,7 +113,7 @@ class _Run:
         self.input = data
         self.outputs: dict[str, Any] = {}
         self.steps: list[StepMetadata] = []
-        self.tokens = TokenUsage()
+        self.tokens = NO_TOKENS
         self.budget = budget
         self.state: dict[str, Any] = {}
         self.revisions = 0
