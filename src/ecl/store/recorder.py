@@ -12,12 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
-from ecl.core.rules import submission_hash
 from ecl.core.state import TERMINAL_STATES, WorkflowState
 from ecl.core.waiting import budget_wait, rate_limit_wait
 from ecl.store import models as m
@@ -99,42 +96,23 @@ class SqlRecorder:
         """Set the state (never overwriting an ended workflow). A budget refusal goes to
         ``waiting``, not ``error``: the workflow has not failed, and its final row must not
         keep it; a final state writes its error (``None`` on success) as the embedded engine does."""
-        async with self.workflows.sessions.begin() as session:
-            await session.execute(_state_update(change))
+        await self.set_state(change)
 
-    async def final_state(self, change: StateChange, *, definition_id: str, input: Any) -> None:
-        """:meth:`workflow_state` of a run's end, in one transaction with the creation of the
-        workflow's row when it is missing (a workflow started on Restate directly, not
-        through the engine): this is on the way out of every run on Restate."""
+    async def set_state(self, change: StateChange) -> bool:
+        """:meth:`workflow_state`; returns whether a row was changed (``False``: there is no
+        such workflow, or it has ended)."""
+        values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
+        values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
+        for key in ("output", "revision_count"):
+            value = getattr(change, key)
+            if value is not None:
+                values[key] = value
+        if change.state.is_terminal:
+            values["error"] = change.error
+            values["completed_at"] = values["updated_at"]
         w = m.Workflow
-        now = datetime.now(UTC)
-        row = {
-            "id": change.workflow_id,
-            "definition_id": definition_id,
-            "state": WorkflowState.PENDING.value,
-            "input": input,
-            "input_hash": submission_hash(definition_id, input),
-            "revision_count": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        dialect = self.workflows.db.dialect.name
-        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
         async with self.workflows.sessions.begin() as session:
-            await session.execute(insert(w).values(**row).on_conflict_do_nothing(index_elements=["id"]))
-            await session.execute(_state_update(change))
-
-
-def _state_update(change: StateChange) -> Any:
-    """The update of :meth:`SqlRecorder.workflow_state` (never of an ended workflow)."""
-    values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
-    values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
-    for key in ("output", "revision_count"):
-        value = getattr(change, key)
-        if value is not None:
-            values[key] = value
-    if change.state.is_terminal:
-        values["error"] = change.error
-        values["completed_at"] = values["updated_at"]
-    w = m.Workflow
-    return update(w).where(w.id == change.workflow_id, w.state.not_in(TERMINAL_STATES)).values(**values)
+            done = await session.execute(
+                update(w).where(w.id == change.workflow_id, w.state.not_in(TERMINAL_STATES)).values(**values)
+            )
+        return bool(getattr(done, "rowcount", 0))

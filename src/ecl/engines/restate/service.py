@@ -74,7 +74,7 @@ async def ensure_workflow_row(recorder: SqlRecorder, workflow_id: str, definitio
         return
     digest = submission_hash(definition_id, input)
     with contextlib.suppress(IntegrityError, ConflictError):  # created meanwhile by the engine's submit
-        await recorder.workflows.insert(workflow_id, definition_id, input, input_hash=digest)
+        await recorder.workflows.create(workflow_id, definition_id, input, input_hash=digest)
 
 
 class JournaledRecorder:
@@ -183,12 +183,12 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
         document = result.model_dump(mode="json")
 
         async def final() -> None:
-            if not cancelled:  # the usual case: one transaction
+            if not cancelled:
                 change = StateChange(
                     wid, result.state, output=document, error=result.error, revision_count=result.revisions
                 )
-                await recorder.final_state(change, definition_id=definition_id, input=data)
-                return
+                if await recorder.set_state(change):
+                    return  # its row was there (the usual case): one write
             await ensure_workflow_row(recorder, wid, definition_id, data)
             ended, stored = result, document
             if cancelled:  # keep the outputs, steps and tokens it had, as its records hold them
