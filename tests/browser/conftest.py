@@ -153,7 +153,10 @@ class Browsing:
         return path
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it is started, so every async test after it would fail ("Runner.run() cannot be
+# called from a running event loop"). It stops when the last browser test is done.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     manager = sync_playwright()
     driver = manager.start()
@@ -163,7 +166,7 @@ def playwright() -> Iterator[Playwright]:
         manager.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
         raise RuntimeError(f"{CHROMIUM} is missing: run `make setup` (scripts/install-chromium.sh installs it)")
@@ -174,13 +177,13 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fake_llm() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer(responder=scripted_reply) as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeAnthropicServer) -> Iterator[DashboardServer]:
     """``ecl server start`` on a free loopback port, with an API key and the fake model."""
     ecl = Ecl(tmp_path_factory.mktemp("dashboard"), fake_llm.url)
