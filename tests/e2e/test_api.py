@@ -165,12 +165,14 @@ def test_signal_approval(api: httpx.Client) -> None:
 
 
 def _decisions(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """What was decided, in order: verdicts, revision rounds, signals, the end state."""
+    """What was decided, in order: verdicts, revision rounds, signals, waits, state changes."""
     picked = {
         "verdict": lambda e: (e["step_id"], e["decision"], e["feedback"]),
         "revision": lambda e: (e["round"], e["feedback"]),
         "signal": lambda e: (e["name"], e["payload"]),
         "state": lambda e: (e["state"],),
+        "waiting": lambda e: (e["state"],),
+        "waited": lambda e: (e["state"],),
     }
     return [(e["kind"], *picked[e["kind"]](e)) for e in events if e["kind"] in picked]
 
@@ -196,11 +198,21 @@ def test_the_trace_of_decisions_in_logs_and_events(api: httpx.Client, fake: Fake
         ("state", "completed"),
     ]
     logged = ecl.json("logs", wid)
-    assert _decisions(logged) == expected
+    # The state changes and the wait for the human are in the logs too, in order.
+    assert _decisions(logged) == [
+        ("state", "running"),
+        *expected[:3],
+        ("waiting", "waiting_for_revision"),
+        expected[3],
+        ("waited", "waiting_for_revision"),
+        ("state", "running"),
+        expected[4],
+    ]
     times = [e["time"] for e in logged]
     assert times == sorted(times)
     kinds = [e["kind"] for e in logged]
-    assert kinds[0] == "step_started"
+    assert kinds[0] == "state"
+    assert [k for k in kinds if k != "state"][0] == "step_started"
     assert kinds.index("llm_call") < kinds.index("verdict") < kinds.index("revision")
     table = ecl.run("logs", wid).stdout
     assert "critique verdict revise: add an example" in table

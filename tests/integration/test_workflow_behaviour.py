@@ -225,17 +225,32 @@ def test_signals_are_in_the_trace_in_order_with_the_verdicts(driver: Driver, fak
         "revision": lambda e: (e["round"], e["feedback"]),
         "signal": lambda e: (e["name"], e["payload"]),
         "state": lambda e: (e["state"],),
+        "waiting": lambda e: (e.get("state") or e["waiting"],),
+        "waited": lambda e: (e.get("state") or e["waiting"],),
     }
     logged = driver.ecl.json("logs", wid)
     decisions = [(e["kind"], *picked[e["kind"]](e)) for e in logged if e["kind"] in picked]
+    # The state changes and waits are in order with them: each wait for the human begins
+    # after a verdict and is over (``waited``) when the signal resumed the run.
+    started = [("state", "pending")] if driver.engine == "restate" else []
     assert decisions == [
+        *started,
+        ("state", "running"),
         ("verdict", "critique", "pass", None),
+        ("waiting", "waiting_for_revision"),
         ("signal", "approval", {"decision": "revise", "feedback": "shorter"}),
+        ("waited", "waiting_for_revision"),
+        ("state", "running"),
         ("revision", 1, "shorter"),
         ("verdict", "critique", "pass", None),
+        ("waiting", "waiting_for_revision"),
         ("signal", "approval#2", {"decision": "approve", "feedback": None}),
+        ("waited", "waiting_for_revision"),
+        ("state", "running"),
         ("state", "completed"),
     ], logged
+    waited = [e for e in logged if e["kind"] == "waited"]
+    assert all(e["seconds"] >= 0 and e["text"].startswith("waited ") for e in waited), waited
     assert [e["time"] for e in logged] == sorted(e["time"] for e in logged)
     # Recorded once each (a replayed signal handler inserts nothing again).
     rows = driver.ecl.query("SELECT name FROM promises WHERE workflow_id = ? ORDER BY name", wid)

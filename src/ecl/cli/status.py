@@ -46,6 +46,7 @@ async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) ->
         state = await repos.workflows.kv(workflow_id)
         artifacts = await repos.artifacts.list_for(workflow_id)
         signals = await repos.workflows.signals(workflow_id)
+        changes = await repos.workflows.events(workflow_id)
     finally:
         await repos.close()
     return {
@@ -58,6 +59,7 @@ async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) ->
         "_records": (workflow, steps, totals),
         "_calls": calls,
         "_signals": signals,
+        "_changes": changes,
         "_step_costs": step_costs,
     }
 
@@ -332,7 +334,14 @@ def _say(fmt: str, workflow_id: str, text: str, doc: dict[str, Any]) -> None:
 def _events(snap: dict[str, Any], step: str | None, content: bool = False) -> list[dict[str, Any]]:
     workflow, steps, _ = snap["_records"]
     return trace(
-        workflow, steps, snap["_calls"], snap["_signals"], costs=snap["_step_costs"], step=step, content=content
+        workflow,
+        steps,
+        snap["_calls"],
+        snap["_signals"],
+        costs=snap["_step_costs"],
+        step=step,
+        content=content,
+        events=snap["_changes"],
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "UtcDateTime",
     "Worker",
     "Workflow",
+    "WorkflowEvent",
     "WorkflowKv",
 ]
 
@@ -243,6 +244,24 @@ class WorkflowKv(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=_now)
+
+
+class WorkflowEvent(Base):
+    """A state change or a wait (begun or ended) of a workflow, in the order they happened.
+
+    Written by database triggers (migration ``0005``) in the transaction of the ``workflows``
+    update that made the change, whichever engine or command made it: ``kind`` ``state``
+    (``data``: ``{"state": ...}``), ``wait`` (``data``: the new ``waiting``, see
+    :mod:`ecl.core.waiting`) or ``wait_end`` (``data``: the ``waiting`` that ended)."""
+
+    __tablename__ = "workflow_events"
+    __table_args__ = (Index("ix_workflow_events_workflow", "workflow_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), ForeignKey("workflows.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=_now)
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[Any | None] = mapped_column(JsonType, nullable=True)
 
 
 class Promise(Base):

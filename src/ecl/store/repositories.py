@@ -40,6 +40,7 @@ __all__ = [
     "SignalRecord",
     "StepExecutionRecord",
     "StepExecutionRepository",
+    "WorkflowEventRecord",
     "WorkflowRecord",
     "WorkflowRepository",
     "workflow_record",
@@ -91,6 +92,16 @@ class SignalRecord(BaseModel):
     name: str
     payload: Any = None
     resolved_at: datetime
+
+
+class WorkflowEventRecord(BaseModel):
+    """A row of ``workflow_events``: a state change (``state``) or a wait begun (``wait``)
+    or ended (``wait_end``)."""
+
+    id: int
+    at: datetime
+    kind: str
+    data: Any = None
 
 
 class LlmCallRecord(BaseModel):
@@ -345,6 +356,14 @@ class WorkflowRepository(_Repository):
                 return False
             session.add(m.Promise(workflow_id=workflow_id, name=name, payload=payload, resolved_at=resolved_at))
         return True
+
+    async def events(self, workflow_id: str) -> builtins.list[WorkflowEventRecord]:
+        """The workflow's state changes and waits (``workflow_events``), in the order they happened."""
+        e = m.WorkflowEvent
+        query = select(e.id, e.at, e.kind, e.data).where(e.workflow_id == workflow_id).order_by(e.id)
+        async with self.sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [WorkflowEventRecord(id=r[0], at=r[1], kind=r[2], data=servable(r[3])) for r in rows]
 
     async def signals(self, workflow_id: str) -> builtins.list[SignalRecord]:
         """The workflow's resolved promises (its signals, on either engine), oldest first."""

@@ -1,7 +1,7 @@
 """The trace of a run: what ran and what was decided, in order, read from the existing records.
 
-Nothing here is stored: the events are derived at read time from the rows the run already
-left (no second copy of the journal).
+Nothing here is stored but the run's state changes and waits: the other events are derived
+at read time from the rows the run already left (no second copy of the journal).
 
 - ``step_started`` / ``step_completed``: each step attempt (``step_executions``);
 - ``llm_call``: each provider call's metadata (``llm_calls``); with ``content``, also its
@@ -13,7 +13,13 @@ left (no second copy of the journal).
 - ``signal``: a resolved promise (an ``approve``/``revise`` answer, a budget top-up) with
   its payload: the ``promises`` rows (the embedded engine's own; on Restate, the rows the
   ``signal`` handler records when it resolves a promise);
-- ``waiting``: the workflow waits now (``workflows.waiting``: approval, budget, breaker);
+- ``state``: a state change (``running`` at a start or a resume, ...): the ``workflow_events``
+  rows that triggers on ``workflows`` write in the transaction of each change, on either
+  engine and from every path (a cancellation too);
+- ``waiting``: a wait begins: a ``waiting_for_*`` state (approval, revision, budget), or a
+  rate-limit, breaker or slot wait of a running workflow (``workflow_events`` ``wait``, with
+  its ``waiting``); for a run recorded before those events existed, only its current wait;
+- ``waited``: a wait that is over, what it waited for and how long (``seconds``);
 - ``state`` / ``cancelled``: the terminal state, with the error of a failed run.
 
 Each event: ``id`` (stable, so a follower prints each once), ``time``, ``kind``, ``text`` (one
@@ -30,14 +36,22 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from ecl.core.state import WorkflowState
-from ecl.store.repositories import LlmCallRecord, SignalRecord, StepExecutionRecord, WorkflowRecord
+from ecl.core.waiting import describe_wait
+from ecl.store.repositories import (
+    LlmCallRecord,
+    SignalRecord,
+    StepExecutionRecord,
+    WorkflowEventRecord,
+    WorkflowRecord,
+)
 
 __all__ = ["DECISION_KINDS", "trace"]
 
-DECISION_KINDS = frozenset({"verdict", "revision", "signal", "waiting"})
-"""The kinds that say what was decided (the rest are attempts, calls and the end state)."""
+DECISION_KINDS = frozenset({"verdict", "revision", "signal", "waiting", "waited"})
+"""The kinds that say what was decided or waited for (the rest are attempts, calls and state changes)."""
 
 _TIME = TypeAdapter(datetime)
+_ENDED = frozenset(s.value for s in WorkflowState if s.is_terminal)
 _VERDICTS = ("pass", "revise")
 
 
@@ -47,6 +61,7 @@ def trace(
     calls: Sequence[LlmCallRecord] = (),
     signals: Sequence[SignalRecord] = (),
     *,
+    events: Sequence[WorkflowEventRecord] = (),
     costs: Mapping[str, Decimal] | None = None,
     step: str | None = None,
     content: bool = False,
@@ -116,8 +131,9 @@ def trace(
             (sig.resolved_at, {"id": f"signal:{sig.name}", "kind": "signal", "name": sig.name,
                                "payload": sig.payload, "decision": decision, "feedback": feedback, "text": text})
         )  # fmt: skip
+    found.extend(_changes(events, workflow))
     state = workflow.state
-    if state.value.startswith("waiting_for_"):
+    if state.value.startswith("waiting_for_") and not events:
         found.append(
             (workflow.updated_at, {"id": f"waiting:{_iso(workflow.updated_at)}", "kind": "waiting",
                                    "state": state.value, "waiting": workflow.waiting, "text": state.value})
@@ -133,7 +149,7 @@ def trace(
                   "error": workflow.error, "text": text})
         )  # fmt: skip
     found.sort(key=lambda pair: pair[0])  # stable: ties keep the order of a run
-    events: list[dict[str, Any]] = []
+    shown: list[dict[str, Any]] = []
     asked: str | None = None
     for at, event in found:
         if event["kind"] in ("verdict", "signal") and event.get("decision") == "revise":
@@ -144,8 +160,62 @@ def trace(
                 event["text"] += f": {asked}"
         if step is not None and event.get("step_id") != step:
             continue
-        events.append({"time": _iso(at), **event})
-    return events
+        shown.append({"time": _iso(at), **event})
+    return shown
+
+
+def _changes(events: Sequence[WorkflowEventRecord], workflow: WorkflowRecord) -> list[tuple[datetime, dict[str, Any]]]:
+    """The ``state``, ``waiting`` and ``waited`` events of the recorded state changes and waits
+    (a terminal state is left to the end-state event, which carries the error)."""
+    found: list[tuple[datetime, dict[str, Any]]] = []
+    waiting_since: tuple[str, datetime] | None = None  # a waiting_for_* state and when it began
+    wait_began: datetime | None = None
+    for ev in events:
+        data = ev.data if isinstance(ev.data, dict) else {}
+        key = f"event:{ev.id}"
+        if ev.kind == "state":
+            value = str(data.get("state"))
+            ended = value in _ENDED
+            if waiting_since is not None:
+                what, began = waiting_since
+                # A run that ended while it waited: the wait is over when its end-state event says so.
+                at = (workflow.completed_at or ev.at) if ended else ev.at
+                seconds = round((at - began).total_seconds(), 3)
+                found.append(
+                    (at, {"id": f"{key}:waited", "kind": "waited", "state": what, "seconds": seconds,
+                             "text": f"waited {seconds:.1f} s ({what})"})
+                )  # fmt: skip
+                waiting_since = None
+            if value.startswith("waiting_for_"):
+                waiting_since = (value, ev.at)
+                now = workflow.waiting if value == workflow.state.value else None
+                found.append((ev.at, {"id": key, "kind": "waiting", "state": value, "waiting": now, "text": value}))
+            elif not ended:
+                found.append((ev.at, {"id": key, "kind": "state", "state": value, "text": value}))
+        elif data.get("reason") == "budget":
+            continue  # the waiting_for_budget state says it
+        elif ev.kind == "wait":
+            wait_began = ev.at
+            found.append(
+                (ev.at, {"id": key, "kind": "waiting", "waiting": data,
+                         "text": f"waiting for {describe_wait(data)}"})
+            )  # fmt: skip
+        elif ev.kind == "wait_end":
+            began = wait_began or _since(data) or ev.at
+            seconds = round((ev.at - began).total_seconds(), 3)
+            wait_began = None
+            found.append(
+                (ev.at, {"id": key, "kind": "waited", "waiting": data, "seconds": seconds,
+                         "text": f"waited {seconds:.1f} s for {describe_wait(data)}"})
+            )  # fmt: skip
+    return found
+
+
+def _since(waiting: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(waiting.get("since")))
+    except ValueError:
+        return None
 
 
 def _iso(at: datetime) -> str:

@@ -193,22 +193,23 @@ async def events(
         told: set[str] = set()
         last_state = ""
 
-        async def read() -> tuple[Any, list[Any], list[Any]]:
+        async def read() -> tuple[Any, list[Any], list[Any], list[Any]]:
             workflow = await svc.workflows.get(workflow_id)
-            return workflow, await svc.steps.list_for(workflow_id), await svc.workflows.signals(workflow_id)
+            steps = await svc.steps.list_for(workflow_id)
+            return workflow, steps, await svc.workflows.signals(workflow_id), await svc.workflows.events(workflow_id)
 
         while True:
             try:
                 # The headers are sent: a database outage cannot be a 503 any more, so the
                 # stream waits for the database (as the workflow does) instead of breaking.
-                workflow, steps, signals = await ride_out(read)
+                workflow, steps, signals, changes = await ride_out(read)
             except NotFoundError:
                 return
             for step in steps:
                 if seen.get(step.id) != step.state:
                     seen[step.id] = step.state
                     yield _sse("step", step.model_dump(mode="json", exclude={"input"}))
-            for event in trace(workflow, steps, signals=signals):
+            for event in trace(workflow, steps, signals=signals, events=changes):
                 if event["kind"] in DECISION_KINDS and event["id"] not in told:
                     told.add(event["id"])
                     yield _sse(event["kind"], event)

@@ -57,8 +57,9 @@ async def _view(svc: Services, workflow_id: str) -> dict[str, Any]:
     totals = await svc.llm_calls.totals(workflow_id)
     step_costs = await svc.llm_calls.step_costs(workflow_id)
     signals = await svc.workflows.signals(workflow_id)
+    changes = await svc.workflows.events(workflow_id)
     artifacts = await svc.store.list(workflow_id)
-    events = trace(run, steps, calls, signals, costs=step_costs)
+    events = trace(run, steps, calls, signals, costs=step_costs, events=changes)
     timeline = layout(steps, now=run.completed_at)
     attempt_of = {s.id: s for s in steps}
     shown: list[_Shown] = []
