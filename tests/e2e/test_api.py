@@ -212,7 +212,7 @@ def test_the_trace_of_decisions_in_logs_and_events(api: httpx.Client, fake: Fake
     assert times == sorted(times)
     kinds = [e["kind"] for e in logged]
     assert kinds[0] == "state"
-    assert [k for k in kinds if k != "state"][0] == "step_started"
+    assert next(k for k in kinds if k != "state") == "step_started"
     assert kinds.index("llm_call") < kinds.index("verdict") < kinds.index("revision")
     table = ecl.run("logs", wid).stdout
     assert "critique verdict revise: add an example" in table

@@ -162,6 +162,14 @@ def test_a_wait_for_the_rate_limit_shows_in_status_while_it_lasts(
     assert done["state"] == "completed", done
     assert done["waiting"] is None
     assert _status(ecl, wid)["waiting"] is None
+    # The wait that is over stays in the trace: when it began, what for, and how long it lasted.
+    logged = ecl.json("logs", wid)
+    waits = [e for e in logged if e["kind"] in ("waiting", "waited")]
+    assert [(e["kind"], e["waiting"]) for e in waits] == [("waiting", wait), ("waited", wait)], waits
+    assert 0 < waits[1]["seconds"] < START_TIMEOUT
+    assert waits[1]["text"].startswith(f"waited {waits[1]['seconds']:.1f} s for rate limit of anthropic/{MODEL}")
+    kinds = [e["kind"] for e in logged]
+    assert kinds.index("waited") < kinds.index("verdict")
 
 
 def test_a_wait_for_a_slot_shows_in_status_while_it_lasts(

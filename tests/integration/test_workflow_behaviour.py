@@ -268,6 +268,11 @@ def test_cancel(driver: Driver, fake: FakeAnthropicServer) -> None:
     cancelled = driver.run("cancel", wid, "--engine", driver.engine)
     assert cancelled.returncode == 0, cancelled.stderr
     assert driver.ecl.run("status", wid).returncode == 11
+    # The cancellation is a recorded state change, and the trace ends with it.
+    changes = driver.ecl.query("SELECT data FROM workflow_events WHERE workflow_id = ? AND kind = 'state'", wid)
+    last = changes[-1][0]
+    assert (json.loads(last) if isinstance(last, str) else last) == {"state": "cancelled"}, changes
+    assert driver.ecl.json("logs", wid)[-1]["kind"] == "cancelled"
 
 
 def test_status_of_an_unknown_workflow(driver: Driver) -> None:
