@@ -209,7 +209,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """The recorded trace of a workflow, in order: step attempts, LLM calls, critique
-        verdicts, revision rounds, signals (approve/revise, budget), waits and the end state.
+        verdicts, revision rounds, signals (approve/revise, budget), state changes, waits (begun,
+        and over with how long they lasted) and the end state.
 
         ``--format json`` prints one JSON list; with ``--follow`` one JSON object per line.
         ``--content`` adds each LLM call's ``prompt`` and ``reply`` when they were stored.

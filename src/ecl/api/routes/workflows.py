@@ -185,7 +185,8 @@ async def events(
     """Server-sent events as the run progresses: ``step`` (an attempt changed state), the
     decisions in order — ``verdict`` (a critique's pass/revise and feedback), ``revision`` (a
     revision round begins), ``signal`` (an approve/revise answer or budget top-up, with its
-    payload), ``waiting`` (what it waits for) — and ``state``; then ``end``."""
+    payload), ``waiting`` (a wait begins: what it waits for), ``waited`` (a wait is over: how
+    long it lasted) — and ``state``; then ``end``."""
     await svc.workflows.get(workflow_id)
 
     async def stream() -> AsyncIterator[bytes]:
