@@ -163,7 +163,11 @@ def test_logs(ecl: Ecl, finished: str) -> None:
     assert "generate" not in only
     assert "critique" in only
     events = ecl.json("logs", finished)
-    assert events[0]["text"] == "generate attempt 1 started"
+    # The run's first state change, then its first step (state changes are events of the run).
+    assert [(e["kind"], e["text"]) for e in events[:2]] == [
+        ("state", "running"),
+        ("step_started", "generate attempt 1 started"),
+    ]
     follow = ecl.run("logs", finished, "--follow", "--format", "quiet")
     assert follow.returncode == 0
 
