@@ -29,7 +29,7 @@ from ecl.core.rules import APPROVAL_PROMISE
 from ecl.core.state import WorkflowState, parse_state
 from ecl.core.waiting import describe_wait
 from ecl.llm.budget import parse_top_up
-from ecl.store.trace import trace
+from ecl.store.trace import RunRecords, read_run
 from ecl.workflows import BUDGET_PROMISE
 
 __all__ = ["register"]
@@ -38,29 +38,22 @@ __all__ = ["register"]
 async def _snapshot(settings: Any, workflow_id: str, step: str | None = None) -> dict[str, Any]:
     repos = repositories(settings)
     try:
-        workflow = await repos.workflows.get(workflow_id)
-        steps = await repos.steps.list_for(workflow_id, step_id=step)
-        calls = await repos.llm_calls.list_for(workflow_id)
-        totals = await repos.llm_calls.totals(workflow_id)
-        step_costs = await repos.llm_calls.step_costs(workflow_id)
+        run = await read_run(repos.workflows, repos.steps, repos.llm_calls, workflow_id, step_id=step)
         state = await repos.workflows.kv(workflow_id)
         artifacts = await repos.artifacts.list_for(workflow_id)
-        signals = await repos.workflows.signals(workflow_id)
-        changes = await repos.workflows.events(workflow_id)
     finally:
         await repos.close()
     return {
-        "workflow": workflow.model_dump(mode="json"),
+        "workflow": run.workflow.model_dump(mode="json"),
         "state": state,
-        "steps": [{**s.model_dump(mode="json"), "cost_usd": str(step_costs.get(s.id, Decimal(0)))} for s in steps],
-        "llm_calls": [c.model_dump(mode="json") for c in calls],
-        "llm_totals": totals.model_dump(mode="json"),
+        "steps": [
+            {**s.model_dump(mode="json"), "cost_usd": str(run.step_costs.get(s.id, Decimal(0)))} for s in run.steps
+        ],
+        "llm_calls": [c.model_dump(mode="json") for c in run.calls],
+        "llm_totals": run.totals.model_dump(mode="json"),
         "artifacts": [a.model_dump(mode="json") for a in artifacts],
-        "_records": (workflow, steps, totals),
-        "_calls": calls,
-        "_signals": signals,
-        "_changes": changes,
-        "_step_costs": step_costs,
+        "_records": (run.workflow, run.steps, run.totals),
+        "_run": run,
     }
 
 
@@ -333,17 +326,8 @@ def _say(fmt: str, workflow_id: str, text: str, doc: dict[str, Any]) -> None:
 
 
 def _events(snap: dict[str, Any], step: str | None, content: bool = False) -> list[dict[str, Any]]:
-    workflow, steps, _ = snap["_records"]
-    return trace(
-        workflow,
-        steps,
-        snap["_calls"],
-        snap["_signals"],
-        costs=snap["_step_costs"],
-        step=step,
-        content=content,
-        events=snap["_changes"],
-    )
+    run: RunRecords = snap["_run"]
+    return run.trace(step=step, content=content)
 
 
 def _indented(label: str, text: str) -> str:

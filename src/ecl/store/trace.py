@@ -29,6 +29,7 @@ line for people), ``step_id`` when it belongs to a step, and the kind's own fiel
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -39,13 +40,17 @@ from ecl.core.state import WorkflowState
 from ecl.core.waiting import describe_wait
 from ecl.store.repositories import (
     LlmCallRecord,
+    LlmCallRepository,
+    LlmTotals,
     SignalRecord,
     StepExecutionRecord,
+    StepExecutionRepository,
     WorkflowEventRecord,
     WorkflowRecord,
+    WorkflowRepository,
 )
 
-__all__ = ["DECISION_KINDS", "trace"]
+__all__ = ["DECISION_KINDS", "RunRecords", "read_run", "trace"]
 
 DECISION_KINDS = frozenset({"verdict", "revision", "signal", "waiting", "waited"})
 """The kinds that say what was decided or waited for (the rest are attempts, calls and state changes)."""
@@ -53,6 +58,53 @@ DECISION_KINDS = frozenset({"verdict", "revision", "signal", "waiting", "waited"
 _TIME = TypeAdapter(datetime)
 _ENDED = frozenset(s.value for s in WorkflowState if s.is_terminal)
 _VERDICTS = ("pass", "revise")
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """What is recorded of one run: what ``ecl status``/``ecl logs`` and the run page show."""
+
+    workflow: WorkflowRecord
+    steps: list[StepExecutionRecord]
+    calls: list[LlmCallRecord]
+    totals: LlmTotals
+    step_costs: dict[str, Decimal]
+    signals: list[SignalRecord]
+    changes: list[WorkflowEventRecord]
+
+    def trace(self, *, step: str | None = None, content: bool = False) -> list[dict[str, Any]]:
+        """The run's trace (:func:`trace`) from these records."""
+        return trace(
+            self.workflow,
+            self.steps,
+            self.calls,
+            self.signals,
+            events=self.changes,
+            costs=self.step_costs,
+            step=step,
+            content=content,
+        )
+
+
+async def read_run(
+    workflows: WorkflowRepository,
+    steps: StepExecutionRepository,
+    llm_calls: LlmCallRepository,
+    workflow_id: str,
+    *,
+    step_id: str | None = None,
+) -> RunRecords:
+    """Read one run's records (a ``NotFoundError`` for an unknown id); ``step_id``: only that
+    step's attempts."""
+    return RunRecords(
+        workflow=await workflows.get(workflow_id),
+        steps=await steps.list_for(workflow_id, step_id=step_id),
+        calls=await llm_calls.list_for(workflow_id),
+        totals=await llm_calls.totals(workflow_id),
+        step_costs=await llm_calls.step_costs(workflow_id),
+        signals=await workflows.signals(workflow_id),
+        changes=await workflows.events(workflow_id),
+    )
 
 
 def trace(

@@ -30,7 +30,7 @@ from ecl.api.ui.timeline import layout, svg
 from ecl.artifacts.store import Artifact
 from ecl.core.errors import NotFoundError
 from ecl.core.waiting import describe_wait
-from ecl.store.trace import DECISION_KINDS, trace
+from ecl.store.trace import DECISION_KINDS, read_run
 
 __all__ = ["MAX_PREVIEWS", "router"]
 
@@ -51,15 +51,16 @@ class _Shown:
 
 async def _view(svc: Services, workflow_id: str) -> dict[str, Any]:
     """Everything the page shows of one run (a :class:`NotFoundError` for an unknown id)."""
-    run = await svc.workflows.get(workflow_id)
-    steps = await svc.steps.list_for(workflow_id)
-    calls = await svc.llm_calls.list_for(workflow_id)
-    totals = await svc.llm_calls.totals(workflow_id)
-    step_costs = await svc.llm_calls.step_costs(workflow_id)
-    signals = await svc.workflows.signals(workflow_id)
-    changes = await svc.workflows.events(workflow_id)
+    records = await read_run(svc.workflows, svc.steps, svc.llm_calls, workflow_id)
+    run, steps, calls, totals, step_costs = (
+        records.workflow,
+        records.steps,
+        records.calls,
+        records.totals,
+        records.step_costs,
+    )
     artifacts = await svc.store.list(workflow_id)
-    events = trace(run, steps, calls, signals, costs=step_costs, events=changes)
+    events = records.trace()
     timeline = layout(steps, now=run.completed_at)
     attempt_of = {s.id: s for s in steps}
     shown: list[_Shown] = []
