@@ -28,13 +28,8 @@ fmt: setup
 dev: setup        ## local Restate server + ECL endpoint (Ctrl-C stops both)
 	$(UV) run ecl dev
 
-bench: setup      ## benchmarks (print figures; never part of `make check`)
-	$(UV) run python bench/run.py --engine both --concurrent 1000 10000
-	$(UV) run python bench/restate_raw.py --workflows 100
-	$(UV) run python bench/prompt_cache.py
-	$(UV) run python bench/tracing.py
-	$(UV) run python bench/dashboard.py
-	$(UV) run python bench/api.py
+bench: setup      ## every benchmark, one table of figures beside their baselines, written into README.md
+	$(UV) run python bench/summary.py --readme README.md
 
 docs-screenshots: setup  ## run the browser tests, then copy the main pages' screenshots into docs/dashboard/
 	$(UV) run pytest tests/browser -q -p no:cacheprovider
