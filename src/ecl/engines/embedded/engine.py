@@ -587,12 +587,14 @@ class EmbeddedEngine:
         self._limits[definition_id] = limit
         return found
 
-    async def _turn(self, workflow_id: str, definition_id: str) -> asyncio.Semaphore | None:
-        """Wait for a slot of the definition (``max_concurrent_workflows``), saying so."""
+    async def _turn(self, workflow_id: str, definition_id: str) -> tuple[asyncio.Semaphore | None, bool]:
+        """Wait for a slot of the definition (``max_concurrent_workflows``), saying so;
+        returns the slots taken (``None``: no limit) and whether it had to wait."""
         slots = self._concurrency(definition_id)
         if slots is None:
-            return None
-        if slots.locked():
+            return None, False
+        waited = slots.locked()
+        if waited:
             _log.info("workflow waits for a slot", workflow_id=workflow_id, definition_id=definition_id)
             # Its status says why it does not go on (cleared by its first state change).
             waiting = slot_wait(definition_id, self._limits.get(definition_id, 0))
@@ -601,7 +603,7 @@ class EmbeddedEngine:
             if self._listener is not None:
                 self._listener({"event": "workflow_queued", "workflow_id": workflow_id, "definition_id": definition_id})
         await slots.acquire()
-        return slots
+        return slots, waited
 
     async def _drive_owned(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
         sql, me = self._sql, self._me.id
@@ -628,20 +630,29 @@ class EmbeddedEngine:
             definition_id, data, trace_context = row.definition_id, dict(row.input or {}), row.trace_context
         # A resumed run continues the workflow's trace: a child of its recorded submission.
         with workflow_span(workflow_id, trace_context, resumed=bool(entries)):
-            return await self._run_loaded(workflow_id, definition_id, data, entries)
+            return await self._run_loaded(workflow_id, definition_id, data, entries, fresh=fresh is not None)
 
     async def _run_loaded(
-        self, workflow_id: str, definition_id: str, data: dict[str, Any], entries: list[JournalEntry]
+        self,
+        workflow_id: str,
+        definition_id: str,
+        data: dict[str, Any],
+        entries: list[JournalEntry],
+        *,
+        fresh: bool = False,
     ) -> WorkflowResult:
         t, me = self._t, self._me.id
         sql, journal = self._sql, t["journal_entries"]
-        slots = await self._turn(workflow_id, definition_id)
+        slots, waited = await self._turn(workflow_id, definition_id)
         if slots is not None:  # held until this workflow's task ends, however it ends
             task = asyncio.current_task()
             assert task is not None
             task.add_done_callback(lambda _task: slots.release())
         started = time.perf_counter()
-        recorder = WriterRecorder(self.writer, t, sql, owner=me, listener=self._listener)
+        # A run just admitted here starts from the row this process inserted (running, not
+        # waiting) unless it waited for a slot: its recorder need not write that state again.
+        stored = WorkflowState.RUNNING if fresh and not waited else None
+        recorder = WriterRecorder(self.writer, t, sql, owner=me, listener=self._listener, stored_state=stored)
         ctx = EmbeddedDurableContext(
             workflow_id=workflow_id,
             owner=me,

@@ -40,8 +40,12 @@ class WriterRecorder:
         *,
         owner: str,
         listener: Listener | None = None,
+        stored_state: WorkflowState | None = None,
     ) -> None:
         self._writer = writer
+        self._stored = stored_state
+        """The workflow's state as its row holds it (written by this run, ``waiting`` empty);
+        ``None``: not known. A change to that same state is then not written again."""
         self._steps = tables["step_executions"]
         self._calls = tables["llm_calls"]
         self._owner = owner
@@ -72,6 +76,7 @@ class WriterRecorder:
         self._set_waiting(workflow_id, None)
 
     def _set_waiting(self, workflow_id: str, waiting: dict[str, Any] | None) -> None:
+        self._stored = None  # the row waits now: the next state change writes (and clears it)
         params = {"b_id": workflow_id, "b_owner": self._owner, "b_waiting": waiting}
         self._writer.post(FencedUpdate(self._sql.set_waiting, params, workflow_id, self._owner))
 
@@ -171,19 +176,23 @@ class WriterRecorder:
             # The engine writes the terminal row itself, with the full result.
             self._emit("workflow_state", workflow_id=wid, state=state.value)
             return
-        params: dict[str, Any] = {
-            "b_id": wid,
-            "b_owner": self._owner,
-            "b_state": state.value,
-            "b_waiting": budget_wait(change.error) if state is WorkflowState.WAITING_FOR_BUDGET else None,
-            "b_now": datetime.now(UTC),
-        }
-        if change.revision_count is None:
-            stmt = self._sql.set_state
-        else:
-            stmt = self._sql.set_state_and_revisions
-            params["b_revisions"] = change.revision_count
-        self._writer.post(FencedUpdate(stmt, params, wid, self._owner))
+        waiting = budget_wait(change.error) if state is WorkflowState.WAITING_FOR_BUDGET else None
+        # Not written when the row says so already (a run's first "running", just after its insert).
+        if state is not self._stored or waiting is not None or change.revision_count is not None:
+            self._stored = state if waiting is None else None
+            params: dict[str, Any] = {
+                "b_id": wid,
+                "b_owner": self._owner,
+                "b_state": state.value,
+                "b_waiting": waiting,
+                "b_now": datetime.now(UTC),
+            }
+            if change.revision_count is None:
+                stmt = self._sql.set_state
+            else:
+                stmt = self._sql.set_state_and_revisions
+                params["b_revisions"] = change.revision_count
+            self._writer.post(FencedUpdate(stmt, params, wid, self._owner))
         self._emit(
             "workflow_state",
             workflow_id=wid,
