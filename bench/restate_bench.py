@@ -41,6 +41,7 @@ from ecl.engines.restate import (
     free_port,
     register_deployment,
 )
+from ecl.engines.restate.endpoint import endpoint_recorder
 from ecl.store.database import create_engine, upgrade
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -76,12 +77,12 @@ def serve(port: int, url: str, synchronous: str) -> None:
     recorders: list[SqlRecorder] = []
 
     def app() -> Any:
-        recorders.append(SqlRecorder(create_engine(url, sqlite_synchronous=synchronous)))
+        recorders.append(endpoint_recorder(url, sqlite_synchronous=synchronous))
         return endpoint_app(BenchOrchestrator(), recorders[-1])
 
     async def cleanup() -> None:
         for recorder in recorders:
-            await recorder.workflows.db.dispose()
+            await recorder.close()
 
     endpoint = EndpointThread(app, port=port, cleanup=cleanup).start()
     stop.wait()

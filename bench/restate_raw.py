@@ -15,7 +15,9 @@ other; the three ways alternate in rounds so the machine's drift hits them alike
 * ``ecl_engine``: :class:`~ecl.engines.restate.RestateEngine` ``submit`` + ``result``, as
   ``ecl run --engine restate`` does (the workflow row written first, then send + attach).
 
-Prints ms per workflow and per step and the ratios to the raw SDK; asserts nothing.
+Prints ms per workflow and per step and the ratios to the raw SDK, and the CPU time each way
+cost per workflow in the endpoint that served it, in the Restate server and in this (the
+client's) process: steadier than wall time when other jobs share the machine. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _timed(call: Callable[[], Awaitable[None]], count: int) -> list[float]:
     samples: list[float] = []
     for _ in range(count):
@@ -102,8 +110,28 @@ async def _timed(call: Callable[[], Awaitable[None]], count: int) -> list[float]
     return samples
 
 
-async def measure(server: RestateServer, url: str, steps: int, workflows: int, rounds: int) -> dict[str, Any]:
-    """``workflows`` sequential workflows of ``steps`` steps each way, in ``rounds`` rounds."""
+class _Cpu:
+    """CPU seconds spent by the endpoint serving a way, the Restate server and this process."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids  # "endpoint" (the way's), "server"
+        self.spent: dict[str, float] = {"endpoint": 0.0, "server": 0.0, "client": 0.0}
+
+    async def measure(self, call: Callable[[], Awaitable[list[float]]]) -> list[float]:
+        before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        client = time.process_time()
+        samples = await call()
+        for name, pid in self.pids.items():
+            self.spent[name] += cpu_seconds(pid) - before[name]
+        self.spent["client"] += time.process_time() - client
+        return samples
+
+
+async def measure(
+    server: RestateServer, url: str, steps: int, workflows: int, rounds: int, pids: dict[str, int]
+) -> dict[str, Any]:
+    """``workflows`` sequential workflows of ``steps`` steps each way, in ``rounds`` rounds
+    (``pids``: the ECL and raw endpoints' and the server's process ids)."""
     db = create_engine(url, pool_size=5)
     engine = RestateEngine(server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05)
     body = {"steps": steps}
@@ -131,25 +159,34 @@ async def measure(server: RestateServer, url: str, steps: int, workflows: int, r
 
         ways = {"raw_sdk": raw_sdk, "ecl_ingress": ecl_ingress, "ecl_engine": ecl_engine}
         samples: dict[str, list[float]] = {name: [] for name in ways}
+        cpu = {
+            name: _Cpu({"endpoint": pids["raw" if name == "raw_sdk" else "ecl"], "server": pids["server"]})
+            for name in ways
+        }
         try:
             for call in ways.values():  # warm up
                 await _timed(call, 3)
             per_round = max(1, workflows // rounds)
             for _ in range(rounds):
                 for name, call in ways.items():
-                    samples[name] += await _timed(call, per_round)
+                    samples[name] += await cpu[name].measure(lambda call=call: _timed(call, per_round))
         finally:
             await engine.close()
             await db.dispose()
     figures: dict[str, Any] = {"steps_per_workflow": steps, "workflows_each": len(samples["raw_sdk"])}
     raw_median = statistics.median(samples["raw_sdk"])
+    raw_cpu = cpu["raw_sdk"].spent
     for name, values in samples.items():
         median = statistics.median(values)
+        spent = cpu[name].spent
+        total, raw_total = sum(spent.values()), sum(raw_cpu.values())
         figures[name] = {
             "ms_per_workflow_median": round(median, 2),
             "ms_per_workflow_mean": round(statistics.fmean(values), 2),
             "ms_per_step_median": round(median / steps, 3),
             "ratio_to_raw_sdk": round(median / raw_median, 2),
+            "cpu_ms_per_workflow": {k: round(v * 1000 / len(values), 2) for k, v in spent.items()},
+            "cpu_ratio_to_raw_sdk": round(total / raw_total, 2) if raw_total else None,
         }
     return figures
 
@@ -171,8 +208,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             procs.append(_start([__file__, "--serve-raw", str(raw_port)]))
             for port in (ecl_port, raw_port):
                 asyncio.run(register_deployment(server.admin_url, f"http://127.0.0.1:{port}", attempts=150))
+            assert server.proc is not None
+            pids = {"ecl": procs[0].pid, "raw": procs[1].pid, "server": server.proc.pid}
             for steps, workflows in ((3, args.workflows), (100, max(args.rounds, args.workflows // 10))):
-                figures[f"steps_{steps}"] = asyncio.run(measure(server, url, steps, workflows, args.rounds))
+                figures[f"steps_{steps}"] = asyncio.run(measure(server, url, steps, workflows, args.rounds, pids))
         finally:
             for proc in procs:
                 _stop(proc)

@@ -27,13 +27,14 @@ from ecl.config import Settings
 from ecl.core.errors import EngineError
 from ecl.engines.factory import build_orchestrator
 from ecl.engines.restate.service import Orchestrator, build_service
-from ecl.store.database import check_schema, create_engine
+from ecl.store.database import check_schema, create_engine, create_sync_engine
 from ecl.store.recorder import SqlRecorder
 
 __all__ = [
     "EndpointThread",
     "build_asgi_app",
     "endpoint_app",
+    "endpoint_recorder",
     "hypercorn_config",
     "register_deployment",
     "serve_endpoint",
@@ -48,13 +49,20 @@ def endpoint_app(orchestrator: Orchestrator, recorder: SqlRecorder) -> Any:
     return restate.app(services=[build_service(orchestrator, recorder)])
 
 
-def _recorder(settings: Settings) -> SqlRecorder:
+def endpoint_recorder(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "NORMAL") -> SqlRecorder:
+    """The records of an endpoint: reads on the async engine, a run's writes on a writer
+    thread with a sync driver (see :class:`~ecl.store.recorder.SqlRecorder`)."""
     return SqlRecorder(
-        create_engine(
-            settings.database.url,
-            pool_size=settings.database.pool_size,
-            sqlite_synchronous=settings.database.sqlite_synchronous,
-        )
+        create_engine(url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous),
+        writer=create_sync_engine(url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous),
+    )
+
+
+def _recorder(settings: Settings) -> SqlRecorder:
+    return endpoint_recorder(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        sqlite_synchronous=settings.database.sqlite_synchronous,
     )
 
 
@@ -145,7 +153,7 @@ async def serve_endpoint(
                 raise
         await server
     finally:
-        await recorder.workflows.db.dispose()
+        await recorder.close()
 
 
 async def serve_restate_endpoint(settings: Settings, *, llm: str | None = None) -> None:

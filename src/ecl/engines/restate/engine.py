@@ -132,7 +132,8 @@ class RestateEngine:
         The input is checked against the definition's input model first (with
         ``known_definitions``), as on the embedded engine.
         """
-        return (await self.admit(definition_id, input, workflow_id, start=start)).workflow_id
+        wid, _created = await self._admit(definition_id, input, workflow_id)
+        return wid
 
     async def admit(
         self,
@@ -145,6 +146,14 @@ class RestateEngine:
         """Like :meth:`submit` (``start`` as there); also says whether this call created the
         workflow (of many concurrent identical submissions exactly one did: the API answers it
         201, the rest 200) and gives its row."""
+        wid, created = await self._admit(definition_id, input, workflow_id)
+        # The row as it is once Restate has it (its endpoint may have started the run).
+        return Admission(wid, created=created, row=(await self.workflows.get(wid)).model_dump())
+
+    async def _admit(
+        self, definition_id: str, input: dict[str, JsonValue], workflow_id: str | None
+    ) -> tuple[str, bool]:
+        """Record the workflow and send it to Restate: its id and whether this call created it."""
         validate_input(definition_id, self._known(definition_id).input_model if self._known else None, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
@@ -178,8 +187,7 @@ class RestateEngine:
                 f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}",
                 engine="restate",
             )
-        # The row as it is once Restate has it (its endpoint may have started the run).
-        return Admission(wid, created=created, row=(await self.workflows.get(wid)).model_dump())
+        return wid, created
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve a durable promise through the ``signal`` shared handler (an ended

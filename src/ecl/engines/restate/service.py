@@ -15,17 +15,26 @@
 
 Database records are replay-safe: step and LLM-call rows are written inside the step's
 journaled run (so they are written again only when the step itself runs again, at least
-once); workflow-state changes are journaled runs of their own (``record:state:N``), and the
-final row with the whole result is ``record:final``; a signal's row is the ``signal``
+once); workflow-state changes are journaled runs of their own (``record:state:N``); the
+final row with the whole result is written last, not journaled: it is a conditional update
+(never over an ended row), so writing it again on a replay changes nothing (a journal from
+before this, with a ``record:final`` run, still replays); a signal's row is the ``signal``
 handler's ``record:signal`` (inserted unless present, retried for at most
 :data:`SIGNAL_RECORD_RETRY`). Journal names are compatibility data.
+
+What an attempt that died left in flight (``running`` step rows, ``pending`` LLM calls) is
+settled as ``interrupted`` before the next attempt's first write, in that write's
+transaction when it is a state write: nothing is settled on the way in, and one attempt
+runs at a time, so a row still in flight then is a dead attempt's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import restate
 import structlog
@@ -57,6 +66,8 @@ about 15 s (0.5 s, doubling), at most 30 s; then it gives the row up (a warning)
 
 _log = structlog.get_logger("ecl.restate")
 
+T = TypeVar("T")
+
 
 class Orchestrator(Protocol):
     """What the service runs: :class:`~ecl.workflows.WorkflowOrchestrator` or a test double."""
@@ -82,56 +93,90 @@ class JournaledRecorder:
 
     Step and LLM-call rows pass straight through: they are written from inside the step's
     journaled run. Non-final workflow-state writes become journaled runs of their own, so a
-    replay does not repeat them; the first one also creates the ``workflows`` row when the
-    workflow was started on Restate directly (not through :class:`RestateEngine`). Final
-    states are left to the service, which writes the whole result once (``record:final``).
+    replay does not repeat them; they also create the ``workflows`` row when the workflow was
+    started on Restate directly (not through :class:`RestateEngine`). Final states are left to
+    the service, which writes the whole result once (:meth:`final_state`).
+
+    The attempt's first write settles what a dead attempt left in flight first (see the
+    module docstring); the writes after it wait for that.
     """
 
     def __init__(self, ctx: restate.WorkflowContext, inner: SqlRecorder, definition_id: str, input: Any) -> None:
         self._ctx = ctx
         self._inner = inner
+        self._wid = ctx.key()
         self._definition_id = definition_id
         self._input = input
         self._n = 0
+        self._settled = False
+        self._settling = asyncio.Lock()
+
+    async def _write(self, write: Callable[[bool], Awaitable[T]]) -> T:
+        """``write(settle)``: ``settle`` is true for the attempt's first write only."""
+        if not self._settled:
+            async with self._settling:
+                if not self._settled:
+                    done = await write(True)
+                    self._settled = True
+                    return done
+        return await write(False)
+
+    async def _plain(self, write: Callable[[], Awaitable[T]]) -> T:
+        async def apply(settle: bool) -> T:
+            if settle:
+                await self._inner.interrupted(self._wid)
+            return await write()
+
+        return await self._write(apply)
+
+    async def _state(self, change: StateChange) -> None:
+        async def apply(settle: bool) -> None:
+            if await self._inner.set_state(change, settle=settle):
+                return  # its row was there (the usual case): one write
+            # No row (started on Restate directly), or it has ended (then this changes nothing).
+            await ensure_workflow_row(self._inner, change.workflow_id, self._definition_id, self._input)
+            await self._inner.workflow_state(change)
+
+        await self._write(apply)
 
     async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row (inside the step's run)."""
-        return await self._inner.step_started(step)
+        return await self._plain(lambda: self._inner.step_started(step))
 
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Complete the step row (inside the step's run)."""
-        await self._inner.step_finished(execution_id, result)
+        await self._plain(lambda: self._inner.step_finished(execution_id, result))
 
     async def llm_call_sent(self, call: LlmCall) -> None:
         """Insert a pending LLM call row (inside the step's run)."""
-        await self._inner.llm_call_sent(call)
+        await self._plain(lambda: self._inner.llm_call_sent(call))
 
     async def llm_call(self, call: LlmCall) -> None:
         """Settle the LLM call row (inside the step's run)."""
-        await self._inner.llm_call(call)
+        await self._plain(lambda: self._inner.llm_call(call))
 
     async def llm_waiting(
         self, workflow_id: str, execution_id: str, reason: str, seconds: float, model: str = ""
     ) -> None:
         """A call waits for capacity (inside the step's run): the workflow's ``waiting``."""
-        await self._inner.llm_waiting(workflow_id, execution_id, reason, seconds, model=model)
+        await self._plain(lambda: self._inner.llm_waiting(workflow_id, execution_id, reason, seconds, model=model))
 
     async def llm_waited(self, workflow_id: str, execution_id: str) -> None:
         """The call that waited goes on (inside the step's run)."""
-        await self._inner.llm_waited(workflow_id, execution_id)
+        await self._plain(lambda: self._inner.llm_waited(workflow_id, execution_id))
+
+    async def final_state(self, change: StateChange) -> None:
+        """The final row (not journaled: a conditional update, the same again on a replay)."""
+        await self._state(change)
 
     async def workflow_state(self, change: StateChange) -> None:
         """A journaled state write (final states are written by the service)."""
         if change.state.is_terminal:
             return
         self._n += 1
-        first = self._n == 1
-        inner = self._inner
 
         async def write() -> None:
-            if first:
-                await ensure_workflow_row(inner, change.workflow_id, self._definition_id, self._input)
-            await inner.workflow_state(change)
+            await self._state(change)
 
         try:
             await self._ctx.run_typed(f"record:state:{self._n}", write)
@@ -139,6 +184,12 @@ class JournaledRecorder:
             if err.status_code == CANCELLED_STATUS:
                 raise WorkflowCancelled(change.workflow_id) from None
             raise
+
+
+def _replaying(ctx: restate.WorkflowContext) -> bool:
+    """Whether the invocation's journal holds commands past this point (the SDK's VM knows)."""
+    vm = getattr(ctx, "vm", None)
+    return bool(vm is not None and vm.is_replaying())
 
 
 def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.Workflow:
@@ -165,11 +216,9 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
         data = dict(request.get("input") or {})
         durable = RestateDurableContext(ctx)
         journaled = JournaledRecorder(ctx, recorder, definition_id, data)
-        # Not journaled, on purpose: every attempt of the invocation starts here, and one
-        # attempt runs at a time, so a step row still `running` (an LLM call still `pending`)
-        # was left by an attempt whose endpoint died: it is settled as `interrupted`, as the
-        # embedded engine does when it recovers a workflow.
-        await recorder.interrupted(wid)
+        # A step row still `running` (an LLM call still `pending`) when this attempt first
+        # writes was left by an attempt whose endpoint died: the recorder settles it as
+        # `interrupted` then, as the embedded engine does when it recovers a workflow.
         cancelled = False
         try:
             result = await orchestrator.run(durable, definition_id, data, recorder=journaled)
@@ -184,23 +233,29 @@ def build_service(orchestrator: Orchestrator, recorder: SqlRecorder) -> restate.
 
         async def final() -> None:
             if not cancelled:
-                change = StateChange(
-                    wid, result.state, output=document, error=result.error, revision_count=result.revisions
+                await journaled.final_state(
+                    StateChange(wid, result.state, output=document, error=result.error, revision_count=result.revisions)
                 )
-                if await recorder.set_state(change):
-                    return  # its row was there (the usual case): one write
+                return
+            # Keep the outputs, steps and tokens it had, as its records hold them.
+            await recorder.interrupted(wid)  # the attempt the cancellation cut short (a dead one's too)
             await ensure_workflow_row(recorder, wid, definition_id, data)
-            ended, stored = result, document
-            if cancelled:  # keep the outputs, steps and tokens it had, as its records hold them
-                await recorder.interrupted(wid)  # an attempt the cancellation cut short
-                async with recorder.workflows.db.connect() as conn:
-                    ended = await conn.run_sync(cancelled_result_from_records, wid, definition_id)
-                stored = ended.model_dump(mode="json")
+            async with recorder.workflows.db.connect() as conn:
+                ended = await conn.run_sync(cancelled_result_from_records, wid, definition_id)
             await recorder.workflow_state(
-                StateChange(wid, ended.state, output=stored, error=ended.error, revision_count=ended.revisions)
+                StateChange(
+                    wid,
+                    ended.state,
+                    output=ended.model_dump(mode="json"),
+                    error=ended.error,
+                    revision_count=ended.revisions,
+                )
             )
 
-        await ctx.run_typed("record:final", final)
+        if _replaying(ctx):  # journaled by an earlier version as a run of its own: replay it
+            await ctx.run_typed("record:final", final)
+        else:
+            await final()
         if cancelled:
             raise TerminalError("cancelled", status_code=CANCELLED_STATUS)
         return document
