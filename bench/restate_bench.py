@@ -42,7 +42,7 @@ from ecl.engines.restate import (
     register_deployment,
 )
 from ecl.engines.restate.endpoint import endpoint_recorder
-from ecl.store.database import create_engine, upgrade
+from ecl.store.database import create_engine, create_sync_engine, upgrade
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
 
@@ -147,8 +147,11 @@ async def concurrent(engine: RestateEngine, count: int, delay: float) -> dict[st
 
 async def _measure(args: argparse.Namespace, server: RestateServer, url: str) -> dict[str, Any]:
     db = create_engine(url, pool_size=20)
+    writer = create_sync_engine(url)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    engine = RestateEngine(server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05)
+    engine = RestateEngine(
+        server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05, writer=writer
+    )
     engine._http = httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5), limits=limits)
     figures: dict[str, Any] = {}
     try:
@@ -160,6 +163,7 @@ async def _measure(args: argparse.Namespace, server: RestateServer, url: str) ->
     finally:
         await engine.close()
         await db.dispose()
+        writer.dispose()
     return figures
 
 

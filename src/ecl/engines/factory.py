@@ -242,18 +242,23 @@ async def open_engine(
         db = create_engine(
             url, pool_size=settings.database.pool_size, sqlite_synchronous=settings.database.sqlite_synchronous
         )
+        writer = create_sync_engine(
+            url, pool_size=settings.database.pool_size, sqlite_synchronous=settings.database.sqlite_synchronous
+        )
         definitions = runtime.definitions if runtime is not None else build_catalog(settings)
         remote = RestateEngine(
             settings.restate.ingress_url,
             settings.restate.admin_url,
             WorkflowRepository(db),
             known_definitions=definitions.get,
+            writer=writer,
         )
         try:
             yield remote
         finally:
             await remote.close()
             await db.dispose()
+            writer.dispose()
         return
     own = runtime is None
     runtime = runtime if runtime is not None else build_orchestrator(settings, provider=llm)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from ecl.core.durable import Admission, JsonValue, OwnerWait
@@ -39,6 +42,7 @@ from ecl.core.rules import (
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.service import SERVICE_NAME
 from ecl.observability.tracing import link_workflow, signal_span, submit_span
+from ecl.store import models as m
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository
@@ -83,6 +87,7 @@ class RestateEngine:
         timeout: float = 600.0,
         poll_seconds: float = 0.5,
         attach_seconds: float = 30.0,
+        writer: Engine | None = None,
     ) -> None:
         self.ingress = ingress_url.rstrip("/")
         self.admin = admin_url.rstrip("/")
@@ -92,6 +97,40 @@ class RestateEngine:
         self._poll = poll_seconds
         self._attach_seconds = attach_seconds
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+        # With a sync ``writer`` a submission's row is one insert on a writer thread (one hop,
+        # the database's lock held only for the statement), not an async session whose lock is
+        # held across several turns of a busy event loop: with many submissions at once on
+        # SQLite those made the endpoint's writes wait past the busy timeout.
+        self._writer = writer
+        self._threads = ThreadPoolExecutor(1, thread_name_prefix="ecl-submit") if writer is not None else None
+
+    async def _insert(
+        self, workflow_id: str, definition_id: str, input: Any, *, input_hash: str, trace_context: str | None
+    ) -> None:
+        if self._writer is None or self._threads is None:
+            await self.workflows.insert(
+                workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context
+            )
+            return
+        now = datetime.now(UTC)
+        statement = insert(m.Workflow).values(
+            id=workflow_id,
+            definition_id=definition_id,
+            state=WorkflowState.PENDING.value,
+            input=input,
+            input_hash=input_hash,
+            trace_context=trace_context,
+            revision_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        writer = self._writer
+
+        def work() -> None:
+            with writer.begin() as conn:
+                conn.execute(statement)
+
+        await asyncio.get_running_loop().run_in_executor(self._threads, work)
 
     async def _request(self, method: str, url: str, body: Any = None) -> httpx.Response:
         """One request; 502/503/504 (a server still starting its partitions) are retried ~10 s."""
@@ -165,7 +204,7 @@ class RestateEngine:
             # The trace every run of the workflow continues: in its row and its Restate request.
             trace_context = submit_span(wid, definition_id)
             try:
-                await self.workflows.insert(wid, definition_id, input, input_hash=digest, trace_context=trace_context)
+                await self._insert(wid, definition_id, input, input_hash=digest, trace_context=trace_context)
                 created = True
             except IntegrityError:  # a concurrent submission of the same id created it first
                 existing = await self.workflows.get(wid)
@@ -322,5 +361,7 @@ class RestateEngine:
         return "ok" if await self.reachable() else f"restate unreachable at {self.admin}"
 
     async def close(self) -> None:
-        """Close the HTTP client."""
+        """Close the HTTP client (and the writer thread)."""
         await self._http.aclose()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
