@@ -190,6 +190,9 @@ class LazyLogger:
     def __getattr__(self, name: str) -> Any:
         if name in LazyLogger.__slots__:  # not set yet (a copy being made)
             raise AttributeError(name)
+        return self._method(name)
+
+    def _method(self, name: str) -> Any:
         if self._bound is None:
             base = _assembled_logger(self._name)
             level = _METHOD_LEVELS.get(name)
@@ -197,6 +200,25 @@ class LazyLogger:
                 return getattr(base, name)  # filtered out: nothing is logged, nothing to bind
             self._bound = base.bind(**self._values)
         return getattr(self._bound, name)
+
+    # The usual levels as methods: found without ``__getattr__`` (whose way in, a failed
+    # attribute lookup, costs more than the rest of a filtered call).
+
+    def debug(self, *args: Any, **kw: Any) -> Any:
+        """Log at debug level."""
+        return self._method("debug")(*args, **kw)
+
+    def info(self, *args: Any, **kw: Any) -> Any:
+        """Log at info level."""
+        return self._method("info")(*args, **kw)
+
+    def warning(self, *args: Any, **kw: Any) -> Any:
+        """Log at warning level."""
+        return self._method("warning")(*args, **kw)
+
+    def error(self, *args: Any, **kw: Any) -> Any:
+        """Log at error level."""
+        return self._method("error")(*args, **kw)
 
     def __repr__(self) -> str:
         return f"<logger {self._name} {self._values!r}>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from ecl.observability.logging import LazyLogger, bind_attempt, bind_step
 from ecl.observability.tracing import step_span
 from ecl.steps.context import RecordingLlm, StepContext
 from ecl.steps.execution import StepExecution, TraceEvent
+from ecl.steps.function import FunctionStep
 from ecl.steps.prompts import PromptLibrary
 from ecl.steps.recorder import NullRecorder, StepRecorder
 from ecl.steps.registry import StepRegistry
@@ -103,140 +105,201 @@ class StepExecutor:
 
         Every line logged meanwhile, by any module, carries ``step_id``, ``iteration`` and
         (from the first attempt on) ``attempt`` (:mod:`ecl.observability.logging`)."""
-        with bind_step(step.id, iteration=options.get("iteration", 0)):
-            return await self._attempts(step, input, workflow_id=workflow_id, **options)
+        execution: StepExecution = await self._run(
+            step,
+            input,
+            None,
+            options.get("budget"),
+            workflow_id=workflow_id,
+            iteration=options.get("iteration", 0),
+            recorder=options.get("recorder"),
+            timeout=options.get("timeout"),
+            fallback=options.get("fallback"),
+            record_as=options.get("record_as"),
+        )
+        return execution
 
-    async def _attempts(
+    def journaled(
         self,
-        step: Step[Any, Any],
+        step: Step[Any, Any] | str,
         input: dict[str, Any] | BaseModel,
+        keep: list[StepExecution],
         *,
         workflow_id: str,
         iteration: int = 0,
         recorder: StepRecorder | None = None,
-        budget: BudgetGuard | None = None,
         timeout: float | None = None,
         fallback: Sequence[str] | None = None,
         record_as: str | None = None,
-    ) -> StepExecution:
+    ) -> Callable[[BudgetGuard | None], Awaitable[dict[str, Any]]]:
+        """The run of ``step`` (a registered one by its id: looked up when it runs) that a
+        workflow journals: called with the run's budget guard (``None``: unlimited), it runs
+        the step as :meth:`execute_step` does, appends the :class:`StepExecution` to ``keep``
+        and gives it as JSON (the journaled result, equal to ``model_dump(mode="json")``).
+        The options are :class:`StepOptions`' (the guard is the call's argument). One
+        coroutine per step, not a wrapper around :meth:`execute_step`: every running step
+        holds the chain."""
+        run: Callable[[BudgetGuard | None], Awaitable[dict[str, Any]]] = functools.partial(
+            self._run,
+            step,
+            input,
+            keep,
+            workflow_id=workflow_id,
+            iteration=iteration,
+            recorder=recorder,
+            timeout=timeout,
+            fallback=fallback,
+            record_as=record_as,
+        )
+        return run
+
+    async def _run(
+        self,
+        step: Step[Any, Any] | str,
+        input: dict[str, Any] | BaseModel,
+        keep: list[StepExecution] | None,
+        budget: BudgetGuard | None,
+        *,
+        workflow_id: str,
+        iteration: int = 0,
+        recorder: StepRecorder | None = None,
+        timeout: float | None = None,
+        fallback: Sequence[str] | None = None,
+        record_as: str | None = None,
+    ) -> Any:
+        """The attempts of one step: its :class:`StepExecution`, or (``keep`` given) that
+        appended to ``keep`` and its JSON."""
+        if isinstance(step, str):
+            step = self.registry.get(step)
         step_id = step.id
         label = record_as or step_id
         recorder = recorder or self.recorder
         log = LazyLogger("ecl.steps", workflow_id=workflow_id, step_id=step_id, iteration=iteration)
-        started = datetime.now(UTC)
-        traces = [TraceEvent(kind="started", detail={"iteration": iteration})]
+        with bind_step(step_id, iteration=iteration):
+            started = datetime.now(UTC)
+            traces = [TraceEvent(kind="started", at=started, detail={"iteration": iteration})]
 
-        # Invalid input fails fast: another attempt would see the same input.
-        model = validate_model(step.input_model, input, step_id=step_id, where="input")
-        try:
-            await step.validate_input(model)
-        except StepValidationError as err:
-            err.step_id = step_id
-            err.retryable = False
-            raise
-        raw_input = model.model_dump(mode="json")
-
-        policy = step.retry_policy
-        deadline = timeout if timeout is not None else getattr(step, "timeout", None)
-        chain = tuple(fallback if fallback is not None else getattr(step, "fallback", ()))
-        attempt = 0
-        spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
-        spent_tokens = 0
-        while True:
-            attempt += 1
-            bind_attempt(attempt)
-            execution_id = await recorder.step_started(
-                StepStarted(workflow_id, label, attempt, iteration=iteration, input=raw_input)
-            )
-            attempt_started = time.monotonic()
-            llm = RecordingLlm(
-                self.llm,
-                recorder,
-                workflow_id=workflow_id,
-                execution_id=execution_id,
-                prices=self.prices,
-                budget=budget,
-                prompt_cache=bool(getattr(step, "prompt_cache", True)),
-                fallback=chain,
-            )
-            ctx = StepContext(
-                llm=llm,
-                workflow_id=workflow_id,
-                step_id=step_id,
-                attempt=attempt,
-                execution_id=execution_id,
-                iteration=iteration,
-                artifacts=self.artifacts,
-                prompts=self.prompts,
-            )
-            log.info("step attempt", attempt=attempt)
-            try:
-                with step_span(step_id, attempt, iteration):
-                    attempt_run = (
-                        self._attempt(step, ctx, model)
-                        if deadline is None  # no deadline: no coroutine around it
-                        else self._bounded(step, ctx, model, deadline)
-                    )
-                    output, feedback = await attempt_run
-            except StepError as caught:
-                # A budget refusal stands even if the step's code caught it: never retried.
-                failure = budget.refusal if budget is not None and budget.refusal is not None else caught
-                failure.step_id = failure.step_id or step_id
-                kind = "validation_failed" if isinstance(failure, StepValidationError) else "attempt_failed"
-                traces.append(TraceEvent(kind=kind, attempt=attempt, detail=failure.to_dict()))
-                await _finish_attempt(
-                    recorder,
-                    execution_id,
-                    step_id,
-                    StepFinished("failed", error=failure.to_dict(), tokens=llm.usage),
-                    attempt_started,
-                )
-                if step_may_retry(failure) and attempt < policy.max_attempts:
-                    wait = policy.delay(attempt)
-                    log.warning("step attempt failed; retrying", error=failure.message, wait_s=wait)
-                    traces.append(TraceEvent(kind="retry", attempt=attempt, detail={"wait_s": wait}))
-                    await self._sleep(wait)
-                    continue
-                # Over budget is the workflow's business (fail or wait), not an error of the step.
-                (log.info if isinstance(failure, BudgetExceeded) else log.error)(
-                    "step failed", error=failure.message, attempts=attempt
-                )
-                if attempt > 1:
-                    failure.message = f"{failure.message} (after {attempt} attempts)"
-                    failure.args = (failure.message,)
-                if failure is caught:
+            # Invalid input fails fast: another attempt would see the same input.
+            model = validate_model(step.input_model, input, step_id=step_id, where="input")
+            if type(step).validate_input is not Step.validate_input:  # the default checks nothing
+                try:
+                    await step.validate_input(model)
+                except StepValidationError as err:
+                    err.step_id = step_id
+                    err.retryable = False
                     raise
-                raise failure from None
-            finally:
-                spent += llm.cost
-                spent_tokens += llm.usage.total
-            data = output.model_dump(mode="json")
-            await _finish_attempt(
-                recorder,
-                execution_id,
-                step_id,
-                StepFinished("completed", output=data, tokens=llm.usage),
-                attempt_started,
-            )
-            traces.append(TraceEvent(kind="completed", attempt=attempt))
-            log.info("step completed", attempt=attempt, tokens=llm.usage.total)
-            return StepExecution(
-                step_id=label,
-                output=data,
-                feedback=feedback,
-                metadata=StepMetadata(
-                    step_id=label,
-                    started_at=started,
-                    completed_at=datetime.now(UTC),
+            raw_input = model.model_dump(mode="json")
+
+            policy = step.retry_policy
+            deadline = timeout if timeout is not None else getattr(step, "timeout", None)
+            chain = tuple(fallback if fallback is not None else getattr(step, "fallback", ()))
+            # A decorated function is called here (not through its ``execute``): one coroutine
+            # less per step. A subclass may override ``execute``: then it is called.
+            function = step if type(step) is FunctionStep else None
+            attempt = 0
+            spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
+            spent_tokens = 0
+            while True:
+                attempt += 1
+                bind_attempt(attempt)
+                execution_id = await recorder.step_started(
+                    StepStarted(workflow_id, label, attempt, iteration=iteration, input=raw_input)
+                )
+                attempt_started = time.monotonic()
+                llm = RecordingLlm(
+                    self.llm,
+                    recorder,
+                    workflow_id=workflow_id,
+                    execution_id=execution_id,
+                    prices=self.prices,
+                    budget=budget,
+                    prompt_cache=bool(getattr(step, "prompt_cache", True)),
+                    fallback=chain,
+                )
+                ctx = StepContext(
+                    llm=llm,
+                    workflow_id=workflow_id,
+                    step_id=step_id,
                     attempt=attempt,
-                    llm_tokens_used=llm.usage,
-                    llm_calls=llm.calls,
-                    cost_usd=spent,
-                    spent_tokens=spent_tokens,
-                    llm_models=llm.models,
-                ),
-                traces=traces,
-            )
+                    execution_id=execution_id,
+                    iteration=iteration,
+                    artifacts=self.artifacts,
+                    prompts=self.prompts,
+                )
+                log.info("step attempt", attempt=attempt)
+                try:
+                    with step_span(step_id, attempt, iteration):
+                        if deadline is None:  # no deadline: the attempt inline, no coroutine around it
+                            try:
+                                if function is not None:
+                                    result = function.result(await function.fn(ctx, **function.arguments(model)))
+                                else:
+                                    result = await step.execute(ctx, model)
+                            except Exception as exc:
+                                failure = _failure(ctx, exc)
+                                if failure is exc:
+                                    raise
+                                raise failure from exc
+                            output, feedback = await _checked(step, ctx, model, result)
+                        else:
+                            output, feedback = await self._bounded(step, ctx, model, deadline)
+                except StepError as caught:
+                    # A budget refusal stands even if the step's code caught it: never retried.
+                    failure = budget.refusal if budget is not None and budget.refusal is not None else caught
+                    failure.step_id = failure.step_id or step_id
+                    kind = "validation_failed" if isinstance(failure, StepValidationError) else "attempt_failed"
+                    traces.append(TraceEvent(kind=kind, attempt=attempt, detail=failure.to_dict()))
+                    await recorder.step_finished(
+                        execution_id, StepFinished("failed", error=failure.to_dict(), tokens=llm.usage)
+                    )
+                    metrics.step_finished(step_id, "failed", time.monotonic() - attempt_started)
+                    if step_may_retry(failure) and attempt < policy.max_attempts:
+                        wait = policy.delay(attempt)
+                        log.warning("step attempt failed; retrying", error=failure.message, wait_s=wait)
+                        traces.append(TraceEvent(kind="retry", attempt=attempt, detail={"wait_s": wait}))
+                        await self._sleep(wait)
+                        continue
+                    # Over budget is the workflow's business (fail or wait), not an error of the step.
+                    (log.info if isinstance(failure, BudgetExceeded) else log.error)(
+                        "step failed", error=failure.message, attempts=attempt
+                    )
+                    if attempt > 1:
+                        failure.message = f"{failure.message} (after {attempt} attempts)"
+                        failure.args = (failure.message,)
+                    if failure is caught:
+                        raise
+                    raise failure from None
+                finally:
+                    spent += llm.cost
+                    spent_tokens += llm.usage.total
+                data = output.model_dump(mode="json")
+                await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
+                metrics.step_finished(step_id, "completed", time.monotonic() - attempt_started)
+                completed = datetime.now(UTC)
+                traces.append(TraceEvent(kind="completed", at=completed, attempt=attempt))
+                log.info("step completed", attempt=attempt, tokens=llm.usage.total)
+                break
+        execution = StepExecution(
+            step_id=label,
+            output=data,
+            feedback=feedback,
+            metadata=StepMetadata(
+                step_id=label,
+                started_at=started,
+                completed_at=completed,
+                attempt=attempt,
+                llm_tokens_used=llm.usage,
+                llm_calls=llm.calls,
+                cost_usd=spent,
+                spent_tokens=spent_tokens,
+                llm_models=llm.models,
+            ),
+            traces=traces,
+        )
+        if keep is None:
+            return execution
+        keep.append(execution)
+        return execution.journal()
 
     async def _bounded(
         self, step: Any, ctx: StepContext, model: BaseModel, deadline: float
@@ -259,28 +322,35 @@ class StepExecutor:
     async def _attempt(self, step: Any, ctx: StepContext, model: BaseModel) -> tuple[BaseModel, str | None]:
         try:
             result = await step.execute(ctx, model)
-        except EclError as err:
-            if isinstance(err, StepError):
-                raise
-            raise StepError(f"step {ctx.step_id}: {err.message}", retryable=err.retryable) from err
         except Exception as exc:
-            raise StepError(f"step {ctx.step_id} raised {type(exc).__name__}: {exc}", retryable=False) from exc
-        if isinstance(result, Failed):
-            error = result.error
-            error.retryable = result.retryable
-            raise error
-        if not isinstance(result, Success | NeedsRevision):
-            raise StepError(f"step {ctx.step_id} returned {type(result).__name__}, not a StepResult")
-        # Output problems are often the model's whim: another attempt may do better.
-        output = validate_model(step.output_model, result.output, step_id=ctx.step_id, where="output", retryable=True)
+            failure = _failure(ctx, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        return await _checked(step, ctx, model, result)
+
+
+def _failure(ctx: StepContext, exc: Exception) -> StepError:
+    """What a step's exception fails its attempt with: a :class:`StepError` as it is; another
+    :class:`EclError` as a step error of the same retryability; anything else, not retryable."""
+    if isinstance(exc, StepError):
+        return exc
+    if isinstance(exc, EclError):
+        return StepError(f"step {ctx.step_id}: {exc.message}", retryable=exc.retryable)
+    return StepError(f"step {ctx.step_id} raised {type(exc).__name__}: {exc}", retryable=False)
+
+
+async def _checked(step: Any, ctx: StepContext, model: BaseModel, result: Any) -> tuple[BaseModel, str | None]:
+    """The attempt's validated output and revision feedback, or the failure it returned."""
+    if isinstance(result, Failed):
+        error = result.error
+        error.retryable = result.retryable
+        raise error
+    if not isinstance(result, Success | NeedsRevision):
+        raise StepError(f"step {ctx.step_id} returned {type(result).__name__}, not a StepResult")
+    # Output problems are often the model's whim: another attempt may do better.
+    output = validate_model(step.output_model, result.output, step_id=ctx.step_id, where="output", retryable=True)
+    if type(step).validate_output is not Step.validate_output:  # the default checks nothing
         await step.validate_output(output, model)
-        feedback = result.feedback if isinstance(result, NeedsRevision) else None
-        return output, feedback
-
-
-async def _finish_attempt(
-    recorder: StepRecorder, execution_id: str, step_id: str, finished: StepFinished, started: float
-) -> None:
-    """Record an attempt's end and count it (the one bookkeeping of failed and completed attempts)."""
-    await recorder.step_finished(execution_id, finished)
-    metrics.step_finished(step_id, finished.state, time.monotonic() - started)
+    feedback = result.feedback if isinstance(result, NeedsRevision) else None
+    return output, feedback

@@ -135,7 +135,14 @@ class FunctionStep(Step[BaseModel, BaseModel]):
 
     async def execute(self, ctx: StepContext, input: BaseModel) -> StepResult[BaseModel]:
         """Call the function with the validated fields; its return value is the output."""
-        value = await self.fn(ctx, **{name: getattr(input, name) for name in self._fields})
+        return self.result(await self.fn(ctx, **self.arguments(input)))
+
+    def arguments(self, input: BaseModel) -> dict[str, Any]:
+        """The function's keyword arguments: the validated input's fields."""
+        return {name: getattr(input, name) for name in self._fields}
+
+    def result(self, value: Any) -> StepResult[BaseModel]:
+        """The step result of the function's return value."""
         if isinstance(value, Failed):
             return value
         if isinstance(value, Success | NeedsRevision):

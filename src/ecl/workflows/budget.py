@@ -122,7 +122,8 @@ class RunBudget:
         return usd, tokens
 
     def _count(self, usd: Any, tokens: Any) -> None:
-        self.spent_usd += Decimal(str(usd))
+        if usd != "0":  # (what a step without LLM calls spent: nothing to add)
+            self.spent_usd += Decimal(str(usd))
         self.spent_tokens += int(tokens)
 
     def _turn(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None] | None]:
@@ -171,11 +172,14 @@ class RunBudget:
         """
         base = name
         while True:
-            made: list[BudgetGuard] = []
-            journaled = functools.partial(self._execute, step_id, execute, made)
             before, mine = self._turn()
             try:
-                raw = await self._in_turn(name, journaled, before, made)
+                if self.limits.unlimited:  # no guard and no turn to wait for: straight to the journal
+                    raw = await self.ctx.run(name, functools.partial(execute, None))
+                else:
+                    made: list[BudgetGuard] = []
+                    journaled = functools.partial(self._execute, step_id, execute, made)
+                    raw = await self._in_turn(name, journaled, before, made)
                 assert isinstance(raw, dict)
                 if "budget_refused" not in raw:
                     meta = raw.get("metadata") or {}

@@ -24,7 +24,6 @@ from ecl.core.metadata import NO_TOKENS, StepMetadata
 from ecl.core.policy import RetryPolicy
 from ecl.core.records import StateChange
 from ecl.core.state import WorkflowState
-from ecl.llm.budget import BudgetGuard
 from ecl.steps.execution import StepExecution
 from ecl.steps.executor import StepExecutor
 from ecl.steps.step import Step
@@ -109,16 +108,10 @@ class WorkflowContext:
         return self._call(step, name, dict(input), n)
 
     async def _call(self, step: Step[Any, Any], name: str, input: dict[str, Any], iteration: int) -> dict[str, Any]:
-        executor, recorder, wid = self._executor, self._recorder, self.workflow_id
         fresh: list[StepExecution] = []
-
-        async def execute(guard: BudgetGuard | None) -> dict[str, Any]:
-            execution = await executor.execute_step(
-                step, input, workflow_id=wid, iteration=iteration, recorder=recorder, budget=guard
-            )
-            fresh.append(execution)
-            return execution.model_dump(mode="json")
-
+        execute = self._executor.journaled(
+            step, input, fresh, workflow_id=self.workflow_id, iteration=iteration, recorder=self._recorder
+        )
         # Within the run's budget: a refused call is not sent; the run fails or waits for a top-up.
         try:  # what _through does, inline: one coroutine less held by every running step
             raw = await self.budget.run(journal_name(name, iteration), name, execute)

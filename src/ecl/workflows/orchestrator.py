@@ -61,7 +61,7 @@ from ecl.core.records import StateChange
 from ecl.core.results import WorkflowResult
 from ecl.core.rules import APPROVAL_PROMISE, promise_name
 from ecl.core.state import WorkflowState
-from ecl.llm.budget import BudgetGuard, BudgetPolicy
+from ecl.llm.budget import BudgetPolicy
 from ecl.llm.prices import PriceTable
 from ecl.llm.provider import LlmProvider
 from ecl.observability.logging import LazyLogger
@@ -412,25 +412,19 @@ class WorkflowOrchestrator:
         spec = run.spec(step_id)
         scope = run.scope(loop_scope)
         step_input = {field: self._resolve(value, scope) for field, value in spec.input.items()}
-        wid = run.ctx.workflow_id
         fresh: list[StepExecution] = []
-
-        async def execute(guard: BudgetGuard | None) -> dict[str, Any]:
-            # Recorded (rows and result) under the definition's step id, whatever its implementation.
-            execution = await self.executor.execute(
-                spec.implementation,
-                step_input,
-                workflow_id=wid,
-                iteration=iteration,
-                recorder=rec,
-                budget=guard,
-                timeout=spec.timeout,
-                fallback=spec.fallback or run.defn.options.fallback or None,
-                record_as=step_id,
-            )
-            fresh.append(execution)
-            return execution.model_dump(mode="json")
-
+        # Recorded (rows and result) under the definition's step id, whatever its implementation.
+        execute = self.executor.journaled(
+            spec.implementation,  # looked up when it runs (a replay needs no implementation)
+            step_input,
+            fresh,
+            workflow_id=run.ctx.workflow_id,
+            iteration=iteration,
+            recorder=rec,
+            timeout=spec.timeout,
+            fallback=spec.fallback or run.defn.options.fallback or None,
+            record_as=step_id,
+        )
         raw = await run.budget.run(journal_name(step_id, iteration), step_id, execute)
         # Run just now: the object is at hand. Replayed: rebuilt from the journal.
         return fresh[-1] if fresh else StepExecution.model_validate(raw)

@@ -99,14 +99,15 @@ class WriterRecorder:
         }
         self._queued[execution_id] = (self._writer.post(Insert(self._steps, row)), row)
         self._started[execution_id] = step.step_id
-        self._emit(
-            "step_started",
-            workflow_id=step.workflow_id,
-            execution_id=execution_id,
-            step_id=step.step_id,
-            attempt=step.attempt,
-            iteration=step.iteration,
-        )
+        if self._listener is not None:
+            self._emit(
+                "step_started",
+                workflow_id=step.workflow_id,
+                execution_id=execution_id,
+                step_id=step.step_id,
+                attempt=step.attempt,
+                iteration=step.iteration,
+            )
         return execution_id
 
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
@@ -135,13 +136,15 @@ class WriterRecorder:
                 "b_tokens": tokens,
             }
             self._writer.post(FencedUpdate(self._sql.step_finished, params))
-        self._emit(
-            "step_finished",
-            execution_id=execution_id,
-            step_id=self._started.pop(execution_id, None),
-            state=result.state,
-            tokens=result.total_tokens,
-        )
+        step_id = self._started.pop(execution_id, None)
+        if self._listener is not None:
+            self._emit(
+                "step_finished",
+                execution_id=execution_id,
+                step_id=step_id,
+                state=result.state,
+                tokens=result.total_tokens,
+            )
 
     async def llm_call_sent(self, call: LlmCall) -> None:
         """Insert the ``pending`` llm_calls row and wait until it is committed: the request
