@@ -15,7 +15,7 @@ async def test_nothing_waits_without_requests() -> None:
 
 
 async def test_starts_wait_for_the_requests_then_go_a_few_per_turn_in_order() -> None:
-    gate = StartGate(60.0, per_turn=3)
+    gate = StartGate(60.0, per_turn=3, settle=0.0)  # settle: its own test below
     gate.enter()
     gate.enter()
     started: list[int] = []
@@ -66,3 +66,36 @@ async def test_zero_delay_never_holds() -> None:
     gate.enter()
     await asyncio.wait_for(gate.turn(), 1)
     assert gate.held == 0
+
+
+async def test_starts_wait_until_requests_stop_arriving_for_the_settle_time() -> None:
+    """A burst's clients leave short gaps between requests: a gap is not the burst's end."""
+    gate = StartGate(60.0, settle=0.05)
+    gate.enter()
+    started = asyncio.create_task(gate.turn())
+    for _ in range(10):  # requests one after the other, a 10 ms gap between them
+        gate.leave()
+        await asyncio.sleep(0.01)
+        assert not started.done()
+        gate.enter()
+    gate.leave()
+    t0 = time.monotonic()
+    await asyncio.wait_for(started, 5)
+    assert time.monotonic() - t0 >= 0.04  # after the settle time, not at the first gap
+
+
+async def test_overdue_starts_during_requests_go_a_batch_per_settle_time() -> None:
+    gate = StartGate(0.05, per_turn=2, settle=0.1)
+    gate.enter()  # requests go on: every start becomes overdue
+    started: list[float] = []
+
+    async def run() -> None:
+        await gate.turn()
+        started.append(time.monotonic())
+
+    t0 = time.monotonic()
+    tasks = [asyncio.create_task(run()) for _ in range(6)]
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    gate.leave()
+    assert started[1] - t0 >= 0.04  # overdue, not at once
+    assert started[-1] - started[0] >= 0.15  # three batches of two, 0.1 s apart
