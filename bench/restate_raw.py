@@ -15,6 +15,11 @@ other; the three ways alternate in rounds so the machine's drift hits them alike
 * ``ecl_engine``: :class:`~ecl.engines.restate.RestateEngine` ``submit`` + ``result``, as
   ``ecl run --engine restate`` does (the workflow row written first, then send + attach).
 
+Then ``--concurrent`` workflows of 3 steps that each wait 200 ms (a fake LLM call) started
+at once each way, raw SDK first: ``raw_sdk`` sends them (``…/run/send``) and attaches to each
+(``/restate/workflow/…/attach``), ``ecl_engine`` submits them and waits for their results as
+``bench/restate_bench.py`` does; wall time against the ideal 0.6 s and against the raw SDK.
+
 Prints ms per workflow and per step and the ratios to the raw SDK, and the CPU time each way
 cost per workflow in the endpoint that served it, in the Restate server and in this (the
 client's) process: steadier than wall time when other jobs share the machine. Asserts nothing.
@@ -46,7 +51,7 @@ from restate.server import install_shutdown_hook
 
 from ecl.engines.restate import SERVICE_NAME, RestateEngine, RestateServer, free_port, register_deployment
 from ecl.engines.restate.endpoint import hypercorn_config
-from ecl.store.database import create_engine, upgrade
+from ecl.store.database import create_engine, create_sync_engine, upgrade
 from ecl.store.repositories import WorkflowRepository
 
 RAW_SERVICE = "RawBench"
@@ -58,10 +63,12 @@ def raw_service() -> restate.Workflow:
 
     @service.main(name="run")
     async def run(ctx: restate.WorkflowContext, request: dict[str, Any]) -> dict[str, Any]:
-        total = 0
+        total, delay = 0, float(request.get("delay", 0.0))
         for i in range(int(request["steps"])):
 
             async def step(i: int = i) -> int:
+                if delay:
+                    await asyncio.sleep(delay)  # a fake LLM call, as ECL's bench workflow makes
                 return i
 
             total += await ctx.run_typed(f"step:s{i}", step)
@@ -191,6 +198,49 @@ async def measure(
     return figures
 
 
+async def concurrent(server: RestateServer, url: str, count: int, delay: float) -> dict[str, Any]:
+    """``count`` concurrent 3-step workflows whose steps wait ``delay`` s: raw SDK, then ECL."""
+    body = {"steps": 3, "delay": delay}
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    figures: dict[str, Any] = {"workflows": count, "ideal_s": round(3 * delay, 3)}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5), limits=limits) as client:
+
+        async def raw_one(key: str) -> None:
+            sent = await client.post(f"{server.ingress_url}/{RAW_SERVICE}/{key}/run/send", json=body)
+            assert sent.status_code in (200, 202), sent.text
+            done = await client.get(f"{server.ingress_url}/restate/workflow/{RAW_SERVICE}/{key}/attach")
+            assert done.status_code == 200, done.text
+            assert done.json()["total"] == 3, done.text
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(raw_one(f"rawc-{count}-{n}-{time.monotonic_ns()}") for n in range(count)))
+        raw_wall = time.perf_counter() - t0
+    db = create_engine(url, pool_size=20)
+    writer = create_sync_engine(url)
+    engine = RestateEngine(
+        server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05, writer=writer
+    )
+    engine._http = httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5), limits=limits)
+    try:
+        t0 = time.perf_counter()
+        ids = await asyncio.gather(*(engine.submit("bench", {**body, "n": n}) for n in range(count)))
+        results = await asyncio.gather(*(engine.result(wid) for wid in ids))
+        ecl_wall = time.perf_counter() - t0
+        assert all(r.outputs.get("total") == 3 for r in results), {r.state for r in results}
+    finally:
+        await engine.close()
+        await db.dispose()
+        writer.dispose()
+    ideal = 3 * delay
+    for name, wall in (("raw_sdk", raw_wall), ("ecl_engine", ecl_wall)):
+        figures[name] = {
+            "wall_s": round(wall, 3),
+            "ratio_to_ideal": round(wall / ideal, 2),
+            "ratio_to_raw_sdk": round(wall / raw_wall, 2),
+        }
+    return figures
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the server and both endpoints, measure, stop everything; the figures as a dict."""
     bench = Path(__file__).with_name("restate_bench.py")
@@ -212,6 +262,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pids = {"ecl": procs[0].pid, "raw": procs[1].pid, "server": server.proc.pid}
             for steps, workflows in ((3, args.workflows), (100, max(args.rounds, args.workflows // 10))):
                 figures[f"steps_{steps}"] = asyncio.run(measure(server, url, steps, workflows, args.rounds, pids))
+            if args.concurrent:
+                figures[f"concurrent_{args.concurrent}"] = asyncio.run(concurrent(server, url, args.concurrent, 0.2))
         finally:
             for proc in procs:
                 _stop(proc)
@@ -232,6 +284,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workflows", type=int, default=200, help="3-step workflows each way (100-step: a tenth)")
     parser.add_argument("--rounds", type=int, default=4, help="rounds the ways alternate in")
+    parser.add_argument(
+        "--concurrent", type=int, default=0, help="also this many concurrent 3-step workflows each way (0: none)"
+    )
     parser.add_argument("--serve-raw", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # figures only

@@ -33,8 +33,9 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 # name, script and arguments; "json": its standard output is JSON figures (else shown only)
 RUNS: list[tuple[str, list[str], bool]] = [
-    ("run", ["run.py", "--engine", "both", "--workflows", "200", "--concurrent", "1000", "10000"], True),
-    ("restate_raw", ["restate_raw.py", "--workflows", "100"], True),
+    # (Restate's 1,000 concurrent: restate_raw.py's, beside the raw SDK's, not run.py's)
+    ("run", ["run.py", "--engine", "both", "--concurrent", "1000", "10000", "--restate-concurrent"], True),
+    ("restate_raw", ["restate_raw.py", "--workflows", "100", "--concurrent", "1000"], True),
     ("api", ["api.py", "--json"], True),
     ("tracing", ["tracing.py"], True),
     ("dashboard", ["dashboard.py"], False),
@@ -98,7 +99,7 @@ def _engine(figures: dict[str, Any], name: str) -> dict[str, Any]:
 def rows(figures: dict[str, Any]) -> list[Row]:
     """The table's rows, from whatever figures are there (a missing benchmark: no rows)."""
     out: list[Row] = []
-    embedded, restate = _engine(figures, "embedded"), _engine(figures, "restate")
+    embedded = _engine(figures, "embedded")
     for steps, target in ((3, 0.30), (100, 0.15)):
         base = _get(embedded, f"overhead_{steps}_steps", "ms_per_step_median")
         for form, label in (("code", "code-first"), ("graph", "graph")):
@@ -174,16 +175,18 @@ def rows(figures: dict[str, Any]) -> list[Row]:
                 ecl["ratio_to_raw_sdk"] <= 1.3,
             )
         )
-    found = _get(restate, "concurrent_1000")
+    found = _get(raw, "concurrent_1000")
     if found:
+        ecl, sdk = found["ecl_engine"], found["raw_sdk"]
         out.append(
             Row(
-                "Restate: 1,000 concurrent 3-step workflows x 200 ms",
-                f"{found['wall_s']:.1f} s",
-                f"ideal {found['ideal_s']:g} s",
-                f"{found['ratio_to_ideal']:.1f}x ideal",
+                "Restate: 1,000 concurrent 3-step workflows x 200 ms (ECL engine)",
+                f"{ecl['wall_s']:.1f} s ({ecl['ratio_to_ideal']:.1f}x ideal)",
+                f"{sdk['wall_s']:.1f} s raw Restate SDK ({sdk['ratio_to_ideal']:.1f}x ideal);"
+                f" ideal {found['ideal_s']:g} s",
+                f"{ecl['ratio_to_raw_sdk']:.2f}x the raw SDK",
                 "≤ 5x ideal",
-                found["ratio_to_ideal"] <= 5,
+                ecl["ratio_to_ideal"] <= 5,
             )
         )
     tracing = _get(figures, "tracing", "tracing")

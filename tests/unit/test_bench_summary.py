@@ -38,7 +38,7 @@ def _figures() -> dict[str, Any]:
                 "concurrent_1000": concurrent,
                 "framework_code_concurrent_1000": {**concurrent, "wall_s": 0.9, "ratio_to_ideal": 1.5},
             },
-            {"engine": "restate", "concurrent_1000": {"wall_s": 6.0, "ideal_s": 0.6, "ratio_to_ideal": 10.0}},
+            {"engine": "restate"},
         ],
         "api": {
             "fastapi+sqlite baseline": {"per_s": 800, "p50_ms": 40, "p99_ms": 70},
@@ -48,7 +48,12 @@ def _figures() -> dict[str, Any]:
             "steps_3": {
                 "raw_sdk": {"ms_per_workflow_median": 8.0, "ratio_to_raw_sdk": 1.0},
                 "ecl_engine": {"ms_per_workflow_median": 12.0, "ratio_to_raw_sdk": 1.5},
-            }
+            },
+            "concurrent_1000": {
+                "ideal_s": 0.6,
+                "raw_sdk": {"wall_s": 9.0, "ratio_to_ideal": 15.0, "ratio_to_raw_sdk": 1.0},
+                "ecl_engine": {"wall_s": 6.0, "ratio_to_ideal": 10.0, "ratio_to_raw_sdk": 0.67},
+            },
         },
     }
 
@@ -64,7 +69,9 @@ def test_rows_put_each_figure_beside_its_baseline_and_judge_the_target() -> None
     assert rows["API submissions per second (500 at 50 in flight, workflows running)"].ratio == "0.62"
     assert rows["API submit latency p50 / p99"].met is True
     assert rows["Restate: ms per 3-step workflow (ECL engine, submit to result)"].met is False
-    assert rows["Restate: 1,000 concurrent 3-step workflows x 200 ms"].ratio == "10.0x ideal"
+    restate_1k = rows["Restate: 1,000 concurrent 3-step workflows x 200 ms (ECL engine)"]
+    assert (restate_1k.ecl, restate_1k.ratio, restate_1k.met) == ("6.0 s (10.0x ideal)", "0.67x the raw SDK", False)
+    assert "9.0 s raw Restate SDK (15.0x ideal)" in restate_1k.baseline
     # figures a run did not produce make no rows (no made-up values)
     assert not any("100-step" in figure for figure in rows)
 
