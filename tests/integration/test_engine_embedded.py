@@ -428,6 +428,41 @@ async def test_a_run_taken_over_by_another_worker_stands_down_with_a_lease_error
     assert journal_names(db_url, wid) == []
 
 
+async def test_a_lease_taken_between_two_commits_fences_the_next_write(make_engine: Any, db_url: str) -> None:
+    """The workflow's first step committed (its ownership read in that transaction), then
+    another worker took it over: the next step's entry is not written, the run stands down
+    (the heartbeat, too slow here, is not what stops it)."""
+    first_done, stolen = asyncio.Event(), asyncio.Event()
+
+    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+        async def one() -> str:
+            return "one"
+
+        async def two() -> str:
+            first_done.set()
+            await stolen.wait()
+            return "two"
+
+        a = await ctx.run("step:one", one)
+        return {"v": [a, await ctx.run("step:two", two)]}
+
+    slow = EmbeddedOptions(lease_seconds=60.0, heartbeat_seconds=30.0, journal_max_bytes=10_000)
+    engine = await make_engine(script, slow)
+    wid = await engine.submit("demo", {})
+    await asyncio.wait_for(first_done.wait(), 30)
+    db = create_sync_engine(db_url)
+    with db.begin() as conn:
+        conn.execute(text("UPDATE workflows SET owner = 'someone-else' WHERE id = :w"), {"w": wid})
+    db.dispose()
+    stolen.set()
+    with pytest.raises(LeaseError) as caught:
+        await asyncio.wait_for(engine.result(wid), 60)
+    await engine.close()
+    assert "someone-else" in caught.value.message
+    assert workflow_row(db_url, wid).owner == "someone-else"
+    assert journal_names(db_url, wid) == [(0, "run", "step:one")]
+
+
 async def test_unknown_workflow_is_not_found(make_engine: Any) -> None:
     async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
         return {}

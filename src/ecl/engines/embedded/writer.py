@@ -186,6 +186,14 @@ class DatabaseWriter:
         self._update_plans: dict[tuple[int, tuple[str, ...]], _StatementPlan | None] = {}
         self._once_statements: dict[str, Any] = {}
         self._once_plans: dict[tuple[str, tuple[str, ...]], _InsertPlan] = {}
+        self._known: dict[str, tuple[str | None, str]] = {}
+        """SQLite: the owner and state of workflows as read in an earlier transaction (see
+        :meth:`_holders`)."""
+        self._known_version: int | None = 0 if engine.dialect.name == "sqlite" else None
+        """SQLite: ``PRAGMA data_version`` in the transaction being written; ``None``: no cache."""
+        self._known_mark: tuple[Any, int, int] | None = None
+        """(connection, data version, total changes) right after the last commit whose
+        reads :attr:`_known` holds; ``None``: none (cleared when a transaction begins)."""
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._commit_delay = commit_delay
         self._closed = False
@@ -520,6 +528,7 @@ class DatabaseWriter:
                 time.sleep(self._commit_delay)
             xid = self._xid(conn)
             self._commit(conn)
+            self._committed(conn)
             self.outage.recovered()  # before the waiting writes hear of it
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -535,6 +544,7 @@ class DatabaseWriter:
                     self._execute(conn, [item])
                     xid = self._xid(conn)
                     self._commit(conn)
+                    self._committed(conn)
                     self.outage.recovered()
                     self.batches += 1
                 except Exception as exc:
@@ -661,11 +671,12 @@ class DatabaseWriter:
         fenced = {
             i.work.workflow_id for i in batch if isinstance(i.work, FencedInsert | FencedUpdate) and i.work.workflow_id
         }
-        holders = self._fence(conn, fenced) if fenced else {}
+        holders = self._holders(conn, fenced)
         inserts: dict[str, tuple[Table, list[dict[str, Any]]]] = {}
         once: dict[str, tuple[Table, list[tuple[_Item, dict[str, Any]]]]] = {}
         updates: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
         operations: list[_Item] = []
+        changed: list[str] = []
         for item in batch:
             work = item.work
             if isinstance(work, FencedInsert | FencedUpdate) and work.workflow_id:
@@ -679,8 +690,15 @@ class DatabaseWriter:
                 inserts.setdefault(work.table.name, (work.table, []))[1].append(work.row)
             elif isinstance(work, FencedUpdate):
                 updates.setdefault(id(work.statement), (work.statement, []))[1].append(work.params)
+                if work.workflow_id:
+                    changed.append(work.workflow_id)
             else:
                 operations.append(item)
+        # What this batch may change (a workflow's state, its owner) is read again next time.
+        if operations:
+            holders.clear()
+        for workflow_id in changed:
+            holders.pop(workflow_id, None)
         for table, items in once.values():
             self._insert_once(conn, table, items)
         order = sorted(inserts, key=lambda name: name != _PARENT)
@@ -694,6 +712,45 @@ class DatabaseWriter:
                 item.result = item.work(conn)  # type: ignore[operator]
             except _Rejected as rejected:
                 item.error = rejected.error
+
+    def _holders(self, conn: Connection, fenced: set[str]) -> dict[str, tuple[str | None, str]]:
+        """``{workflow_id: (owner, state)}`` of the fenced workflows of the batch being
+        written, as they are now, in this transaction (which holds the write lock).
+
+        On SQLite the rows read for earlier batches are kept while nothing else can have
+        changed them: ``PRAGMA data_version`` is the same as in the last transaction this
+        connection committed (no other connection, in this process or another, committed
+        since) and so is the connection's ``total_changes`` right after that commit (nobody
+        else wrote through this very connection either), and this writer's own writes that
+        may change a row (a fenced update of the workflow, an operation) dropped it. Then
+        only the workflows not known yet are read: a sequential step's commit needs no
+        ``SELECT`` of its workflow, only the pragma. Anywhere else (PostgreSQL), every
+        batch reads its workflows."""
+        known = self._known
+        mark, self._known_mark = self._known_mark, None
+        if self._known_version is None:  # not SQLite
+            known.clear()
+            return dict(self._fence(conn, fenced)) if fenced else known
+        raw = _raw(conn)
+        if not raw.in_transaction:  # (the drainer's batches) reads under the write lock too
+            if not conn.in_transaction():
+                conn.begin()
+            raw.execute("BEGIN IMMEDIATE")
+        version = raw.execute("PRAGMA data_version").fetchone()[0]
+        if mark is None or mark[0] is not raw or mark[1:] != (version, raw.total_changes):
+            known.clear()
+        self._known_version = version
+        missing = [wid for wid in fenced if wid not in known]
+        if missing:
+            known.update(self._fence(conn, set(missing)))
+        return known
+
+    def _committed(self, conn: Connection) -> None:
+        """After a commit of :meth:`_execute`'s batch: what it read of the workflows holds
+        until another connection commits (or writes through this one)."""
+        if self._known_version is not None:
+            raw = _raw(conn)
+            self._known_mark = (raw, self._known_version, raw.total_changes)
 
     @staticmethod
     def _settle(items: list[_Item]) -> None:
