@@ -556,20 +556,6 @@ class EmbeddedEngine:
         task.add_done_callback(forget)
         return task
 
-    async def _drive(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
-        # The task's lines carry this workflow, not what the code that spawned it had bound.
-        with bind_workflow(workflow_id):
-            if fresh is not None and self.start_gate is not None:
-                try:
-                    await self.start_gate.turn()  # the API's requests first
-                except asyncio.CancelledError:
-                    if workflow_id not in self._cancelling:
-                        raise
-                    self._cancelling.discard(workflow_id)
-                    return await self._finish_cancelled(workflow_id, fresh[0])
-            async with self._slots:
-                return await self._drive_owned(workflow_id, fresh)
-
     def _concurrency(self, definition_id: str) -> asyncio.Semaphore | None:
         """The slots of a definition with ``max_concurrent_workflows`` (``None``: no limit)."""
         found = self._per_definition.get(definition_id)
@@ -605,7 +591,112 @@ class EmbeddedEngine:
         await slots.acquire()
         return slots, waited
 
-    async def _drive_owned(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
+    async def _drive(self, workflow_id: str, fresh: Fresh | None) -> WorkflowResult:
+        """A workflow's task: load it (unless just admitted here), take its slots, run it,
+        write its end. One coroutine, not a chain of them: every resumption of the run (each
+        step's commit) passes through each coroutine the task awaits in."""
+        # The task's lines carry this workflow, not what the code that spawned it had bound.
+        with bind_workflow(workflow_id):
+            if fresh is not None and self.start_gate is not None:
+                try:
+                    await self.start_gate.turn()  # the API's requests first
+                except asyncio.CancelledError:
+                    if workflow_id not in self._cancelling:
+                        raise
+                    self._cancelling.discard(workflow_id)
+                    return await self._finish_cancelled(workflow_id, fresh[0])
+            async with self._slots:
+                entries: list[JournalEntry] = []
+                if fresh is not None:
+                    definition_id, data, trace_context = fresh
+                else:
+                    row, entries = await self.writer.call(self._loader(workflow_id))
+                    if row is None:
+                        raise _not_found(workflow_id)
+                    definition_id, data, trace_context = row.definition_id, dict(row.input or {}), row.trace_context
+                # A resumed run continues the workflow's trace: a child of its recorded submission.
+                with workflow_span(workflow_id, trace_context, resumed=bool(entries)):
+                    slots, waited = await self._turn(workflow_id, definition_id)
+                    if slots is not None:  # held until this workflow's task ends, however it ends
+                        task = asyncio.current_task()
+                        assert task is not None
+                        task.add_done_callback(lambda _task: slots.release())
+                    started = time.perf_counter()
+                    # A run just admitted here starts from the row this process inserted (running,
+                    # not waiting) unless it waited for a slot: its recorder need not write that again.
+                    recorder, ctx = self._run_of(workflow_id, entries, fresh is not None and not waited)
+                    log = LazyLogger("ecl.engines.embedded", workflow_id=workflow_id)
+                    log.debug("workflow run", replaying=len(entries))
+                    try:
+                        result = await self._orchestrator.run(ctx, definition_id, data, recorder=recorder)
+                        if result.state in (WorkflowState.COMPLETED, WorkflowState.FAILED):
+                            ctx.check_complete()
+                    except (WorkflowCancelled, asyncio.CancelledError) as exc:
+                        if workflow_id in self._cancelling or isinstance(exc, WorkflowCancelled):
+                            self._cancelling.discard(workflow_id)
+                            return await self._finish_cancelled(workflow_id, definition_id)
+                        if workflow_id in self._lost:  # not our run any more: say so, not "cancelled"
+                            owner = self._lost.pop(workflow_id)
+                            log.warning("lease lost; standing down", owner=owner)
+                            raise LeaseError(
+                                f"workflow {workflow_id} was taken over by {owner}; this process stood down",
+                                workflow_id=workflow_id,
+                                owner=owner or "",
+                            ) from None
+                        await self._release(workflow_id)
+                        raise
+                    except LeaseLost as lost:
+                        if lost.state == WorkflowState.CANCELLED:
+                            return await self._finish_cancelled(workflow_id, definition_id)
+                        log.warning("lease lost; standing down", owner=lost.owner, state=lost.state)
+                        raise LeaseError(
+                            f"workflow {workflow_id} was taken over by {lost.owner}; this process stood down",
+                            workflow_id=workflow_id,
+                            owner=lost.owner or "",
+                        ) from None
+                    except NonDeterminismError:
+                        await self._release(workflow_id)
+                        raise
+                    except EclError as err:
+                        result = WorkflowResult(
+                            workflow_id=workflow_id,
+                            definition_id=definition_id,
+                            state=WorkflowState.FAILED,
+                            error=err.to_dict(),
+                        )
+                    except Exception as exc:
+                        log.exception("workflow crashed")
+                        result = WorkflowResult(
+                            workflow_id=workflow_id,
+                            definition_id=definition_id,
+                            state=WorkflowState.FAILED,
+                            error={"type": type(exc).__name__, "message": str(exc)},
+                        )
+                    if result.duration_ms is None:  # the run's own result, not kept elsewhere: no copy
+                        result.duration_ms = (time.perf_counter() - started) * 1000
+                    return await self._finish(result)
+
+    def _run_of(
+        self, workflow_id: str, entries: list[JournalEntry], running: bool
+    ) -> tuple[WriterRecorder, EmbeddedDurableContext]:
+        """A run's recorder and durable context (``running``: its row says so already)."""
+        t, me = self._t, self._me.id
+        stored = WorkflowState.RUNNING if running else None
+        recorder = WriterRecorder(self.writer, t, self._sql, owner=me, listener=self._listener, stored_state=stored)
+        ctx = EmbeddedDurableContext(
+            workflow_id=workflow_id,
+            owner=me,
+            writer=self.writer,
+            journal_table=t["journal_entries"],
+            entries=entries,
+            promise_source=lambda name: self._promise(workflow_id, name),
+            journal_max_bytes=self._opts.journal_max_bytes,
+            promise_poll=self._opts.promise_poll_seconds,
+        )
+        return recorder, ctx
+
+    def _loader(self, workflow_id: str) -> Callable[[Connection], tuple[Any, list[JournalEntry]]]:
+        """The writer operation that loads a workflow to resume it (its row and journal)."""
         sql, me = self._sql, self._me.id
 
         def load(conn: Connection) -> tuple[Any, list[JournalEntry]]:
@@ -620,99 +711,7 @@ class EmbeddedEngine:
             conn.execute(sql.start_pending, {**params, "b_owner": me})
             return row, entries
 
-        entries: list[JournalEntry] = []
-        if fresh is not None:
-            definition_id, data, trace_context = fresh
-        else:
-            row, entries = await self.writer.call(load)
-            if row is None:
-                raise _not_found(workflow_id)
-            definition_id, data, trace_context = row.definition_id, dict(row.input or {}), row.trace_context
-        # A resumed run continues the workflow's trace: a child of its recorded submission.
-        with workflow_span(workflow_id, trace_context, resumed=bool(entries)):
-            return await self._run_loaded(workflow_id, definition_id, data, entries, fresh=fresh is not None)
-
-    async def _run_loaded(
-        self,
-        workflow_id: str,
-        definition_id: str,
-        data: dict[str, Any],
-        entries: list[JournalEntry],
-        *,
-        fresh: bool = False,
-    ) -> WorkflowResult:
-        t, me = self._t, self._me.id
-        sql, journal = self._sql, t["journal_entries"]
-        slots, waited = await self._turn(workflow_id, definition_id)
-        if slots is not None:  # held until this workflow's task ends, however it ends
-            task = asyncio.current_task()
-            assert task is not None
-            task.add_done_callback(lambda _task: slots.release())
-        started = time.perf_counter()
-        # A run just admitted here starts from the row this process inserted (running, not
-        # waiting) unless it waited for a slot: its recorder need not write that state again.
-        stored = WorkflowState.RUNNING if fresh and not waited else None
-        recorder = WriterRecorder(self.writer, t, sql, owner=me, listener=self._listener, stored_state=stored)
-        ctx = EmbeddedDurableContext(
-            workflow_id=workflow_id,
-            owner=me,
-            writer=self.writer,
-            journal_table=journal,
-            entries=entries,
-            promise_source=lambda name: self._promise(workflow_id, name),
-            journal_max_bytes=self._opts.journal_max_bytes,
-            promise_poll=self._opts.promise_poll_seconds,
-        )
-        log = LazyLogger("ecl.engines.embedded", workflow_id=workflow_id)
-        log.debug("workflow run", replaying=len(entries))
-        try:
-            result = await self._orchestrator.run(ctx, definition_id, data, recorder=recorder)
-            if result.state in (WorkflowState.COMPLETED, WorkflowState.FAILED):
-                ctx.check_complete()
-        except (WorkflowCancelled, asyncio.CancelledError) as exc:
-            if workflow_id in self._cancelling or isinstance(exc, WorkflowCancelled):
-                self._cancelling.discard(workflow_id)
-                return await self._finish_cancelled(workflow_id, definition_id)
-            if workflow_id in self._lost:  # not our run any more: say so, not "cancelled"
-                owner = self._lost.pop(workflow_id)
-                log.warning("lease lost; standing down", owner=owner)
-                raise LeaseError(
-                    f"workflow {workflow_id} was taken over by {owner}; this process stood down",
-                    workflow_id=workflow_id,
-                    owner=owner or "",
-                ) from None
-            await self._release(workflow_id)
-            raise
-        except LeaseLost as lost:
-            if lost.state == WorkflowState.CANCELLED:
-                return await self._finish_cancelled(workflow_id, definition_id)
-            log.warning("lease lost; standing down", owner=lost.owner, state=lost.state)
-            raise LeaseError(
-                f"workflow {workflow_id} was taken over by {lost.owner}; this process stood down",
-                workflow_id=workflow_id,
-                owner=lost.owner or "",
-            ) from None
-        except NonDeterminismError:
-            await self._release(workflow_id)
-            raise
-        except EclError as err:
-            result = WorkflowResult(
-                workflow_id=workflow_id,
-                definition_id=definition_id,
-                state=WorkflowState.FAILED,
-                error=err.to_dict(),
-            )
-        except Exception as exc:
-            log.exception("workflow crashed")
-            result = WorkflowResult(
-                workflow_id=workflow_id,
-                definition_id=definition_id,
-                state=WorkflowState.FAILED,
-                error={"type": type(exc).__name__, "message": str(exc)},
-            )
-        if result.duration_ms is None:
-            result = result.model_copy(update={"duration_ms": (time.perf_counter() - started) * 1000})
-        return await self._finish(result)
+        return load
 
     async def _finish(self, result: WorkflowResult) -> WorkflowResult:
         me, finish = self._me.id, self._sql.finish
