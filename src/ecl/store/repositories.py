@@ -43,6 +43,7 @@ __all__ = [
     "WorkflowEventRecord",
     "WorkflowRecord",
     "WorkflowRepository",
+    "new_workflow_values",
     "workflow_record",
 ]
 
@@ -214,6 +215,30 @@ class _Repository:
         self.sessions = async_sessionmaker(db, expire_on_commit=False)
 
 
+def new_workflow_values(
+    workflow_id: str,
+    definition_id: str,
+    input: Any,
+    *,
+    input_hash: str = "",
+    state: WorkflowState = WorkflowState.PENDING,
+    trace_context: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a new ``workflows`` row (what :meth:`WorkflowRepository.insert` writes)."""
+    now = datetime.now(UTC)
+    return {
+        "id": workflow_id,
+        "definition_id": definition_id,
+        "state": state.value,
+        "input": input,
+        "input_hash": input_hash,
+        "trace_context": trace_context,
+        "revision_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 class WorkflowRepository(_Repository):
     """Workflows: create, get, state changes, filtered cursor-paginated lists."""
 
@@ -244,17 +269,10 @@ class WorkflowRepository(_Repository):
         trace_context: str | None = None,
     ) -> None:
         """Insert a workflow (:meth:`create` without reading it back)."""
-        now = datetime.now(UTC)
         row = m.Workflow(
-            id=workflow_id,
-            definition_id=definition_id,
-            state=state.value,
-            input=input,
-            input_hash=input_hash,
-            trace_context=trace_context,
-            revision_count=0,
-            created_at=now,
-            updated_at=now,
+            **new_workflow_values(
+                workflow_id, definition_id, input, input_hash=input_hash, state=state, trace_context=trace_context
+            )
         )
         async with self.sessions.begin() as session:
             session.add(row)

@@ -18,7 +18,6 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -45,7 +44,7 @@ from ecl.observability.tracing import link_workflow, signal_span, submit_span
 from ecl.store import models as m
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
-from ecl.store.repositories import WorkflowRepository
+from ecl.store.repositories import WorkflowRepository, new_workflow_values
 
 __all__ = ["RestateEngine"]
 
@@ -112,17 +111,8 @@ class RestateEngine:
                 workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context
             )
             return
-        now = datetime.now(UTC)
         statement = insert(m.Workflow).values(
-            id=workflow_id,
-            definition_id=definition_id,
-            state=WorkflowState.PENDING.value,
-            input=input,
-            input_hash=input_hash,
-            trace_context=trace_context,
-            revision_count=0,
-            created_at=now,
-            updated_at=now,
+            **new_workflow_values(workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context)
         )
         writer = self._writer
 
