@@ -273,6 +273,9 @@ class FakeAnthropicServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A real API takes a burst of connections; socketserver's default backlog of 5 made
+    # some of 20 workflows' first calls, started together, fail to connect.
+    request_queue_size = 128
     fake: FakeAnthropicServer
 
 
