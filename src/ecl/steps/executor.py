@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypedDict, Unpack
+from typing import Any, NoReturn, TypedDict, Unpack
 
 from pydantic import BaseModel
 
@@ -236,10 +236,7 @@ class StepExecutor:
                                 else:
                                     result = await step.execute(ctx, model)
                             except Exception as exc:
-                                failure = _failure(ctx, exc)
-                                if failure is exc:
-                                    raise
-                                raise failure from exc
+                                _fail(ctx, exc)
                             output, feedback = await _checked(step, ctx, model, result)
                         else:
                             output, feedback = await self._bounded(step, ctx, model, deadline)
@@ -323,21 +320,18 @@ class StepExecutor:
         try:
             result = await step.execute(ctx, model)
         except Exception as exc:
-            failure = _failure(ctx, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+            _fail(ctx, exc)
         return await _checked(step, ctx, model, result)
 
 
-def _failure(ctx: StepContext, exc: Exception) -> StepError:
-    """What a step's exception fails its attempt with: a :class:`StepError` as it is; another
+def _fail(ctx: StepContext, exc: Exception) -> NoReturn:
+    """Fail the attempt on a step's exception: a :class:`StepError` as it is; another
     :class:`EclError` as a step error of the same retryability; anything else, not retryable."""
     if isinstance(exc, StepError):
-        return exc
+        raise exc
     if isinstance(exc, EclError):
-        return StepError(f"step {ctx.step_id}: {exc.message}", retryable=exc.retryable)
-    return StepError(f"step {ctx.step_id} raised {type(exc).__name__}: {exc}", retryable=False)
+        raise StepError(f"step {ctx.step_id}: {exc.message}", retryable=exc.retryable) from exc
+    raise StepError(f"step {ctx.step_id} raised {type(exc).__name__}: {exc}", retryable=False) from exc
 
 
 async def _checked(step: Any, ctx: StepContext, model: BaseModel, result: Any) -> tuple[BaseModel, str | None]:

@@ -13,17 +13,19 @@ survives power loss, at about 0.2 ms per commit).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, make_url
+from sqlalchemy import Connection, Engine, event, make_url
 from sqlalchemy import create_engine as create_sync_sa_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -35,6 +37,7 @@ from ecl.core.json_values import load_stored
 from ecl.core.redaction import redact_text
 
 __all__ = [
+    "WriterThread",
     "check_schema",
     "create_engine",
     "create_sqlite_folder",
@@ -310,3 +313,33 @@ def sqlite_path(url: str) -> Path | None:
     if _backend(parsed) != "sqlite" or is_memory(url):
         return None
     return Path(str(parsed.database))
+
+
+T = TypeVar("T")
+
+
+class WriterThread:
+    """Transactions of a sync engine (pysqlite, psycopg) run on threads of their own, one hop
+    per transaction: several times cheaper in CPU than an async session, whose every statement
+    is a hop to the driver's thread, and the database's lock is held only while the statements
+    run. On SQLite one thread (the process's one writer: its writes queue in the process instead
+    of contending for the lock); elsewhere a few. The engine stays the caller's to dispose."""
+
+    def __init__(self, engine: Engine, *, name: str) -> None:
+        self.engine = engine
+        threads = 1 if engine.dialect.name == "sqlite" else 4
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix=name)
+
+    async def run(self, statements: Callable[[Connection], T]) -> T:
+        """``statements(conn)`` in one transaction on a writer thread; its result."""
+        engine = self.engine
+
+        def work() -> T:
+            with engine.begin() as conn:
+                return statements(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+
+    def close(self) -> None:
+        """Stop the threads once what was given them has run."""
+        self._threads.shutdown(wait=True)

@@ -5,42 +5,36 @@ its records are written inside journaled ``ctx.run`` blocks, so a replay never w
 twice).
 
 With a ``writer`` (a sync engine: pysqlite or psycopg), the writes of a run (its state, step
-rows, the settling of a dead attempt's rows) are Core statements run on a writer thread, one
-hop per transaction: several times cheaper in CPU than the async ORM session, whose every
-statement is a hop to the driver's thread. On SQLite that thread is the process's only
-writer, so the run's writes queue in the process instead of contending for the database's
-lock (what made ``database is locked`` appear under many concurrent workflows).
+rows, the settling of a dead attempt's rows) are Core statements run on a
+:class:`~ecl.store.database.WriterThread`: cheaper in CPU than the async ORM session, and on
+SQLite the run's writes queue in the process instead of contending for the database's lock
+(what made ``database is locked`` appear under many concurrent workflows).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecl.core.records import (
-    INTERRUPTED,
-    INTERRUPTED_STEP_ERROR,
-    PENDING,
-    LlmCall,
-    StateChange,
-    StepFinished,
-    StepStarted,
-)
+from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.state import TERMINAL_STATES, WorkflowState
 from ecl.core.waiting import budget_wait, rate_limit_wait
 from ecl.store import models as m
+from ecl.store.database import WriterThread
 from ecl.store.repositories import (
     LlmCallRecord,
     LlmCallRepository,
     StepExecutionRepository,
     WorkflowRepository,
+    finish_step,
+    interrupt_pending_calls,
+    interrupt_running_steps,
+    start_step,
 )
 
 __all__ = ["SqlRecorder"]
@@ -49,13 +43,8 @@ T = TypeVar("T")
 
 
 def _settle(conn: Connection, workflow_id: str) -> None:
-    s, c = m.StepExecution, m.LlmCall
-    conn.execute(
-        update(s)
-        .where(s.workflow_id == workflow_id, s.state == "running")
-        .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
-    )
-    conn.execute(update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED))
+    conn.execute(interrupt_running_steps(workflow_id))
+    conn.execute(interrupt_pending_calls(workflow_id))
 
 
 class SqlRecorder:
@@ -66,64 +55,42 @@ class SqlRecorder:
         self.steps = StepExecutionRepository(db)
         self.calls = LlmCallRepository(db)
         self._running: dict[str, str] = {}  # execution id -> step id, for a wait's ``step_id``
-        self._writer = writer
-        self._threads: ThreadPoolExecutor | None = None
-        if writer is not None:  # SQLite: one writer; PostgreSQL: a few connections at once
-            threads = 1 if writer.dialect.name == "sqlite" else 4
-            self._threads = ThreadPoolExecutor(threads, thread_name_prefix="ecl-records")
+        self._writer = WriterThread(writer, name="ecl-records") if writer is not None else None
 
     async def _transaction(self, statements: Callable[[Connection], T]) -> T:
         """``statements`` in one transaction: on the writer thread when there is a writer."""
-        if self._writer is None or self._threads is None:
+        if self._writer is None:
             async with self.workflows.db.begin() as conn:
                 return await conn.run_sync(statements)
-        writer = self._writer
-
-        def work() -> T:
-            with writer.begin() as conn:
-                return statements(conn)
-
-        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+        return await self._writer.run(statements)
 
     async def close(self) -> None:
         """Dispose of the engines (and stop the writer thread)."""
-        if self._threads is not None:
-            self._threads.shutdown(wait=True)
         if self._writer is not None:
-            self._writer.dispose()
+            self._writer.close()
+            self._writer.engine.dispose()
         await self.workflows.db.dispose()
 
     async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row."""
         execution_id = uuid.uuid4().hex
-        row = {
-            "id": execution_id,
-            "workflow_id": step.workflow_id,
-            "step_id": step.step_id,
-            "attempt": step.attempt,
-            "iteration": step.iteration,
-            "state": "running",
-            "input": step.input,
-            "started_at": datetime.now(UTC),
-        }
-        await self._transaction(lambda conn: conn.execute(insert(m.StepExecution).values(**row)))
+        statement = start_step(
+            id=execution_id,
+            workflow_id=step.workflow_id,
+            step_id=step.step_id,
+            attempt=step.attempt,
+            iteration=step.iteration,
+            input=step.input,
+        )
+        await self._transaction(lambda conn: conn.execute(statement))
         self._running[execution_id] = step.step_id
         return execution_id
 
     async def step_finished(self, execution_id: str, result: StepFinished) -> None:
         """Complete the step row."""
         self._running.pop(execution_id, None)
-        s = m.StepExecution
-        statement = (
-            update(s)
-            .where(s.id == execution_id)
-            .values(
-                state=result.state,
-                output=result.output,
-                error=result.error,
-                tokens_used=result.total_tokens,
-                completed_at=datetime.now(UTC),
-            )
+        statement = finish_step(
+            execution_id, state=result.state, output=result.output, error=result.error, tokens=result.total_tokens
         )
         await self._transaction(lambda conn: conn.execute(statement))
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Insert, Update, and_, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecl.core.errors import InputValidationError, NotFoundError
@@ -43,7 +43,11 @@ __all__ = [
     "WorkflowEventRecord",
     "WorkflowRecord",
     "WorkflowRepository",
+    "finish_step",
+    "interrupt_pending_calls",
+    "interrupt_running_steps",
     "new_workflow_values",
+    "start_step",
     "workflow_record",
 ]
 
@@ -207,6 +211,48 @@ def check_limit(limit: int | None) -> int:
             errors=[{"field": "limit", "message": f"must be 1..{MAX_PAGE}", "value": limit}],
         )
     return limit
+
+
+def start_step(
+    *, id: str, workflow_id: str, step_id: str, attempt: int, iteration: int = 0, input: Any = None
+) -> Insert:
+    """The insert of a started attempt's ``step_executions`` row (``running``)."""
+    return insert(m.StepExecution).values(
+        id=id,
+        workflow_id=workflow_id,
+        step_id=step_id,
+        attempt=attempt,
+        iteration=iteration,
+        state="running",
+        input=input,
+        started_at=datetime.now(UTC),
+    )
+
+
+def finish_step(id: str, *, state: str, output: Any = None, error: Any = None, tokens: int | None = None) -> Update:
+    """The update of an attempt's row with how it ended."""
+    s = m.StepExecution
+    return (
+        update(s)
+        .where(s.id == id)
+        .values(state=state, output=output, error=error, tokens_used=tokens, completed_at=datetime.now(UTC))
+    )
+
+
+def interrupt_running_steps(workflow_id: str) -> Update:
+    """The attempts of ``workflow_id`` still ``running`` become ``interrupted``."""
+    s = m.StepExecution
+    return (
+        update(s)
+        .where(s.workflow_id == workflow_id, s.state == "running")
+        .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
+    )
+
+
+def interrupt_pending_calls(workflow_id: str) -> Update:
+    """The LLM calls of ``workflow_id`` still ``pending`` become ``interrupted``."""
+    c = m.LlmCall
+    return update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED)
 
 
 class _Repository:
@@ -409,47 +455,24 @@ class StepExecutionRepository(_Repository):
         input: Any = None,
     ) -> None:
         """Record a started attempt."""
+        statement = start_step(
+            id=id, workflow_id=workflow_id, step_id=step_id, attempt=attempt, iteration=iteration, input=input
+        )
         async with self.sessions.begin() as session:
-            session.add(
-                m.StepExecution(
-                    id=id,
-                    workflow_id=workflow_id,
-                    step_id=step_id,
-                    attempt=attempt,
-                    iteration=iteration,
-                    state="running",
-                    input=input,
-                    started_at=datetime.now(UTC),
-                )
-            )
+            await session.execute(statement)
 
     async def finish(
         self, id: str, *, state: str, output: Any = None, error: Any = None, tokens: int | None = None
     ) -> None:
         """Record how an attempt ended."""
         async with self.sessions.begin() as session:
-            await session.execute(
-                update(m.StepExecution)
-                .where(m.StepExecution.id == id)
-                .values(
-                    state=state,
-                    output=output,
-                    error=error,
-                    tokens_used=tokens,
-                    completed_at=datetime.now(UTC),
-                )
-            )
+            await session.execute(finish_step(id, state=state, output=output, error=error, tokens=tokens))
 
     async def interrupt_running(self, workflow_id: str, *, session: AsyncSession | None = None) -> None:
         """Mark the attempts of ``workflow_id`` still ``running`` as ``interrupted``: called when
         its run starts again, so they are the leftovers of a process that died. In
         ``session``'s transaction when given, else in one of its own."""
-        s = m.StepExecution
-        statement = (
-            update(s)
-            .where(s.workflow_id == workflow_id, s.state == "running")
-            .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
-        )
+        statement = interrupt_running_steps(workflow_id)
         if session is not None:
             await session.execute(statement)
             return
@@ -485,8 +508,7 @@ class LlmCallRepository(_Repository):
     async def interrupt_pending(self, workflow_id: str, *, session: AsyncSession | None = None) -> None:
         """Settle the calls of ``workflow_id`` still pending as ``interrupted`` (their process
         died). In ``session``'s transaction when given, else in one of its own."""
-        c = m.LlmCall
-        statement = update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED)
+        statement = interrupt_pending_calls(workflow_id)
         if session is not None:
             await session.execute(statement)
             return

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -42,6 +41,7 @@ from ecl.core.state import WorkflowState
 from ecl.engines.restate.service import SERVICE_NAME
 from ecl.observability.tracing import link_workflow, signal_span, submit_span
 from ecl.store import models as m
+from ecl.store.database import WriterThread
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
 from ecl.store.repositories import WorkflowRepository, new_workflow_values
@@ -100,13 +100,12 @@ class RestateEngine:
         # the database's lock held only for the statement), not an async session whose lock is
         # held across several turns of a busy event loop: with many submissions at once on
         # SQLite those made the endpoint's writes wait past the busy timeout.
-        self._writer = writer
-        self._threads = ThreadPoolExecutor(1, thread_name_prefix="ecl-submit") if writer is not None else None
+        self._writer = WriterThread(writer, name="ecl-submit") if writer is not None else None
 
     async def _insert(
         self, workflow_id: str, definition_id: str, input: Any, *, input_hash: str, trace_context: str | None
     ) -> None:
-        if self._writer is None or self._threads is None:
+        if self._writer is None:
             await self.workflows.insert(
                 workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context
             )
@@ -114,13 +113,7 @@ class RestateEngine:
         statement = insert(m.Workflow).values(
             **new_workflow_values(workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context)
         )
-        writer = self._writer
-
-        def work() -> None:
-            with writer.begin() as conn:
-                conn.execute(statement)
-
-        await asyncio.get_running_loop().run_in_executor(self._threads, work)
+        await self._writer.run(lambda conn: conn.execute(statement))
 
     async def _request(self, method: str, url: str, body: Any = None) -> httpx.Response:
         """One request; 502/503/504 (a server still starting its partitions) are retried ~10 s."""
@@ -353,5 +346,5 @@ class RestateEngine:
     async def close(self) -> None:
         """Close the HTTP client (and the writer thread)."""
         await self._http.aclose()
-        if self._threads is not None:
-            self._threads.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.close()
