@@ -16,11 +16,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from ecl.api.auth import ApiKeyAuth
 from ecl.api.errors import install_error_handlers
-from ecl.api.guard import RequestGuard, known_query_only
+from ecl.api.guard import RequestGuard
 from ecl.api.openapi import install_openapi
 from ecl.api.request_log import RequestLog
 from ecl.api.routes import definitions, health, workflows
@@ -109,7 +109,6 @@ def create_app(settings: Settings, *, llm: str | None = None, worker: bool = Tru
         description="Durable AI workflows: submit, follow, signal and cancel workflows; "
         "download what they produced. Errors: docs/api/errors.md.",
         lifespan=lifespan,
-        dependencies=[Depends(known_query_only)],
     )
     app.state.services = svc
     app.state.auth = auth

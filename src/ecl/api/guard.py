@@ -14,17 +14,20 @@ body, nor learns which paths and methods exist (401 comes before 404 and 405):
    naming the field. PostgreSQL cannot store some of these, SQLite stores what no reader
    can serve back: refused here, neither ever reaches the database.
 
-The checked body is then handed to the application unchanged. :func:`known_query_only` is a
-FastAPI dependency (it needs the matched route): an unknown query parameter is a 400 rather
-than being silently ignored.
+The checked body is then handed to the application unchanged, and the value parsed here is
+the one the route validates (:class:`ApiRoute`: the body is parsed once). The routes of the API
+are :class:`ApiRoute` instances, which also refuse a query parameter the matched operation does not
+declare (:func:`known_query_only`, 400) rather than ignoring it silently: that needs the matched
+route, so it cannot be done here, before routing.
 """
 
 from __future__ import annotations
 
 import email.message
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, QueryParams
@@ -38,7 +41,10 @@ from ecl.api.session import COOKIE
 from ecl.core.errors import InputValidationError
 from ecl.core.json_values import JsonLimits, check_json, parse_json
 
-__all__ = ["RequestGuard", "known_query_only"]
+__all__ = ["ApiRoute", "RequestGuard", "known_query_only"]
+
+_PARSED = "ecl.parsed_body"
+"""The scope key under which the guard leaves the body it read and the JSON value it parsed."""
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -92,15 +98,17 @@ class RequestGuard:
         if "\x00" in scope["path"]:
             await _refuse(scope, receive, send, 404, "NOT_FOUND", "not found")
             return
+        data = bytes(body)
         try:
-            query = QueryParams(scope.get("query_string", b""))
-            check_json(dict(query.multi_items()), self.limits)
-            if body and _is_json(headers.get("content-type")):
-                parse_json(bytes(body), self.limits)
+            query_string = scope.get("query_string")
+            if query_string:
+                check_json(dict(QueryParams(query_string).multi_items()), self.limits)
+            if data and _is_json(headers.get("content-type")):
+                scope[_PARSED] = (data, parse_json(data, self.limits))
         except InputValidationError as exc:
             await _refuse(scope, receive, send, 400, exc.code, exc.message, {"errors": exc.errors})
             return
-        await self.app(scope, _replay(bytes(body), receive), send)
+        await self.app(scope, _replay(data, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_body_bytes
@@ -149,7 +157,30 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-async def known_query_only(request: Request) -> None:
+class ApiRoute(APIRoute):
+    """The route class of every router of the API: before FastAPI solves the operation's
+    parameters, :func:`known_query_only`; and a JSON body the guard parsed is the value FastAPI
+    validates, instead of being parsed again. (As a route class rather than an app-wide
+    dependency: solving one more dependency on every request cost more than the check.)"""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler of this operation, behind the query check."""
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            scope = request.scope
+            if scope.get("query_string"):
+                known_query_only(request)
+            parsed = scope.get(_PARSED)
+            if parsed is not None:
+                # What Starlette's Request.body() and .json() keep once they have read it.
+                request._body, request._json = parsed
+            return await handler(request)
+
+        return checked
+
+
+def known_query_only(request: Request) -> None:
     """400 for a query parameter the matched operation does not declare."""
     if not request.scope.get("query_string"):
         return  # most requests: nothing to check

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from ecl.api.guard import ApiRoute
 from ecl.api.models import DefinitionOut
 from ecl.api.services import Services, services
 from ecl.workflows import WorkflowEntry, describe
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/definitions", tags=["definitions"])
+router = APIRouter(prefix="/definitions", tags=["definitions"], route_class=ApiRoute)
 Svc = Annotated[Services, Depends(services)]
 
 

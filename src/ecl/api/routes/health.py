@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from ecl.api.guard import ApiRoute
 from ecl.api.models import Health
 from ecl.api.services import Services, services
 from ecl.observability import metrics as instruments
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 Svc = Annotated[Services, Depends(services)]
 
 

@@ -17,7 +17,8 @@ scripts. Without a key the dashboard is open, like the API. ``/ui/static/`` is p
 
 **Adding a page**
 
-1. A module here with ``router = APIRouter(prefix="/ui", include_in_schema=False)`` and its
+1. A module here with ``router = APIRouter(prefix="/ui", include_in_schema=False,
+   route_class=ApiRoute)`` (:class:`ecl.api.guard.ApiRoute`: unknown query parameters refused) and its
    routes; include the router in :func:`install_ui` below (before the static mount is fine).
 2. A template in ``templates/`` that starts with ``{% extends "base.html" %}`` and fills the
    blocks ``title`` (optional: the ``title`` variable is used by default), ``content`` and

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ecl.api import commands
 from ecl.api.errors import ecl_error_parts
+from ecl.api.guard import ApiRoute
 from ecl.api.services import Services, services
 from ecl.api.ui.forms import read_form, safe_back
 from ecl.api.ui.rendering import flash, render
@@ -25,7 +26,7 @@ from ecl.store.repositories import WorkflowRecord
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/ui/runs", include_in_schema=False)
+router = APIRouter(prefix="/ui/runs", include_in_schema=False, route_class=ApiRoute)
 Svc = Annotated[Services, Depends(services)]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 

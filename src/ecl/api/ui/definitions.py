@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from ecl.api import commands
 from ecl.api.errors import ecl_error_parts
+from ecl.api.guard import ApiRoute
 from ecl.api.services import Services, services
 from ecl.api.ui.forms import read_form
 from ecl.api.ui.graph import definition_svg
@@ -29,7 +30,7 @@ from ecl.workflows import WorkflowDefinition, WorkflowEntry, describe
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=ApiRoute)
 Svc = Annotated[Services, Depends(services)]
 DefinitionId = Annotated[str, Path(max_length=128)]
 

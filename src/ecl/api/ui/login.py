@@ -6,13 +6,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ecl.api.auth import ApiKeyAuth
+from ecl.api.guard import ApiRoute
 from ecl.api.session import COOKIE, SESSION_SECONDS
 from ecl.api.ui.forms import read_form
 from ecl.api.ui.rendering import render
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=ApiRoute)
 
 
 def _auth(request: Request) -> ApiKeyAuth:

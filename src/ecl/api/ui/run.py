@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from ecl.api.guard import ApiRoute
 from ecl.api.services import Services, services
 from ecl.api.ui.diff import rounds
 from ecl.api.ui.preview import Preview, head, is_text, preview
@@ -34,7 +35,7 @@ from ecl.store.trace import DECISION_KINDS, read_run
 
 __all__ = ["MAX_PREVIEWS", "router"]
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=ApiRoute)
 Svc = Annotated[Services, Depends(services)]
 
 MAX_PREVIEWS = 20

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from ecl.api.errors import ecl_error_parts
+from ecl.api.guard import ApiRoute
 from ecl.api.services import Services, services
 from ecl.api.ui.rendering import render
 from ecl.core.errors import EclError
@@ -24,7 +25,7 @@ from ecl.store.repositories import MAX_PAGE, LlmUsage, Page
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=ApiRoute)
 Svc = Annotated[Services, Depends(services)]
 
 
