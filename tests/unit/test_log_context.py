@@ -98,3 +98,62 @@ async def test_the_writers_lines_are_the_process_s_and_a_failed_background_write
     assert line["event"] == "background database write failed"
     assert line["workflow_id"] == "wf-b"
     assert "step_id" not in line and "attempt" not in line
+
+
+def test_the_plain_console_lines_are_structlogs_own() -> None:
+    """Without colours the console renderer is ECL's shortcut: every line it renders is the
+    one structlog's ConsoleRenderer writes (exceptions and stacks are left to structlog)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from ecl.observability.logging import _PlainConsoleRenderer
+
+    theirs = structlog.dev.ConsoleRenderer(colors=False)
+    ours = _PlainConsoleRenderer()
+    events: list[dict[str, Any]] = [
+        {
+            "event": "request",
+            "level": "info",
+            "timestamp": "2026-11-28T04:00:00.123Z",
+            "method": "POST",
+            "path": "/workflows",
+            "status": 201,
+            "ms": 3.2,
+            "request_id": "abc",
+            "workflow_id": None,
+        },
+        {
+            "event": "x y",
+            "level": "warning",
+            "logger": "ecl.api",
+            "a b": "has space",
+            "q": "it's",
+            "d": {"k": 1},
+            "n": Decimal("1.5"),
+            "t": datetime(2020, 1, 1, tzinfo=UTC),
+        },
+        {"event": "a" * 40, "level": "critical"},
+        {"event": 12, "level": "debug", "timestamp": 5, "logger_name": "n"},
+        {"level": "info"},
+        {"event": "", "x": ""},
+        {
+            "event": "e",
+            "level": "info",
+            "eq": "a=b",
+            "nl": "a\nb",
+            "tab": "\t",
+            "empty": "",
+            "b": b"bytes",
+            "f": 1.0,
+            "logger": "",
+            "logger_name": "z",
+        },
+        {"event": "e", "level": "a-level-longer-than-the-known-ones"},
+        {"event": "failed", "level": "error", "exception": "Traceback ...\nValueError: x", "k": 1},
+        {"event": "here", "level": "info", "stack": "Stack (most recent call last):\n  ..."},
+    ]
+    for event in events:
+        assert ours(None, "info", dict(event)) == theirs(None, "info", dict(event))
+    stream = io.StringIO()  # not a terminal: the shortcut is the renderer configured
+    configure_logging("info", "console", stream=stream)
+    assert isinstance(structlog.get_config()["processors"][-1], _PlainConsoleRenderer)
