@@ -24,7 +24,7 @@ import contextvars
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any, TextIO
 
@@ -267,6 +267,26 @@ def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
 
 
+_VARS: dict[str, contextvars.ContextVar[Any]] = {}
+"""The ``ContextVar`` structlog binds each key in, found once (from the token of a bind
+through structlog): a step binds and restores a few keys, and structlog's own way builds the
+variable's name and looks it up for every key, each time."""
+
+
+def _bind(fields: dict[str, Any]) -> list[contextvars.Token[Any]]:
+    """``structlog.contextvars.bind_contextvars(**fields)``: its tokens (each knows its variable)."""
+    tokens = []
+    for key, value in fields.items():
+        var = _VARS.get(key)
+        if var is None:
+            token = structlog.contextvars.bind_contextvars(**{key: value})[key]
+            _VARS[key] = token.var
+        else:
+            token = var.set(value)
+        tokens.append(token)
+    return tokens
+
+
 class _Bound:
     """Binds fields to the log lines of the context while inside; restores them on the way out
     (by token, so nested and concurrent scopes are exact). A small object, not a generator:
@@ -277,16 +297,17 @@ class _Bound:
     def __init__(self, fields: dict[str, Any], *, outer: bool = False) -> None:
         self._fields = fields
         self._outer = outer
-        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+        self._tokens: list[contextvars.Token[Any]] = []
 
     def __enter__(self) -> None:
         fields = self._fields
         if self._outer:  # unbind whatever was bound outside
             fields = {**dict.fromkeys(structlog.contextvars.get_contextvars(), ...), **fields}
-        self._tokens = structlog.contextvars.bind_contextvars(**fields)
+        self._tokens = _bind(fields)
 
     def __exit__(self, *exc: object) -> None:
-        structlog.contextvars.reset_contextvars(**self._tokens)
+        for token in reversed(self._tokens):
+            token.var.reset(token)
 
 
 def bind_workflow(workflow_id: str, **fields: Any) -> AbstractContextManager[None]:
@@ -306,4 +327,8 @@ def bind_step(step_id: str, **fields: Any) -> AbstractContextManager[None]:
 
 def bind_attempt(attempt: int) -> None:
     """From here to the end of the enclosing :func:`bind_step`, lines carry ``attempt``."""
-    structlog.contextvars.bind_contextvars(attempt=attempt)
+    var = _VARS.get("attempt")
+    if var is None:
+        _bind({"attempt": attempt})
+    else:
+        var.set(attempt)

@@ -31,6 +31,9 @@ from ecl.steps.recorder import StepRecorder
 __all__ = ["RecordingLlm", "StepContext"]
 
 
+_ZERO = Decimal(0)
+
+
 class RecordingLlm:
     """Wraps the provider: records every call and adds up the step's tokens and cost."""
 
@@ -55,12 +58,12 @@ class RecordingLlm:
         self._prices = prices
         self._budget = budget
         self._prompt_cache = prompt_cache
-        self._fallback = list(fallback)
+        self._fallback = list(fallback) if fallback else []
         self.usage = NO_TOKENS
         self.calls = 0
         self.models: list[str] = []
         """The model that answered each successful call, in order."""
-        self.cost = Decimal(0)
+        self.cost = _ZERO
         """What this attempt's calls cost (USD, exact)."""
 
     def _price(self, model: str) -> Price | None:

@@ -61,7 +61,7 @@ class StepExecution(BaseModel):
                     "cache_read": tokens.cache_read,
                 },
                 "llm_calls": meta.llm_calls,
-                "cost_usd": _DECIMAL.dump_python(meta.cost_usd, mode="json"),
+                "cost_usd": _decimal(meta.cost_usd),
                 "spent_tokens": meta.spent_tokens,
                 "llm_models": list(meta.llm_models),
             },
@@ -78,13 +78,23 @@ def _iso(value: datetime) -> str:
     return f"{text[:-6]}Z" if text.endswith("+00:00") else text
 
 
+def _decimal(value: Decimal) -> str:
+    """A ``Decimal`` as pydantic writes it in JSON: a finite one's ``str`` (what pydantic
+    gives, without its serializer's call per step)."""
+    if type(value) is Decimal and value.is_finite():
+        return str(value)
+    found: str = _DECIMAL.dump_python(value, mode="json")
+    return found
+
+
 def _json(value: dict[str, Any]) -> dict[str, Any]:
     """A ``dict[str, Any]`` field as pydantic writes it in JSON; a flat dict of plain values
     as it is (the common case: a step's output dumped in JSON mode, a trace's detail)."""
-    if all(type(v) in _PLAIN for v in value.values()):
-        return dict(value)
-    found: dict[str, Any] = _DICT.dump_python(value, mode="json")
-    return found
+    for v in value.values():
+        if type(v) not in _PLAIN:
+            found: dict[str, Any] = _DICT.dump_python(value, mode="json")
+            return found
+    return dict(value)
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
