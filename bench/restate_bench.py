@@ -100,12 +100,12 @@ async def step_overhead(engine: RestateEngine, steps: int, workflows: int) -> di
     """Sequential workflows of no-op steps: ms per durable step, workflow creation included."""
     body = {"steps": steps}
     for _ in range(3):  # warm up
-        await engine.result(await engine.submit("bench", body))
+        await engine.run("bench", body)
     samples: list[float] = []
     start = time.perf_counter()
     for _ in range(workflows):
         t0 = time.perf_counter()
-        result = await engine.result(await engine.submit("bench", body))
+        result = await engine.run("bench", body)
         samples.append((time.perf_counter() - t0) * 1000 / steps)
         assert result.outputs["total"] == sum(range(steps)), result
     via_engine = _sequential_figures(samples, time.perf_counter() - start, steps, workflows)

@@ -12,8 +12,8 @@ other; the three ways alternate in rounds so the machine's drift hits them alike
 
 * ``raw_sdk``: ``POST {ingress}/RawBench/{key}/run`` (synchronous call);
 * ``ecl_ingress``: the same synchronous call to ``EclWorkflow`` (ECL's records included);
-* ``ecl_engine``: :class:`~ecl.engines.restate.RestateEngine` ``submit`` + ``result``, as
-  ``ecl run --engine restate`` does (the workflow row written first, then send + attach).
+* ``ecl_engine``: :class:`~ecl.engines.restate.RestateEngine` ``run``, as ``ecl run --engine
+  restate`` does (the workflow row written first on a writer thread, then one synchronous call).
 
 Then ``--concurrent`` workflows of 3 steps that each wait 200 ms (a fake LLM call) started
 at once each way, in ``--rounds-concurrent`` rounds (which way goes first alternates; the best
@@ -141,7 +141,10 @@ async def measure(
     """``workflows`` sequential workflows of ``steps`` steps each way, in ``rounds`` rounds
     (``pids``: the ECL and raw endpoints' and the server's process ids)."""
     db = create_engine(url, pool_size=5)
-    engine = RestateEngine(server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05)
+    writer = create_sync_engine(url)  # as the factory opens it for `ecl run`
+    engine = RestateEngine(
+        server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05, writer=writer
+    )
     body = {"steps": steps}
     expected = sum(range(steps))
     serial = iter(range(10**9))
@@ -162,7 +165,7 @@ async def measure(
             assert response.status_code == 200, response.text
 
         async def ecl_engine() -> None:
-            result = await engine.result(await engine.submit("bench", body))
+            result = await engine.run("bench", body)
             assert result.outputs["total"] == expected, result
 
         ways = {"raw_sdk": raw_sdk, "ecl_ingress": ecl_ingress, "ecl_engine": ecl_engine}
@@ -181,6 +184,7 @@ async def measure(
         finally:
             await engine.close()
             await db.dispose()
+            writer.dispose()
     figures: dict[str, Any] = {"steps_per_workflow": steps, "workflows_each": len(samples["raw_sdk"])}
     raw_median = statistics.median(samples["raw_sdk"])
     raw_cpu = cpu["raw_sdk"].spent

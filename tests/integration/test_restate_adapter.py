@@ -30,6 +30,7 @@ from sqlalchemy import text
 from ecl.core import DurableContext, RetryPolicy, StateChange, WorkflowResult, WorkflowState
 from ecl.core.errors import (
     ConflictError,
+    EngineError,
     InputValidationError,
     LlmError,
     NonDeterminismError,
@@ -399,6 +400,48 @@ async def test_submit_is_idempotent_on_the_workflow_id(engine: RestateEngine, st
     assert stack.flows.calls[f"{wid}:s0"] == 1
     with pytest.raises(ConflictError):
         await engine.submit("t-steps", {"n": 3}, wid)
+
+
+async def test_run_is_one_call_that_runs_a_workflow_once(engine: RestateEngine, stack: Stack) -> None:
+    wid = new_id("run")
+    heard: list[str] = []
+    first = await engine.run("t-steps", {"n": 3}, wid, on_submitted=heard.append)
+    assert (first.state, first.outputs["total"], heard) == (WorkflowState.COMPLETED, 3, [wid])
+    # Again, and twice at once: Restate answers "already invoked", the run is attached to.
+    again = await asyncio.gather(*(engine.run("t-steps", {"n": 3}, wid) for _ in range(2)))
+    assert [r.outputs for r in again] == [first.outputs] * 2
+    assert [stack.flows.calls[f"{wid}:s{i}"] for i in range(3)] == [1, 1, 1]
+    assert (await engine.workflows.get(wid)).state is WorkflowState.COMPLETED
+    with pytest.raises(ConflictError):
+        await engine.run("t-steps", {"n": 4}, wid)
+    fresh = await engine.run("t-steps", {"n": 1})  # a new id, made here
+    assert fresh.state is WorkflowState.COMPLETED
+    assert (await engine.workflows.get(fresh.workflow_id)).state is WorkflowState.COMPLETED
+
+
+async def test_run_outlasting_its_call_waits_for_a_signal_or_a_cancellation(engine: RestateEngine) -> None:
+    # attach_seconds is 1.5 s here: the call gives up, the workflow is waited for as result() does.
+    wid = new_id("run-signal")
+    running = asyncio.create_task(engine.run("t-replay", {}, wid))
+    await wait_for_status(engine, wid, "suspended")
+    await asyncio.sleep(2)
+    await engine.signal(wid, "go", {"x": 2})
+    assert (await running).outputs["payload"] == {"x": 2}
+    wid = new_id("run-cancel")
+    running = asyncio.create_task(engine.run("t-rounds", {}, wid))
+    await wait_for_status(engine, wid, "suspended")
+    await engine.cancel(wid)
+    assert (await running).state is WorkflowState.CANCELLED
+
+
+async def test_run_of_a_workflow_restate_refuses_raises(engine: RestateEngine, stack: Stack) -> None:
+    url = engine.ingress
+    engine.ingress = f"{url}/no-such-prefix"  # Restate answers 404 without an invocation
+    try:
+        with pytest.raises(EngineError, match="Restate refused the workflow: HTTP 404"):
+            await engine.run("t-steps", {"n": 1}, new_id("run-refused"))
+    finally:
+        engine.ingress = url
 
 
 async def test_a_workflow_started_on_restate_directly_gets_its_row(engine: RestateEngine, stack: Stack) -> None:

@@ -187,12 +187,11 @@ def register(app: typer.Typer) -> None:
 
         async def go() -> WorkflowResult | None:
             async with open_command_engine(settings, llm=llm, progress=progress) as eng:
-                wid = await eng.submit(definition, data, workflow_id, start=not detach)
-                submitted.append(wid)
                 if detach:
+                    submitted.append(await eng.submit(definition, data, workflow_id, start=False))
                     return None
                 # A new workflow, or an existing one (same --id): finish it here or wait for it.
-                return await eng.resume(wid, on_wait=_say_waiting)
+                return await eng.run(definition, data, workflow_id, on_submitted=submitted.append, on_wait=_say_waiting)
 
         try:
             result = asyncio.run(go())

@@ -134,6 +134,19 @@ class Engine(Protocol):
         concurrent identical submissions exactly one did) and gives its row as stored."""
         ...
 
+    async def run(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+        *,
+        on_submitted: Callable[[str], None] | None = None,
+        on_wait: Callable[[OwnerWait], Awaitable[None] | None] | None = None,
+    ) -> WorkflowResult:
+        """:meth:`submit` and wait for the result (:meth:`resume`), in as few round trips as
+        the engine can; ``on_submitted`` hears the workflow's id once it is recorded."""
+        ...
+
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve the durable promise ``name`` of a workflow."""
         ...

@@ -65,10 +65,7 @@ class EngineHandle:
         an invalid input raises :class:`~ecl.core.InputValidationError` before anything is
         stored.
         """
-        wid = await self.engine.submit(workflow, dict(input or {}), workflow_id)
-        if wid not in self.engine.running:
-            return await self.engine.resume(wid)
-        return await self.engine.result(wid)
+        return await self.engine.run(workflow, dict(input or {}), workflow_id)
 
     async def submit(
         self, workflow: str, input: dict[str, JsonValue] | None = None, *, workflow_id: str | None = None

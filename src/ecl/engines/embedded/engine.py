@@ -408,6 +408,24 @@ class EmbeddedEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    async def run(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+        *,
+        on_submitted: Callable[[str], None] | None = None,
+        on_wait: Callable[[OwnerWait], Awaitable[None] | None] | None = None,
+    ) -> WorkflowResult:
+        """:meth:`submit`, then :meth:`resume`: a new workflow (or one of the same id that
+        nobody runs) runs here, one that another process runs is waited for."""
+        wid = await self.submit(definition_id, input, workflow_id)
+        if on_submitted is not None:
+            on_submitted(wid)
+        if wid in self._tasks:  # started here just now: no need to look it up
+            return await self.result(wid)
+        return await self.resume(wid, on_wait=on_wait)
+
     async def result(self, workflow_id: str) -> WorkflowResult:
         """Wait for the workflow to end (here or in another process) and return its result."""
         task = self._tasks.get(workflow_id)

@@ -7,6 +7,8 @@
 * cancel: ``PATCH {admin}/invocations/{invocation_id}/cancel``;
 * result: ``GET {ingress}/restate/workflow/EclWorkflow/{id}/attach``, falling back to the
   ``workflows`` row once Restate has forgotten a finished workflow (after its retention).
+* run (submit and wait): ``POST {ingress}/EclWorkflow/{id}/run``, one synchronous call that
+  answers with the result (then as result, when it does not).
 
 The ``workflows`` row is created here at submission, so the ECL database shows the
 workflow at once; the endpoint keeps it up to date.
@@ -71,6 +73,12 @@ def _non_determinism(workflow_id: str, invocation: dict[str, Any]) -> NonDetermi
     )
 
 
+def _refused(response: httpx.Response) -> EngineError:
+    return EngineError(
+        f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}", engine="restate"
+    )
+
+
 class RestateEngine:
     """:class:`~ecl.core.Engine` over HTTP to Restate; records land in ECL's database."""
 
@@ -115,14 +123,28 @@ class RestateEngine:
         )
         await self._writer.run(lambda conn: conn.execute(statement))
 
-    async def _request(self, method: str, url: str, body: Any = None) -> httpx.Response:
-        """One request; 502/503/504 (a server still starting its partitions) are retried ~10 s."""
+    async def _request(
+        self, method: str, url: str, body: Any = None, *, timeout: httpx.Timeout | None = None
+    ) -> httpx.Response:
+        """One request; 502/503/504 (a server still starting its partitions) are retried ~10 s.
+
+        With a ``timeout`` of its own, running out of it raises ``httpx.TimeoutException``
+        (the caller decides what then); any other failure is an :class:`EngineError`.
+        """
         deadline = asyncio.get_running_loop().time() + _UNAVAILABLE_WAIT
         while True:
             try:
                 # The admin query API answers in Arrow unless asked for JSON.
-                response = await self._http.request(method, url, json=body, headers={"accept": "application/json"})
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=body,
+                    headers={"accept": "application/json"},
+                    timeout=timeout if timeout is not None else self._http.timeout,
+                )
             except httpx.HTTPError as exc:
+                if timeout is not None and isinstance(exc, httpx.TimeoutException):
+                    raise
                 where = self.admin if url.startswith(self.admin) else self.ingress
                 raise EngineError(
                     f"cannot reach Restate at {where}: {type(exc).__name__}; is it running (ecl dev)?",
@@ -176,6 +198,15 @@ class RestateEngine:
         self, definition_id: str, input: dict[str, JsonValue], workflow_id: str | None
     ) -> tuple[str, bool]:
         """Record the workflow and send it to Restate: its id and whether this call created it."""
+        wid, created, body = await self._record(definition_id, input, workflow_id)
+        await self._send(wid, body)
+        return wid, created
+
+    async def _record(
+        self, definition_id: str, input: dict[str, JsonValue], workflow_id: str | None
+    ) -> tuple[str, bool, dict[str, Any]]:
+        """Check and record the workflow: its id, whether this call created it, and the
+        request that starts it on Restate."""
         validate_input(definition_id, self._known(definition_id).input_model if self._known else None, input)
         wid = parse_workflow_id(workflow_id) if workflow_id else new_workflow_id()
         digest = submission_hash(definition_id, input)
@@ -203,13 +234,49 @@ class RestateEngine:
         body: dict[str, Any] = {"definition_id": definition_id, "input": input}
         if trace_context is not None:
             body["trace"] = trace_context
+        return wid, created, body
+
+    async def _send(self, wid: str, body: dict[str, Any]) -> None:
+        """Start the workflow on Restate without waiting for it (a second time: a no-op)."""
         response = await self._request("POST", f"{self.ingress}/{SERVICE_NAME}/{wid}/run/send", body)
         if response.status_code not in (200, 202, 409):
-            raise EngineError(
-                f"Restate refused the workflow: HTTP {response.status_code} {response.text[:200]}",
-                engine="restate",
-            )
-        return wid, created
+            raise _refused(response)
+
+    async def run(
+        self,
+        definition_id: str,
+        input: dict[str, JsonValue],
+        workflow_id: str | None = None,
+        *,
+        on_submitted: Callable[[str], None] | None = None,
+        on_wait: Callable[[OwnerWait], Awaitable[None] | None] | None = None,
+    ) -> WorkflowResult:
+        """Record the workflow and run it with one synchronous call, ``POST
+        {ingress}/EclWorkflow/{id}/run``, which answers with the result: one round trip where
+        :meth:`submit` and :meth:`result` take two (send, then attach).
+
+        Exactly once all the same: Restate runs a workflow once per id, and a call for an id it
+        has already (a resubmission) answers 409, then the workflow is attached to as
+        :meth:`result` does. A call still unanswered after ``attach_seconds`` (a workflow
+        waiting for a signal) is sent as a submission (a no-op if Restate has it) and waited
+        for as :meth:`result` does, which tells a workflow stuck on a journal mismatch.
+        """
+        wid, _created, body = await self._record(definition_id, input, workflow_id)
+        if on_submitted is not None:
+            on_submitted(wid)
+        url = f"{self.ingress}/{SERVICE_NAME}/{wid}/run"
+        try:
+            response = await self._request("POST", url, body, timeout=httpx.Timeout(self._attach_seconds, connect=5.0))
+        except httpx.TimeoutException:
+            await self._send(wid, body)
+            return await self.result(wid)
+        if response.status_code == 200:
+            return WorkflowResult.model_validate(response.json())
+        # Anything the invocation answered (a cancellation, a failure) or "already invoked":
+        # Restate has the workflow, and result() reads its end as it does after a submit.
+        if response.status_code != 409 and "x-restate-id" not in response.headers:
+            raise _refused(response)
+        return await self.result(wid)
 
     async def signal(self, workflow_id: str, name: str, payload: JsonValue) -> None:
         """Resolve a durable promise through the ``signal`` shared handler (an ended
