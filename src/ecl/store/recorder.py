@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
@@ -42,9 +42,14 @@ __all__ = ["SqlRecorder"]
 T = TypeVar("T")
 
 
+_W = m.Base.metadata.tables["workflows"]
+_SET_STATE = update(_W).where(_W.c.id == bindparam("wid"), _W.c.state.not_in(TERMINAL_STATES))
+"""A state write, built once (the columns it sets are the keys of its values)."""
+
+
 def _settle(conn: Connection, workflow_id: str) -> None:
-    conn.execute(interrupt_running_steps(workflow_id))
-    conn.execute(interrupt_pending_calls(workflow_id))
+    conn.execute(*interrupt_running_steps(workflow_id))
+    conn.execute(*interrupt_pending_calls(workflow_id))
 
 
 class SqlRecorder:
@@ -82,7 +87,7 @@ class SqlRecorder:
             iteration=step.iteration,
             input=step.input,
         )
-        await self._transaction(lambda conn: conn.execute(statement))
+        await self._transaction(lambda conn: conn.execute(*statement))
         self._running[execution_id] = step.step_id
         return execution_id
 
@@ -92,7 +97,7 @@ class SqlRecorder:
         statement = finish_step(
             execution_id, state=result.state, output=result.output, error=result.error, tokens=result.total_tokens
         )
-        await self._transaction(lambda conn: conn.execute(statement))
+        await self._transaction(lambda conn: conn.execute(*statement))
 
     async def llm_call_sent(self, call: LlmCall) -> None:
         """Insert the ``pending`` LLM call row (committed before the request goes out)."""
@@ -136,7 +141,11 @@ class SqlRecorder:
         """:meth:`workflow_state`; returns whether a row was changed (``False``: there is no
         such workflow, or it has ended). With ``settle``, what a dead attempt left in flight
         is settled first (:meth:`interrupted`) in the same transaction."""
-        values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
+        values: dict[str, Any] = {
+            "wid": change.workflow_id,
+            "state": change.state.value,
+            "updated_at": datetime.now(UTC),
+        }
         values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
         for key in ("output", "revision_count"):
             value = getattr(change, key)
@@ -145,12 +154,10 @@ class SqlRecorder:
         if change.state.is_terminal:
             values["error"] = change.error
             values["completed_at"] = values["updated_at"]
-        w = m.Workflow
-        statement = update(w).where(w.id == change.workflow_id, w.state.not_in(TERMINAL_STATES)).values(**values)
 
         def write(conn: Connection) -> bool:
             if settle:
                 _settle(conn, change.workflow_id)
-            return bool(conn.execute(statement).rowcount)
+            return bool(conn.execute(_SET_STATE, values).rowcount)
 
         return await self._transaction(write)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Insert, Update, and_, case, func, insert, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecl.core.errors import InputValidationError, NotFoundError
@@ -43,7 +43,9 @@ __all__ = [
     "WorkflowEventRecord",
     "WorkflowRecord",
     "WorkflowRepository",
+    "Write",
     "finish_step",
+    "insert_workflow",
     "interrupt_pending_calls",
     "interrupt_running_steps",
     "new_workflow_values",
@@ -213,46 +215,71 @@ def check_limit(limit: int | None) -> int:
     return limit
 
 
+Write = tuple[Executable, dict[str, Any]]
+"""A statement built once (its SQL compiled and cached once) and the values of one write:
+``conn.execute(*write)``. Building a statement per write cost several times its execution."""
+
+_W = m.Base.metadata.tables["workflows"]
+_S = m.Base.metadata.tables["step_executions"]
+_C = m.Base.metadata.tables["llm_calls"]
+_START_STEP = insert(_S)
+_FINISH_STEP = update(_S).where(_S.c.id == bindparam("execution_id"))
+_INTERRUPT_STEPS = (
+    update(_S)
+    .where(_S.c.workflow_id == bindparam("wid"), _S.c.state == "running")
+    .values(state=INTERRUPTED, error=bindparam("interrupted_error"), completed_at=bindparam("now"))
+)
+_INTERRUPT_CALLS = (
+    update(_C).where(_C.c.workflow_id == bindparam("wid"), _C.c.outcome == PENDING).values(outcome=INTERRUPTED)
+)
+_INSERT_WORKFLOW = insert(_W)
+
+
 def start_step(
     *, id: str, workflow_id: str, step_id: str, attempt: int, iteration: int = 0, input: Any = None
-) -> Insert:
+) -> Write:
     """The insert of a started attempt's ``step_executions`` row (``running``)."""
-    return insert(m.StepExecution).values(
-        id=id,
-        workflow_id=workflow_id,
-        step_id=step_id,
-        attempt=attempt,
-        iteration=iteration,
-        state="running",
-        input=input,
-        started_at=datetime.now(UTC),
-    )
+    return _START_STEP, {
+        "id": id,
+        "workflow_id": workflow_id,
+        "step_id": step_id,
+        "attempt": attempt,
+        "iteration": iteration,
+        "state": "running",
+        "input": input,
+        "started_at": datetime.now(UTC),
+    }
 
 
-def finish_step(id: str, *, state: str, output: Any = None, error: Any = None, tokens: int | None = None) -> Update:
+def finish_step(id: str, *, state: str, output: Any = None, error: Any = None, tokens: int | None = None) -> Write:
     """The update of an attempt's row with how it ended."""
-    s = m.StepExecution
-    return (
-        update(s)
-        .where(s.id == id)
-        .values(state=state, output=output, error=error, tokens_used=tokens, completed_at=datetime.now(UTC))
-    )
+    return _FINISH_STEP, {
+        "execution_id": id,
+        "state": state,
+        "output": output,
+        "error": error,
+        "tokens_used": tokens,
+        "completed_at": datetime.now(UTC),
+    }
 
 
-def interrupt_running_steps(workflow_id: str) -> Update:
+def interrupt_running_steps(workflow_id: str) -> Write:
     """The attempts of ``workflow_id`` still ``running`` become ``interrupted``."""
-    s = m.StepExecution
-    return (
-        update(s)
-        .where(s.workflow_id == workflow_id, s.state == "running")
-        .values(state=INTERRUPTED, error=INTERRUPTED_STEP_ERROR, completed_at=datetime.now(UTC))
-    )
+    return _INTERRUPT_STEPS, {
+        "wid": workflow_id,
+        "interrupted_error": INTERRUPTED_STEP_ERROR,
+        "now": datetime.now(UTC),
+    }
 
 
-def interrupt_pending_calls(workflow_id: str) -> Update:
+def interrupt_pending_calls(workflow_id: str) -> Write:
     """The LLM calls of ``workflow_id`` still ``pending`` become ``interrupted``."""
-    c = m.LlmCall
-    return update(c).where(c.workflow_id == workflow_id, c.outcome == PENDING).values(outcome=INTERRUPTED)
+    return _INTERRUPT_CALLS, {"wid": workflow_id}
+
+
+def insert_workflow(values: dict[str, Any]) -> Write:
+    """The insert of a new ``workflows`` row (``values``: :func:`new_workflow_values`)."""
+    return _INSERT_WORKFLOW, values
 
 
 class _Repository:
@@ -459,14 +486,14 @@ class StepExecutionRepository(_Repository):
             id=id, workflow_id=workflow_id, step_id=step_id, attempt=attempt, iteration=iteration, input=input
         )
         async with self.sessions.begin() as session:
-            await session.execute(statement)
+            await session.execute(*statement)
 
     async def finish(
         self, id: str, *, state: str, output: Any = None, error: Any = None, tokens: int | None = None
     ) -> None:
         """Record how an attempt ended."""
         async with self.sessions.begin() as session:
-            await session.execute(finish_step(id, state=state, output=output, error=error, tokens=tokens))
+            await session.execute(*finish_step(id, state=state, output=output, error=error, tokens=tokens))
 
     async def interrupt_running(self, workflow_id: str, *, session: AsyncSession | None = None) -> None:
         """Mark the attempts of ``workflow_id`` still ``running`` as ``interrupted``: called when
@@ -474,10 +501,10 @@ class StepExecutionRepository(_Repository):
         ``session``'s transaction when given, else in one of its own."""
         statement = interrupt_running_steps(workflow_id)
         if session is not None:
-            await session.execute(statement)
+            await session.execute(*statement)
             return
         async with self.sessions.begin() as own:
-            await own.execute(statement)
+            await own.execute(*statement)
 
     async def list_for(self, workflow_id: str, *, step_id: str | None = None) -> list[StepExecutionRecord]:
         """A workflow's step executions in the order they started."""
@@ -510,10 +537,10 @@ class LlmCallRepository(_Repository):
         died). In ``session``'s transaction when given, else in one of its own."""
         statement = interrupt_pending_calls(workflow_id)
         if session is not None:
-            await session.execute(statement)
+            await session.execute(*statement)
             return
         async with self.sessions.begin() as own:
-            await own.execute(statement)
+            await own.execute(*statement)
 
     async def list_for(self, workflow_id: str) -> list[LlmCallRecord]:
         """A workflow's calls, oldest first."""

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from ecl.core.durable import Admission, JsonValue, OwnerWait
@@ -42,11 +42,10 @@ from ecl.core.rules import (
 from ecl.core.state import WorkflowState
 from ecl.engines.restate.service import SERVICE_NAME
 from ecl.observability.tracing import link_workflow, signal_span, submit_span
-from ecl.store import models as m
 from ecl.store.database import WriterThread
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
-from ecl.store.repositories import WorkflowRepository, new_workflow_values
+from ecl.store.repositories import WorkflowRepository, insert_workflow, new_workflow_values
 
 __all__ = ["RestateEngine"]
 
@@ -118,10 +117,10 @@ class RestateEngine:
                 workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context
             )
             return
-        statement = insert(m.Workflow).values(
-            **new_workflow_values(workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context)
+        write = insert_workflow(
+            new_workflow_values(workflow_id, definition_id, input, input_hash=input_hash, trace_context=trace_context)
         )
-        await self._writer.run(lambda conn: conn.execute(statement))
+        await self._writer.run(lambda conn: conn.execute(*write))
 
     async def _request(
         self, method: str, url: str, body: Any = None, *, timeout: httpx.Timeout | None = None
