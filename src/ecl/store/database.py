@@ -117,6 +117,9 @@ def _pragmas(synchronous: str, busy_timeout_ms: int) -> Any:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={level}")
+        # The statement journal of a write that fires triggers (every insert or update of
+        # ``workflows``: its workflow_events) in memory, not in a temporary file.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     return on_connect
