@@ -222,7 +222,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.2, help="seconds each step waits on the fake LLM")
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument(
-        "--gc-threshold", type=int, default=50_000, help="GC tuning, as `ecl` does it (0: Python's default)"
+        "--gc-threshold", type=int, default=200_000, help="GC tuning, as `ecl` does it (0: Python's default)"
     )
     parser.add_argument(
         "--no-framework",

@@ -105,8 +105,12 @@ def tune_gc(threshold: int) -> None:
     workflows (see bench/run.py). A running workflow's objects live across its awaits, so
     they outlive the first generation and every collection of the second scanned them all
     again: at the default second threshold that was another tenth of the CPU at 10,000
-    workflows, at 50 under 1%, with the same peak memory. Cyclic garbage is still
-    collected, less often.
+    workflows, at 50 under 1%, with the same peak memory. Each first-generation collection
+    walks every object that survived since the last one, and a running workflow's do survive,
+    so fewer, larger collections cost less: at 10,000 workflows (which make no cyclic garbage
+    at all) 28 collections at 50,000 took 2.2 s of CPU, 9 at 150,000 1.6 s, 3 at 400,000
+    1.0 s, with the same peak memory; the default, 200,000, bounds what cyclic garbage can
+    pile up between collections. Cyclic garbage is still collected, less often.
     """
     gen0, gen1, gen2 = gc.get_threshold()
     if threshold > gen0:

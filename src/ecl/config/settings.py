@@ -256,7 +256,7 @@ class EmbeddedSettings(_Section):
 
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600)
     heartbeat_seconds: float = Field(default=3.0, gt=0.05, le=600)
-    gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
+    gc_threshold: int = Field(default=200_000, ge=0, le=10_000_000)
     """The garbage collector's first threshold is raised to at least this (0: leave it)."""
     max_start_delay_seconds: float = Field(default=1.0, ge=0, le=60)
     """``ecl server start``: a submitted workflow starts once no request is in hand, or after
