@@ -210,7 +210,9 @@ async def concurrent(server: RestateServer, url: str, count: int, delay: float, 
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
 
     async def raw_sdk() -> None:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5), limits=limits) as client:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(600, connect=5), limits=limits, http1=False, http2=True
+        ) as client:
 
             async def send(key: str) -> None:
                 sent = await client.post(f"{server.ingress_url}/{RAW_SERVICE}/{key}/run/send", json=body)
@@ -233,7 +235,7 @@ async def concurrent(server: RestateServer, url: str, count: int, delay: float, 
         engine = RestateEngine(
             server.ingress_url, server.admin_url, WorkflowRepository(db), poll_seconds=0.05, writer=writer
         )
-        engine._http = httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5), limits=limits)
+        engine._http = httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5), limits=limits, http1=False, http2=True)
         try:
             ids = await asyncio.gather(*(engine.submit("bench", {**body, "n": n}) for n in range(count)))
             results = await asyncio.gather(*(engine.result(wid) for wid in ids))
