@@ -168,10 +168,8 @@ class ApiRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def checked(request: Request) -> Response:
-            scope = request.scope
-            if scope.get("query_string"):
-                known_query_only(request)
-            parsed = scope.get(_PARSED)
+            known_query_only(request)
+            parsed = request.scope.get(_PARSED)
             if parsed is not None:
                 # What Starlette's Request.body() and .json() keep once they have read it.
                 request._body, request._json = parsed

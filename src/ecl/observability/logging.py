@@ -273,18 +273,19 @@ through structlog): a step binds and restores a few keys, and structlog's own wa
 variable's name and looks it up for every key, each time."""
 
 
+def _set(key: str, value: Any) -> contextvars.Token[Any]:
+    """``structlog.contextvars.bind_contextvars(key=value)``: its token (which knows its variable)."""
+    var = _VARS.get(key)
+    if var is not None:
+        return var.set(value)
+    token = structlog.contextvars.bind_contextvars(**{key: value})[key]
+    _VARS[key] = token.var
+    return token
+
+
 def _bind(fields: dict[str, Any]) -> list[contextvars.Token[Any]]:
-    """``structlog.contextvars.bind_contextvars(**fields)``: its tokens (each knows its variable)."""
-    tokens = []
-    for key, value in fields.items():
-        var = _VARS.get(key)
-        if var is None:
-            token = structlog.contextvars.bind_contextvars(**{key: value})[key]
-            _VARS[key] = token.var
-        else:
-            token = var.set(value)
-        tokens.append(token)
-    return tokens
+    """``structlog.contextvars.bind_contextvars(**fields)``: its tokens."""
+    return [_set(key, value) for key, value in fields.items()]
 
 
 class _Bound:
@@ -327,8 +328,4 @@ def bind_step(step_id: str, **fields: Any) -> AbstractContextManager[None]:
 
 def bind_attempt(attempt: int) -> None:
     """From here to the end of the enclosing :func:`bind_step`, lines carry ``attempt``."""
-    var = _VARS.get("attempt")
-    if var is None:
-        _bind({"attempt": attempt})
-    else:
-        var.set(attempt)
+    _set("attempt", attempt)

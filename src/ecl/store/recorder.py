@@ -18,13 +18,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
-from ecl.core.state import TERMINAL_STATES, WorkflowState
+from ecl.core.state import WorkflowState
 from ecl.core.waiting import budget_wait, rate_limit_wait
-from ecl.store import models as m
 from ecl.store.database import WriterThread
 from ecl.store.repositories import (
     LlmCallRecord,
@@ -34,17 +33,13 @@ from ecl.store.repositories import (
     finish_step,
     interrupt_pending_calls,
     interrupt_running_steps,
+    set_workflow,
     start_step,
 )
 
 __all__ = ["SqlRecorder"]
 
 T = TypeVar("T")
-
-
-_W = m.Base.metadata.tables["workflows"]
-_SET_STATE = update(_W).where(_W.c.id == bindparam("wid"), _W.c.state.not_in(TERMINAL_STATES))
-"""A state write, built once (the columns it sets are the keys of its values)."""
 
 
 def _settle(conn: Connection, workflow_id: str) -> None:
@@ -125,11 +120,8 @@ class SqlRecorder:
         await self._set_waiting(workflow_id, None)
 
     async def _set_waiting(self, workflow_id: str, waiting: dict[str, Any] | None) -> None:
-        w = m.Workflow
-        async with self.workflows.sessions.begin() as session:
-            await session.execute(
-                update(w).where(w.id == workflow_id, w.state.not_in(TERMINAL_STATES)).values(waiting=waiting)
-            )
+        write = set_workflow(workflow_id, {"waiting": waiting})
+        await self._transaction(lambda conn: conn.execute(*write))
 
     async def workflow_state(self, change: StateChange) -> None:
         """Set the state (never overwriting an ended workflow). A budget refusal goes to
@@ -141,11 +133,7 @@ class SqlRecorder:
         """:meth:`workflow_state`; returns whether a row was changed (``False``: there is no
         such workflow, or it has ended). With ``settle``, what a dead attempt left in flight
         is settled first (:meth:`interrupted`) in the same transaction."""
-        values: dict[str, Any] = {
-            "wid": change.workflow_id,
-            "state": change.state.value,
-            "updated_at": datetime.now(UTC),
-        }
+        values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
         values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
         for key in ("output", "revision_count"):
             value = getattr(change, key)
@@ -158,6 +146,6 @@ class SqlRecorder:
         def write(conn: Connection) -> bool:
             if settle:
                 _settle(conn, change.workflow_id)
-            return bool(conn.execute(_SET_STATE, values).rowcount)
+            return bool(conn.execute(*set_workflow(change.workflow_id, values)).rowcount)
 
         return await self._transaction(write)

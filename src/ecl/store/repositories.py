@@ -24,7 +24,7 @@ from ecl.core.errors import InputValidationError, NotFoundError
 from ecl.core.json_values import servable
 from ecl.core.metadata import TokenUsage
 from ecl.core.records import INTERRUPTED, INTERRUPTED_STEP_ERROR, PENDING
-from ecl.core.state import WorkflowState, check_transition
+from ecl.core.state import TERMINAL_STATES, WorkflowState, check_transition
 from ecl.store import models as m
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "interrupt_pending_calls",
     "interrupt_running_steps",
     "new_workflow_values",
+    "set_workflow",
     "start_step",
     "workflow_record",
 ]
@@ -233,6 +234,7 @@ _INTERRUPT_CALLS = (
     update(_C).where(_C.c.workflow_id == bindparam("wid"), _C.c.outcome == PENDING).values(outcome=INTERRUPTED)
 )
 _INSERT_WORKFLOW = insert(_W)
+_SET_WORKFLOW = update(_W).where(_W.c.id == bindparam("wid"), _W.c.state.not_in(TERMINAL_STATES))
 
 
 def start_step(
@@ -275,6 +277,11 @@ def interrupt_running_steps(workflow_id: str) -> Write:
 def interrupt_pending_calls(workflow_id: str) -> Write:
     """The LLM calls of ``workflow_id`` still ``pending`` become ``interrupted``."""
     return _INTERRUPT_CALLS, {"wid": workflow_id}
+
+
+def set_workflow(workflow_id: str, values: dict[str, Any]) -> Write:
+    """The update of a workflow's row with ``values`` (column: value), unless it has ended."""
+    return _SET_WORKFLOW, {"wid": workflow_id, **values}
 
 
 def insert_workflow(values: dict[str, Any]) -> Write:
