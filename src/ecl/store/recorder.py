@@ -31,10 +31,12 @@ from ecl.store.repositories import (
     StepExecutionRepository,
     WorkflowRepository,
     finish_step,
+    insert_workflow,
     interrupt_pending_calls,
     interrupt_running_steps,
     set_workflow,
     start_step,
+    workflow_exists,
 )
 
 __all__ = ["SqlRecorder"]
@@ -129,10 +131,15 @@ class SqlRecorder:
         keep it; a final state writes its error (``None`` on success) as the embedded engine does."""
         await self.set_state(change)
 
-    async def set_state(self, change: StateChange, *, settle: bool = False) -> bool:
+    async def set_state(
+        self, change: StateChange, *, settle: bool = False, create: Callable[[], dict[str, Any]] | None = None
+    ) -> bool:
         """:meth:`workflow_state`; returns whether a row was changed (``False``: there is no
         such workflow, or it has ended). With ``settle``, what a dead attempt left in flight
-        is settled first (:meth:`interrupted`) in the same transaction."""
+        is settled first (:meth:`interrupted`) in the same transaction. With ``create`` (the
+        columns of a new row, :func:`~ecl.store.repositories.new_workflow_values`), a workflow
+        that has no row gets one, then the change, in the same transaction (an
+        ``IntegrityError`` when another process inserted it meanwhile: then the row is there)."""
         values: dict[str, Any] = {"state": change.state.value, "updated_at": datetime.now(UTC)}
         values["waiting"] = budget_wait(change.error) if change.state is WorkflowState.WAITING_FOR_BUDGET else None
         for key in ("output", "revision_count"):
@@ -143,9 +150,16 @@ class SqlRecorder:
             values["error"] = change.error
             values["completed_at"] = values["updated_at"]
 
+        wid = change.workflow_id
+
         def write(conn: Connection) -> bool:
             if settle:
-                _settle(conn, change.workflow_id)
-            return bool(conn.execute(*set_workflow(change.workflow_id, values)).rowcount)
+                _settle(conn, wid)
+            if conn.execute(*set_workflow(wid, values)).rowcount:
+                return True
+            if create is None or conn.execute(*workflow_exists(wid)).first() is not None:
+                return False  # no row and none to create, or it has ended
+            conn.execute(*insert_workflow(create()))
+            return bool(conn.execute(*set_workflow(wid, values)).rowcount)
 
         return await self._transaction(write)

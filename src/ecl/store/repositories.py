@@ -51,6 +51,7 @@ __all__ = [
     "new_workflow_values",
     "set_workflow",
     "start_step",
+    "workflow_exists",
     "workflow_record",
 ]
 
@@ -235,6 +236,7 @@ _INTERRUPT_CALLS = (
 )
 _INSERT_WORKFLOW = insert(_W)
 _SET_WORKFLOW = update(_W).where(_W.c.id == bindparam("wid"), _W.c.state.not_in(TERMINAL_STATES))
+_WORKFLOW_EXISTS = select(_W.c.id).where(_W.c.id == bindparam("wid"))
 
 
 def start_step(
@@ -282,6 +284,11 @@ def interrupt_pending_calls(workflow_id: str) -> Write:
 def set_workflow(workflow_id: str, values: dict[str, Any]) -> Write:
     """The update of a workflow's row with ``values`` (column: value), unless it has ended."""
     return _SET_WORKFLOW, {"wid": workflow_id, **values}
+
+
+def workflow_exists(workflow_id: str) -> Write:
+    """The query of a workflow's id: a row when the workflow has one."""
+    return _WORKFLOW_EXISTS, {"wid": workflow_id}
 
 
 def insert_workflow(values: dict[str, Any]) -> Write:

@@ -51,6 +51,7 @@ from ecl.observability.logging import bind_workflow
 from ecl.observability.tracing import workflow_span
 from ecl.store.progress import cancelled_result_from_records
 from ecl.store.recorder import SqlRecorder
+from ecl.store.repositories import new_workflow_values
 from ecl.workflows import WorkflowRecorder
 
 __all__ = ["SERVICE_NAME", "JournaledRecorder", "Orchestrator", "build_service", "ensure_workflow_row"]
@@ -129,13 +130,19 @@ class JournaledRecorder:
 
         return await self._write(apply)
 
+    def _new_row(self) -> dict[str, Any]:
+        """The columns of the workflow's row, for a workflow started on Restate directly."""
+        digest = submission_hash(self._definition_id, self._input)
+        return new_workflow_values(self._wid, self._definition_id, self._input, input_hash=digest)
+
     async def _state(self, change: StateChange) -> None:
         async def apply(settle: bool) -> None:
-            if await self._inner.set_state(change, settle=settle):
-                return  # its row was there (the usual case): one write
-            # No row (started on Restate directly), or it has ended (then this changes nothing).
-            await ensure_workflow_row(self._inner, change.workflow_id, self._definition_id, self._input)
-            await self._inner.workflow_state(change)
+            # One transaction: the change, and when the workflow has no row (started on
+            # Restate directly) the row first (an ended one is left as it is).
+            try:
+                await self._inner.set_state(change, settle=settle, create=self._new_row)
+            except IntegrityError:  # its row was inserted meanwhile (the engine's submit)
+                await self._inner.set_state(change, settle=settle)
 
         await self._write(apply)
 
