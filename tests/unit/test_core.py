@@ -166,3 +166,28 @@ def test_retry_policy_delays() -> None:
     policy = RetryPolicy(max_attempts=4, initial_delay=timedelta(seconds=1), max_delay=timedelta(seconds=3))
     assert [policy.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 3, 3]
     assert RetryPolicy.none().max_attempts == 1
+
+
+def test_share_fields_set_shares_only_a_set_naming_every_field() -> None:
+    from ecl.core.metadata import StepMetadata, share_fields_set
+
+    now = datetime.now(UTC)
+    every = {
+        "step_id": "s",
+        "started_at": now,
+        "completed_at": now,
+        "attempt": 1,
+        "llm_tokens_used": None,
+        "llm_calls": 0,
+        "spent_tokens": 0,
+        "llm_models": [],
+    }
+    a = share_fields_set(StepMetadata(**every, cost_usd=0))
+    b = share_fields_set(StepMetadata(**every, cost_usd=1))
+    assert a.model_fields_set is b.model_fields_set == set(StepMetadata.model_fields)
+    a.attempt = 2  # assigning a field adds a name the shared set holds already
+    assert b.model_fields_set == set(StepMetadata.model_fields)
+    partial = share_fields_set(StepMetadata(step_id="s", started_at=now))
+    assert partial.model_fields_set == {"step_id", "started_at"}
+    assert partial.model_fields_set is not a.model_fields_set
+    assert a.model_dump() == StepMetadata(**every, cost_usd=0).model_copy(update={"attempt": 2}).model_dump()

@@ -10,7 +10,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from pydantic import BaseModel, Field
 
 from ecl.core.errors import StepError, error_from_dict
-from ecl.core.metadata import StepMetadata, TokenUsage
+from ecl.core.metadata import StepMetadata, TokenUsage, share_fields_set
 from ecl.core.state import WorkflowState
 
 __all__ = [
@@ -127,7 +127,8 @@ class WorkflowResult(BaseModel):
     ) -> WorkflowResult:
         """The result of a run that ended now, from its ``totals``; ``started`` is the
         :func:`time.perf_counter` reading of its start."""
-        return cls(
+        # Every field given: one set of field names shared by the results (see share_fields_set).
+        result = cls(
             workflow_id=workflow_id,
             definition_id=definition_id,
             state=state,
@@ -140,3 +141,4 @@ class WorkflowResult(BaseModel):
             error=error,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
+        return share_fields_set(result)

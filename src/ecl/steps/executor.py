@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.errors import BudgetExceeded, EclError, StepError, StepTimeoutError, StepValidationError
-from ecl.core.metadata import StepMetadata
+from ecl.core.metadata import StepMetadata, share_fields_set
 from ecl.core.policy import step_may_retry
 from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
@@ -34,6 +34,9 @@ from ecl.steps.step import Step
 from ecl.steps.validation import validate_model
 
 __all__ = ["StepExecutor", "StepOptions"]
+
+_ZERO = Decimal(0)
+"""What a step without LLM calls spent: one object for all (a ``Decimal`` is immutable)."""
 
 
 class StepOptions(TypedDict, total=False):
@@ -177,7 +180,9 @@ class StepExecutor:
         log = LazyLogger("ecl.steps", workflow_id=workflow_id, step_id=step_id, iteration=iteration)
         with bind_step(step_id, iteration=iteration):
             started = datetime.now(UTC)
-            traces = [TraceEvent(kind="started", at=started, detail={"iteration": iteration})]
+            # Every field given, so each instance shares one set of the names given.
+            first = TraceEvent(kind="started", at=started, attempt=1, detail={"iteration": iteration})
+            traces = [share_fields_set(first)]
 
             # Invalid input fails fast: another attempt would see the same input.
             model = validate_model(step.input_model, input, step_id=step_id, where="input")
@@ -197,7 +202,7 @@ class StepExecutor:
             # less per step. A subclass may override ``execute``: then it is called.
             function = step if type(step) is FunctionStep else None
             attempt = 0
-            spent = Decimal(0)  # every attempt's calls: a failed attempt's tokens were paid for too
+            spent = _ZERO  # every attempt's calls: a failed attempt's tokens were paid for too
             spent_tokens = 0
             while True:
                 attempt += 1
@@ -267,32 +272,33 @@ class StepExecutor:
                         raise
                     raise failure from None
                 finally:
-                    spent += llm.cost
+                    if llm.cost:  # (adding nothing would make a new zero, kept in the metadata)
+                        spent += llm.cost
                     spent_tokens += llm.usage.total
                 data = output.model_dump(mode="json")
                 await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
                 metrics.step_finished(step_id, "completed", time.monotonic() - attempt_started)
                 completed = datetime.now(UTC)
-                traces.append(TraceEvent(kind="completed", at=completed, attempt=attempt))
+                traces.append(share_fields_set(TraceEvent(kind="completed", at=completed, attempt=attempt, detail={})))
                 log.info("step completed", attempt=attempt, tokens=llm.usage.total)
                 break
-        execution = StepExecution(
+        # Every field given: the metadata (kept by the run, and in its result, for every
+        # step) and the execution share one set of field names per class.
+        metadata = StepMetadata(
             step_id=label,
-            output=data,
-            feedback=feedback,
-            metadata=StepMetadata(
-                step_id=label,
-                started_at=started,
-                completed_at=completed,
-                attempt=attempt,
-                llm_tokens_used=llm.usage,
-                llm_calls=llm.calls,
-                cost_usd=spent,
-                spent_tokens=spent_tokens,
-                llm_models=llm.models,
-            ),
-            traces=traces,
+            started_at=started,
+            completed_at=completed,
+            attempt=attempt,
+            llm_tokens_used=llm.usage,
+            llm_calls=llm.calls,
+            cost_usd=spent,
+            spent_tokens=spent_tokens,
+            llm_models=llm.models,
         )
+        execution = StepExecution(
+            step_id=label, output=data, feedback=feedback, metadata=share_fields_set(metadata), traces=traces
+        )
+        share_fields_set(execution)
         if keep is None:
             return execution
         keep.append(execution)

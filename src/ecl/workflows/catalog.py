@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -358,14 +358,16 @@ class CatalogOrchestrator:
         )
         self.code = CodeOrchestrator(catalog.code, self.graph.executor, budget=budget)
 
-    async def run(
+    def run(
         self,
         ctx: DurableContext,
         definition_id: str,
         input: dict[str, Any],
         *,
         recorder: WorkflowRecorder | None = None,
-    ) -> WorkflowResult:
-        """Execute (or replay) one workflow of either form."""
+    ) -> Coroutine[Any, Any, WorkflowResult]:
+        """Execute (or replay) one workflow of either form: the form's own run, to await
+        (not a coroutine around it, which every running workflow would hold and every
+        resumption of it, each step's commit, would pass through)."""
         runner: Orchestrator = self.code if definition_id in self.catalog.code else self.graph
-        return await runner.run(ctx, definition_id, input, recorder=recorder)
+        return runner.run(ctx, definition_id, input, recorder=recorder)

@@ -286,7 +286,9 @@ class CodeOrchestrator:
             model = wf.validate_input(input)
             wctx.budget.limits = resolve_limits(input, self.budget, usd=wf.budget_usd, tokens=wf.budget_tokens)
             args = {field: getattr(model, field) for field in wf.parameters.model_fields}
-            value = await wf.fn(wctx, **args)
+            call = wf.fn(wctx, **args)
+            del model, args  # the function has its arguments: not held across the whole run here too
+            value = await call
             output = wf.output_json(value)
         except (StepError, UserError) as err:
             error = err.to_dict()
