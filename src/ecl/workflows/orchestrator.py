@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -143,6 +144,54 @@ class _Run:
         return self.budget.spent_usd
 
 
+@dataclass(frozen=True, slots=True)
+class _Schedule:
+    """The order in which a definition's steps (all, or a subset) run: rounds of the steps
+    whose prerequisites all ran in earlier rounds, each round in definition order. Which
+    steps a condition skips is decided as each round comes (a skipped step counts as run),
+    so the rounds themselves are the same on every run: worked out once, not kept by each
+    of thousands of concurrent runs as working sets across all of their awaits."""
+
+    rounds: tuple[tuple[str, ...], ...]
+    complete: bool
+    """``False``: steps are left that no round can run (a cycle); the run fails after the rounds."""
+    deps: dict[str, set[str]]
+    """Each step's direct prerequisites (read only)."""
+    conditions: dict[str, list[str]]
+    """The conditions each step needs to hold (read only)."""
+
+    @classmethod
+    def of(cls, defn: WorkflowDefinition, subset: set[str] | None) -> _Schedule:
+        deps = defn.dependencies()
+        loop_only = defn.loop_only
+        pending = [
+            s.step_id for s in defn.steps if s.step_id not in loop_only and (subset is None or s.step_id in subset)
+        ]
+        # Kept incrementally (what each step still waits for, who waits for each step), so
+        # a long chain costs no scan of every pending step per round.
+        order = {step_id: index for index, step_id in enumerate(pending)}
+        done = {s.step_id for s in defn.steps} - order.keys()
+        waits = {s: len(deps[s] - done) for s in pending}
+        dependents: dict[str, list[str]] = {}
+        for s in pending:
+            for d in deps[s] - done:
+                dependents.setdefault(d, []).append(s)
+        rounds: list[tuple[str, ...]] = []
+        ready = [s for s in pending if not waits[s]]
+        left = len(pending)
+        while left and ready:
+            rounds.append(tuple(ready))
+            following: list[str] = []
+            for step_id in ready:
+                left -= 1
+                for waiting in dependents.get(step_id, ()):
+                    waits[waiting] -= 1
+                    if not waits[waiting]:
+                        following.append(waiting)
+            ready = sorted(following, key=order.__getitem__)
+        return cls(tuple(rounds), not left, deps, defn.conditions())
+
+
 class WorkflowOrchestrator:
     """Runs definitions: dependency order, concurrency, conditions, bounded loops, approval."""
 
@@ -159,6 +208,7 @@ class WorkflowOrchestrator:
         budget: BudgetPolicy | None = None,
     ) -> None:
         self.definitions = definitions
+        self._schedules: dict[int, tuple[WorkflowDefinition, _Schedule]] = {}
         self.budget = budget or BudgetPolicy()
         self.steps = steps
         self.llm = llm
@@ -236,37 +286,13 @@ class WorkflowOrchestrator:
     ) -> None:
         """Run the steps (all, or ``subset``) in dependency order, ready ones concurrently."""
         defn = run.defn
-        deps = defn.dependencies()
-        conditions = defn.conditions()
+        plan = self._schedule(defn) if subset is None else _Schedule.of(defn, subset)
+        deps, conditions = plan.deps, plan.conditions
         loop = defn.loops[0] if defn.loops else None
-        loop_only = defn.loop_only
-        pending = [
-            s.step_id for s in defn.steps if s.step_id not in loop_only and (subset is None or s.step_id in subset)
-        ]
-        # Each round runs the pending steps whose prerequisites are all done, in definition
-        # order. Kept incrementally (what each step still waits for, who waits for each
-        # step), so a long chain costs no scan of every pending step per round.
-        order = {step_id: index for index, step_id in enumerate(pending)}
-        done = {s.step_id for s in defn.steps} - order.keys()
-        waits = {s: len(deps[s] - done) for s in pending}
-        dependents: dict[str, list[str]] = {}
-        for s in pending:
-            for d in deps[s] - done:
-                dependents.setdefault(d, []).append(s)
-        ready = [s for s in pending if not waits[s]]
-        left = len(pending)
-        while left:
-            if not ready:
-                raise DefinitionError(f"definition {defn.id}: no runnable step (cycle?)", definition_id=defn.id)
+        for ready in plan.rounds:
             plain: list[str] = []
             validators: list[str] = []
-            following: list[str] = []
             for step_id in ready:
-                left -= 1
-                for waiting in dependents.get(step_id, ()):
-                    waits[waiting] -= 1
-                    if not waits[waiting]:
-                        following.append(waiting)
                 if deps[step_id] & run.skipped or not self._conditions_hold(run, step_id, conditions.get(step_id, [])):
                     run.skipped.add(step_id)
                     continue
@@ -275,7 +301,18 @@ class WorkflowOrchestrator:
             for _ in validators:
                 assert loop is not None
                 await self._loop(run, rec, loop)
-            ready = sorted(following, key=order.__getitem__)
+        if not plan.complete:
+            raise DefinitionError(f"definition {defn.id}: no runnable step (cycle?)", definition_id=defn.id)
+
+    def _schedule(self, defn: WorkflowDefinition) -> _Schedule:
+        """The schedule of all of ``defn``'s steps, worked out once per definition (kept with
+        it: a definition does not change once loaded)."""
+        found = self._schedules.get(id(defn))
+        if found is not None and found[0] is defn:
+            return found[1]
+        plan = _Schedule.of(defn, None)
+        self._schedules[id(defn)] = (defn, plan)
+        return plan
 
     async def _concurrently(self, run: _Run, rec: WorkflowRecorder, step_ids: list[str], iteration: int) -> None:
         if len(step_ids) == 1:
