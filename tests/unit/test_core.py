@@ -191,3 +191,49 @@ def test_share_fields_set_shares_only_a_set_naming_every_field() -> None:
     assert partial.model_fields_set == {"step_id", "started_at"}
     assert partial.model_fields_set is not a.model_fields_set
     assert a.model_dump() == StepMetadata(**every, cost_usd=0).model_copy(update={"attempt": 2}).model_dump()
+
+
+def test_built_makes_what_validation_makes_of_values_of_the_field_types() -> None:
+    from decimal import Decimal
+
+    from pydantic import BaseModel, field_validator
+
+    from ecl.core.metadata import NO_TOKENS, StepMetadata, built
+    from ecl.steps import StepExecution, TraceEvent
+
+    now = datetime.now(UTC)
+    fields = {
+        "step_id": "s",
+        "started_at": now,
+        "completed_at": now,
+        "attempt": 2,
+        "llm_tokens_used": NO_TOKENS,
+        "llm_calls": 1,
+        "cost_usd": Decimal("0.25"),
+        "spent_tokens": 3,
+        "llm_models": ["m"],
+    }
+    meta, validated = built(StepMetadata, **fields), StepMetadata(**fields)
+    assert meta == validated and meta.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert repr(meta) == repr(validated)
+    assert meta.model_fields_set is built(StepMetadata, **fields).model_fields_set == set(StepMetadata.model_fields)
+    trace = {"kind": "started", "at": now, "attempt": 1, "detail": {"iteration": 0}}
+    traces = [built(TraceEvent, **trace)]
+    assert traces[0] == TraceEvent(**trace)
+    run = {"step_id": "s", "output": {"x": 1}, "feedback": None, "metadata": meta, "traces": traces}
+    execution = built(StepExecution, **run)
+    assert execution == StepExecution(**run)
+    assert execution.journal() == StepExecution(**run).model_dump(mode="json")
+    with pytest.raises(TypeError, match="every field"):
+        built(TraceEvent, kind="started", at=now)
+
+    class Checked(BaseModel):
+        x: int
+
+        @field_validator("x")
+        @classmethod
+        def positive(cls, value: int) -> int:
+            return abs(value)
+
+    with pytest.raises(TypeError, match="validates more"):
+        built(Checked, x=-1)

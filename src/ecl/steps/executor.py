@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ecl.artifacts.store import ArtifactStore
 from ecl.core.errors import BudgetExceeded, EclError, StepError, StepTimeoutError, StepValidationError
-from ecl.core.metadata import StepMetadata, share_fields_set
+from ecl.core.metadata import StepMetadata, built
 from ecl.core.policy import step_may_retry
 from ecl.core.records import StepFinished, StepStarted
 from ecl.core.results import Failed, NeedsRevision, Success
@@ -180,9 +180,8 @@ class StepExecutor:
         log = LazyLogger("ecl.steps", workflow_id=workflow_id, step_id=step_id, iteration=iteration)
         with bind_step(step_id, iteration=iteration):
             started = datetime.now(UTC)
-            # Every field given, so each instance shares one set of the names given.
-            first = TraceEvent(kind="started", at=started, attempt=1, detail={"iteration": iteration})
-            traces = [share_fields_set(first)]
+            # Built from values of their types (see core.metadata.built): not validated again.
+            traces = [built(TraceEvent, kind="started", at=started, attempt=1, detail={"iteration": iteration})]
 
             # Invalid input fails fast: another attempt would see the same input.
             model = validate_model(step.input_model, input, step_id=step_id, where="input")
@@ -279,12 +278,14 @@ class StepExecutor:
                 await recorder.step_finished(execution_id, StepFinished("completed", output=data, tokens=llm.usage))
                 metrics.step_finished(step_id, "completed", time.monotonic() - attempt_started)
                 completed = datetime.now(UTC)
-                traces.append(share_fields_set(TraceEvent(kind="completed", at=completed, attempt=attempt, detail={})))
+                traces.append(built(TraceEvent, kind="completed", at=completed, attempt=attempt, detail={}))
                 log.info("step completed", attempt=attempt, tokens=llm.usage.total)
                 break
-        # Every field given: the metadata (kept by the run, and in its result, for every
-        # step) and the execution share one set of field names per class.
-        metadata = StepMetadata(
+        # Every field given, each of its type: built without validating them again, and the
+        # metadata (kept by the run, and in its result, for every step) and the execution
+        # share one set of field names per class.
+        metadata = built(
+            StepMetadata,
             step_id=label,
             started_at=started,
             completed_at=completed,
@@ -293,12 +294,11 @@ class StepExecutor:
             llm_calls=llm.calls,
             cost_usd=spent,
             spent_tokens=spent_tokens,
-            llm_models=llm.models,
+            llm_models=list(llm.models),
         )
-        execution = StepExecution(
-            step_id=label, output=data, feedback=feedback, metadata=share_fields_set(metadata), traces=traces
+        execution = built(
+            StepExecution, step_id=label, output=dict(data), feedback=feedback, metadata=metadata, traces=traces
         )
-        share_fields_set(execution)
         if keep is None:
             return execution
         keep.append(execution)
