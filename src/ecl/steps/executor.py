@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -142,19 +141,7 @@ class StepExecutor:
         The options are :class:`StepOptions`' (the guard is the call's argument). One
         coroutine per step, not a wrapper around :meth:`execute_step`: every running step
         holds the chain."""
-        run: Callable[[BudgetGuard | None], Awaitable[dict[str, Any]]] = functools.partial(
-            self._run,
-            step,
-            input,
-            keep,
-            workflow_id=workflow_id,
-            iteration=iteration,
-            recorder=recorder,
-            timeout=timeout,
-            fallback=fallback,
-            record_as=record_as,
-        )
-        return run
+        return _Journaled(self, step, input, keep, workflow_id, iteration, recorder, timeout, fallback, record_as)
 
     async def _run(
         self,
@@ -328,6 +315,65 @@ class StepExecutor:
         except Exception as exc:
             _fail(ctx, exc)
         return await _checked(step, ctx, model, result)
+
+
+class _Journaled:
+    """What :meth:`StepExecutor.journaled` gives: the step and its options in one small
+    object, called with the guard. Not a ``functools.partial`` with keywords: its keyword
+    dict is copied again by ``partial(run, guard)`` (as the budget calls it), and each of
+    thousands of concurrent runs holds both for as long as its step runs."""
+
+    __slots__ = (
+        "executor",
+        "fallback",
+        "input",
+        "iteration",
+        "keep",
+        "record_as",
+        "recorder",
+        "step",
+        "timeout",
+        "workflow_id",
+    )
+
+    def __init__(
+        self,
+        executor: StepExecutor,
+        step: Step[Any, Any] | str,
+        input: dict[str, Any] | BaseModel,
+        keep: list[StepExecution],
+        workflow_id: str,
+        iteration: int,
+        recorder: StepRecorder | None,
+        timeout: float | None,
+        fallback: Sequence[str] | None,
+        record_as: str | None,
+    ) -> None:
+        self.executor = executor
+        self.step = step
+        self.input = input
+        self.keep = keep
+        self.workflow_id = workflow_id
+        self.iteration = iteration
+        self.recorder = recorder
+        self.timeout = timeout
+        self.fallback = fallback
+        self.record_as = record_as
+
+    def __call__(self, budget: BudgetGuard | None) -> Awaitable[dict[str, Any]]:
+        run: Awaitable[dict[str, Any]] = self.executor._run(
+            self.step,
+            self.input,
+            self.keep,
+            budget,
+            workflow_id=self.workflow_id,
+            iteration=self.iteration,
+            recorder=self.recorder,
+            timeout=self.timeout,
+            fallback=self.fallback,
+            record_as=self.record_as,
+        )
+        return run
 
 
 def _fail(ctx: StepContext, exc: Exception) -> NoReturn:

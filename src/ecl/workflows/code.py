@@ -280,7 +280,6 @@ class CodeOrchestrator:
         started = time.perf_counter()
         wctx = WorkflowContext(ctx, self.executor, rec, RunBudget(ctx, rec, self.budget))
         wid = ctx.workflow_id
-        log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             model = wf.validate_input(input)
@@ -310,8 +309,11 @@ class CodeOrchestrator:
             await rec.workflow_state(
                 StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=wctx.revisions)
             )
+            # A logger made here, not held across the run by each of thousands of concurrent runs.
+            log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
             log.info("workflow completed", revisions=wctx.revisions, tokens=wctx.tokens.total, cost_usd=str(wctx.cost))
             return result
+        log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
         log.warning("workflow failed", error=error.get("message"), step_id=error.get("step_id"))
         result = WorkflowResult.of_run(
             wctx, workflow_id=wid, definition_id=definition_id, state=WorkflowState.FAILED, started=started, error=error

@@ -242,7 +242,6 @@ class WorkflowOrchestrator:
         defn = self.definitions.get(definition_id)
         run = _Run(ctx, defn, dict(input), RunBudget(ctx, rec, self.budget))
         wid = ctx.workflow_id
-        log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
             options = defn.options
@@ -253,6 +252,8 @@ class WorkflowOrchestrator:
             if bool(run.input.get("require_approval", defn.options.require_approval)):
                 await self._approval(run, rec)
         except StepError as err:
+            # Loggers made where used, not held across the run by each of thousands of runs.
+            log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
             log.warning("workflow failed", error=err.message, step_id=err.step_id)
             result = WorkflowResult.of_run(
                 run,
@@ -272,6 +273,7 @@ class WorkflowOrchestrator:
         await rec.workflow_state(
             StateChange(wid, WorkflowState.COMPLETED, output=result.outputs, revision_count=run.revisions)
         )
+        log = LazyLogger("ecl.workflows", workflow_id=wid, definition_id=definition_id)
         log.info("workflow completed", revisions=run.revisions, tokens=run.tokens.total, cost_usd=str(run.cost))
         return result
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -566,13 +567,12 @@ class EmbeddedEngine:
     def _spawn(self, workflow_id: str, fresh: Fresh | None = None) -> asyncio.Task[WorkflowResult]:
         task = asyncio.create_task(self._drive(workflow_id, fresh), name=f"ecl-workflow-{workflow_id}")
         self._tasks[workflow_id] = task
-
-        def forget(_task: asyncio.Task[WorkflowResult]) -> None:
-            if self._tasks.get(workflow_id) is _task:
-                del self._tasks[workflow_id]
-
-        task.add_done_callback(forget)
+        task.add_done_callback(functools.partial(self._forget, workflow_id))  # (smaller than a closure)
         return task
+
+    def _forget(self, workflow_id: str, task: asyncio.Task[WorkflowResult]) -> None:
+        if self._tasks.get(workflow_id) is task:
+            del self._tasks[workflow_id]
 
     def _concurrency(self, definition_id: str) -> asyncio.Semaphore | None:
         """The slots of a definition with ``max_concurrent_workflows`` (``None``: no limit)."""
@@ -643,8 +643,9 @@ class EmbeddedEngine:
                     # A run just admitted here starts from the row this process inserted (running,
                     # not waiting) unless it waited for a slot: its recorder need not write that again.
                     recorder, ctx = self._run_of(workflow_id, entries, fresh is not None and not waited)
-                    log = LazyLogger("ecl.engines.embedded", workflow_id=workflow_id)
-                    log.debug("workflow run", replaying=len(entries))
+                    # Loggers made where they are used: one held across the whole run is held by
+                    # every one of thousands of concurrent runs.
+                    _run_log(workflow_id).debug("workflow run", replaying=len(entries))
                     try:
                         result = await self._orchestrator.run(ctx, definition_id, data, recorder=recorder)
                         if result.state in (WorkflowState.COMPLETED, WorkflowState.FAILED):
@@ -655,7 +656,7 @@ class EmbeddedEngine:
                             return await self._finish_cancelled(workflow_id, definition_id)
                         if workflow_id in self._lost:  # not our run any more: say so, not "cancelled"
                             owner = self._lost.pop(workflow_id)
-                            log.warning("lease lost; standing down", owner=owner)
+                            _run_log(workflow_id).warning("lease lost; standing down", owner=owner)
                             raise LeaseError(
                                 f"workflow {workflow_id} was taken over by {owner}; this process stood down",
                                 workflow_id=workflow_id,
@@ -666,7 +667,7 @@ class EmbeddedEngine:
                     except LeaseLost as lost:
                         if lost.state == WorkflowState.CANCELLED:
                             return await self._finish_cancelled(workflow_id, definition_id)
-                        log.warning("lease lost; standing down", owner=lost.owner, state=lost.state)
+                        _run_log(workflow_id).warning("lease lost; standing down", owner=lost.owner, state=lost.state)
                         raise LeaseError(
                             f"workflow {workflow_id} was taken over by {lost.owner}; this process stood down",
                             workflow_id=workflow_id,
@@ -683,7 +684,7 @@ class EmbeddedEngine:
                             error=err.to_dict(),
                         )
                     except Exception as exc:
-                        log.exception("workflow crashed")
+                        _run_log(workflow_id).exception("workflow crashed")
                         result = WorkflowResult(
                             workflow_id=workflow_id,
                             definition_id=definition_id,
@@ -707,7 +708,7 @@ class EmbeddedEngine:
             writer=self.writer,
             journal_table=t["journal_entries"],
             entries=entries,
-            promise_source=lambda name: self._promise(workflow_id, name),
+            promise_source=functools.partial(self._promise, workflow_id),
             journal_max_bytes=self._opts.journal_max_bytes,
             promise_poll=self._opts.promise_poll_seconds,
         )
@@ -833,6 +834,11 @@ def _still_waiting(workflows: Table) -> Any:
     """A released workflow's ``waiting``: kept while it waits for budget (durably, whoever
     runs it), cleared otherwise (a rate-limit or slot wait ended with this process)."""
     return case((workflows.c.state == WorkflowState.WAITING_FOR_BUDGET.value, workflows.c.waiting), else_=None)
+
+
+def _run_log(workflow_id: str) -> LazyLogger:
+    """The logger of a workflow's run."""
+    return LazyLogger("ecl.engines.embedded", workflow_id=workflow_id)
 
 
 def _not_found(workflow_id: str) -> NotFoundError:
