@@ -226,6 +226,8 @@ def test_built_makes_what_validation_makes_of_values_of_the_field_types() -> Non
     assert execution.journal() == StepExecution(**run).model_dump(mode="json")
     with pytest.raises(TypeError, match="every field"):
         built(TraceEvent, kind="started", at=now)
+    with pytest.raises(TypeError, match="every field"):
+        built(TraceEvent, at=now, kind="started", attempt=1, detail={})
 
     class Checked(BaseModel):
         x: int

@@ -60,16 +60,17 @@ def built(cls: type[M], /, **values: Any) -> M:
     """``cls(**values)`` for values that ECL made itself, each already of its field's type
     (a timestamp it took, a count it kept, a model instance, a validated output's JSON):
     the same instance, without validating them again, its fields set shared as
-    :func:`share_fields_set` does. Every field must be given (``KeyError`` otherwise).
+    :func:`share_fields_set` does. Every field must be given, in the class's field order
+    (the order of ``__dict__``, which ``repr`` and iteration follow): ``TypeError`` otherwise.
 
     A step builds four such objects (its trace events, metadata and execution); pydantic's
     validation of them was a tenth of the executor's CPU per step. Users' data is never
     built this way: step inputs and outputs are validated by their models."""
     names = _BUILDABLE.get(cls) or _buildable(cls)
-    if len(values) != len(names):
-        raise TypeError(f"{cls.__name__}: every field must be given, got {sorted(values)}")
+    if tuple(values) != names:
+        raise TypeError(f"{cls.__name__}: every field must be given, in the order {names}, got {tuple(values)}")
     model = cls.__new__(cls)
-    _set(model, "__dict__", {name: values[name] for name in names})
+    _set(model, "__dict__", values)  # a fresh dict (the keywords) of its own
     _set(model, "__pydantic_fields_set__", _EVERY_FIELD[cls])
     _set(model, "__pydantic_extra__", None)
     _set(model, "__pydantic_private__", None)
