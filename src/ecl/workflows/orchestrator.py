@@ -449,8 +449,7 @@ class WorkflowOrchestrator:
         loop_scope: dict[str, Any] | None = None,
     ) -> StepExecution:
         spec = run.spec(step_id)
-        scope = run.scope(loop_scope)
-        step_input = {field: self._resolve(value, scope) for field, value in spec.input.items()}
+        step_input = self._input(run, spec, loop_scope)
         fresh: list[StepExecution] = []
         # Recorded (rows and result) under the definition's step id, whatever its implementation.
         execute = self.executor.journaled(
@@ -467,6 +466,12 @@ class WorkflowOrchestrator:
         raw = await run.budget.run(journal_name(step_id, iteration), step_id, execute)
         # Run just now: the object is at hand. Replayed: rebuilt from the journal.
         return fresh[-1] if fresh else StepExecution.model_validate(raw)
+
+    def _input(self, run: _Run, spec: StepDefinition, loop_scope: dict[str, Any] | None) -> dict[str, Any]:
+        """The step's input, resolved in the run's scope (made here, so a running step does
+        not hold the scope across its awaits: thousands of concurrent runs each would)."""
+        scope = run.scope(loop_scope)
+        return {field: self._resolve(value, scope) for field, value in spec.input.items()}
 
     @staticmethod
     def _resolve(value: Any, scope: dict[str, Any]) -> Any:
