@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NoReturn, TypedDict, Unpack
@@ -317,48 +318,23 @@ class StepExecutor:
         return await _checked(step, ctx, model, result)
 
 
+@dataclass(slots=True)
 class _Journaled:
     """What :meth:`StepExecutor.journaled` gives: the step and its options in one small
     object, called with the guard. Not a ``functools.partial`` with keywords: its keyword
     dict is copied again by ``partial(run, guard)`` (as the budget calls it), and each of
     thousands of concurrent runs holds both for as long as its step runs."""
 
-    __slots__ = (
-        "executor",
-        "fallback",
-        "input",
-        "iteration",
-        "keep",
-        "record_as",
-        "recorder",
-        "step",
-        "timeout",
-        "workflow_id",
-    )
-
-    def __init__(
-        self,
-        executor: StepExecutor,
-        step: Step[Any, Any] | str,
-        input: dict[str, Any] | BaseModel,
-        keep: list[StepExecution],
-        workflow_id: str,
-        iteration: int,
-        recorder: StepRecorder | None,
-        timeout: float | None,
-        fallback: Sequence[str] | None,
-        record_as: str | None,
-    ) -> None:
-        self.executor = executor
-        self.step = step
-        self.input = input
-        self.keep = keep
-        self.workflow_id = workflow_id
-        self.iteration = iteration
-        self.recorder = recorder
-        self.timeout = timeout
-        self.fallback = fallback
-        self.record_as = record_as
+    executor: StepExecutor
+    step: Step[Any, Any] | str
+    input: dict[str, Any] | BaseModel
+    keep: list[StepExecution]
+    workflow_id: str
+    iteration: int
+    recorder: StepRecorder | None
+    timeout: float | None
+    fallback: Sequence[str] | None
+    record_as: str | None
 
     def __call__(self, budget: BudgetGuard | None) -> Awaitable[dict[str, Any]]:
         run: Awaitable[dict[str, Any]] = self.executor._run(

@@ -208,7 +208,8 @@ class WorkflowOrchestrator:
         budget: BudgetPolicy | None = None,
     ) -> None:
         self.definitions = definitions
-        self._schedules: dict[int, tuple[WorkflowDefinition, _Schedule]] = {}
+        self._schedules: dict[str, tuple[WorkflowDefinition, _Schedule]] = {}
+        """By definition id: the loaded definition and its schedule (one per id)."""
         self.budget = budget or BudgetPolicy()
         self.steps = steps
         self.llm = llm
@@ -307,13 +308,13 @@ class WorkflowOrchestrator:
             raise DefinitionError(f"definition {defn.id}: no runnable step (cycle?)", definition_id=defn.id)
 
     def _schedule(self, defn: WorkflowDefinition) -> _Schedule:
-        """The schedule of all of ``defn``'s steps, worked out once per definition (kept with
-        it: a definition does not change once loaded)."""
-        found = self._schedules.get(id(defn))
+        """The schedule of all of ``defn``'s steps, worked out once per loaded definition (a
+        definition does not change once loaded; one loaded again replaces the one kept)."""
+        found = self._schedules.get(defn.id)
         if found is not None and found[0] is defn:
             return found[1]
         plan = _Schedule.of(defn, None)
-        self._schedules[id(defn)] = (defn, plan)
+        self._schedules[defn.id] = (defn, plan)
         return plan
 
     async def _concurrently(self, run: _Run, rec: WorkflowRecorder, step_ids: list[str], iteration: int) -> None:
