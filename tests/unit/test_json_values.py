@@ -6,9 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ecl.core.errors import InputValidationError
-from ecl.core.json_values import READ_DEPTH, JsonLimits, check_json, load_stored, parse_json, servable
+from ecl.core.json_values import READ_DEPTH, JsonLimits, check_json, dumps, load_stored, parse_json, servable
 
 
 @pytest.mark.parametrize(
@@ -95,3 +97,30 @@ def test_servable_repairs_what_no_reader_could_serve() -> None:
 def test_load_stored_survives_nesting_past_the_recursion_limit() -> None:
     assert load_stored('{"a": [1]}') == {"a": [1]}
     assert "too deeply" in load_stored("[" * 100_000 + "]" * 100_000)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+def test_dumps_is_json_dumps(value: Any) -> None:
+    # The text of journal entries and step rows: exactly what json.dumps (SQLAlchemy's
+    # serializer) makes, NaN and non-ASCII included.
+    assert dumps(value) == json.dumps(value)
+
+
+def test_dumps_fails_as_json_dumps_does() -> None:
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    for bad in ({"a": object()}, {(1, 2): 3}, circular):
+        with pytest.raises((TypeError, ValueError)) as expected:
+            json.dumps(bad)
+        with pytest.raises(type(expected.value), match=str(expected.value)):
+            dumps(bad)
+    # A failure leaves nothing behind: the same dict encodes once it is fixed.
+    circular["self"] = 1
+    assert dumps(circular) == '{"self": 1}'

@@ -29,6 +29,7 @@ from ecl.core.errors import (
     WorkflowCancelled,
     error_from_dict,
 )
+from ecl.core.json_values import dumps
 from ecl.core.policy import RetryPolicy, step_may_retry
 from ecl.core.state import WorkflowState
 from ecl.engines.embedded.writer import DatabaseWriter, EncodedJson, FencedInsert, LeaseLost
@@ -137,7 +138,7 @@ class EmbeddedDurableContext:
         # fits, so does the compact one, and the writer stores this text without encoding
         # the payload a second time.
         try:
-            stored: str | None = json.dumps(payload)
+            stored: str | None = dumps(payload)
         except Exception:
             stored = None  # not JSON as it is: measured (and failed) as before
         if stored is not None and len(stored) <= self._limit:

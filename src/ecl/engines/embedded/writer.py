@@ -52,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from ecl.core.errors import DatabaseError, RuntimeFailure
+from ecl.core.json_values import dumps
 from ecl.core.state import TERMINAL_STATES
 from ecl.store.models import UtcDateTime
 from ecl.store.outage import Backoff, OutageLog, unreachable
@@ -573,7 +574,7 @@ class DatabaseWriter:
         """One ``executemany`` at the driver level: the statement is compiled once per table
         and column set; each value still goes through its column type's bind processor."""
         keys = tuple(rows[0])
-        if any(tuple(row) != keys for row in rows):
+        if len(rows) > 1 and any(tuple(row) != keys for row in rows):  # (a sequential step's: one row)
             conn.execute(table.insert(), [_plain(row) for row in rows])
             return
         plan = self._insert_plans.get((table.name, keys))
@@ -1003,11 +1004,18 @@ def _json_bind(proc: Callable[[Any], Any], *, stores_text: bool) -> Callable[[An
     (there, ``None`` bound as ``proc(None)``, worked out once)."""
     if stores_text:
         null = proc(None)
+        # A dict or list is encoded as ``proc`` does (``json.dumps``), without its layers:
+        # a step row's input and output (checked on a sample; else ``proc`` does all).
+        sample = {"k": ["é", 1, 2.5, None, True]}
+        plain = (dict, list) if proc(sample) == dumps(sample) else ()
 
         def bind(value: Any) -> Any:
             if value is None:
                 return null
-            return value.text if type(value) is EncodedJson else proc(value)
+            kind = type(value)
+            if kind is EncodedJson:
+                return value.text
+            return dumps(value) if kind in plain else proc(value)
 
     else:
 
