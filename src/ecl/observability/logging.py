@@ -218,12 +218,15 @@ class LazyLogger:
     step or a workflow log nothing, and binding costs more than the rest of setting up a step
     attempt (and, held across its awaits, memory at thousands of runs)."""
 
-    __slots__ = ("_bound", "_name", "_values")
+    __slots__ = ("_base", "_bound", "_name", "_values")
 
     def __init__(self, name: str, **values: Any) -> None:
         self._name = name
         self._values = values
         self._bound: Any = None
+        self._base: Any = None
+        """The assembled logger, kept from the first call that logged nothing (a step's
+        second filtered line then skips looking it up again)."""
 
     def __getattr__(self, name: str) -> Any:
         if name in LazyLogger.__slots__:  # not set yet (a copy being made)
@@ -232,7 +235,9 @@ class LazyLogger:
 
     def _method(self, name: str) -> Any:
         if self._bound is None:
-            base = _assembled_logger(self._name)
+            base = self._base
+            if base is None:
+                base = self._base = _assembled_logger(self._name)
             level = _METHOD_LEVELS.get(name)
             if level is not None and not _enabled(base, level):
                 return getattr(base, name)  # filtered out: nothing is logged, nothing to bind
