@@ -155,8 +155,9 @@ class Engine(Protocol):
         """Cancel a workflow in whatever state it is."""
         ...
 
-    async def result(self, workflow_id: str) -> WorkflowResult:
-        """Wait for the workflow to end and return its result."""
+    def result(self, workflow_id: str) -> Awaitable[WorkflowResult]:
+        """Wait for the workflow to end and return its result (an awaitable: a coroutine,
+        or a future where the engine has one at hand)."""
         ...
 
     async def resume(

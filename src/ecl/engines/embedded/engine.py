@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -427,11 +428,21 @@ class EmbeddedEngine:
             return await self.result(wid)
         return await self.resume(wid, on_wait=on_wait)
 
-    async def result(self, workflow_id: str) -> WorkflowResult:
-        """Wait for the workflow to end (here or in another process) and return its result."""
+    def result(self, workflow_id: str) -> Awaitable[WorkflowResult]:
+        """Wait for the workflow to end (here or in another process) and return its result.
+
+        For a workflow running here: a future of its own (not a coroutine), so a caller
+        that gathers thousands of them makes no task and holds no coroutine frame for each;
+        cancelling it stops the waiting, not the workflow (as ``asyncio.shield``)."""
         task = self._tasks.get(workflow_id)
-        if task is not None:
-            return await asyncio.shield(task)
+        if task is None:
+            return self._stored_result_when_done(workflow_id)
+        waiter: asyncio.Future[WorkflowResult] = task.get_loop().create_future()
+        task.add_done_callback(functools.partial(_relay, waiter), context=_NO_CONTEXT)
+        return waiter
+
+    async def _stored_result_when_done(self, workflow_id: str) -> WorkflowResult:
+        """The stored result of a workflow not running here, once it has ended."""
         while True:
             found = await self.stored_result(workflow_id)
             if found is not None:
@@ -828,6 +839,27 @@ class EmbeddedEngine:
 
         result: tuple[bool, JsonValue] = await self.writer.call(read)
         return result
+
+
+_NO_CONTEXT = contextvars.Context()
+"""Where :func:`_relay` runs: it logs nothing, so it needs no copy of the caller's context."""
+
+
+def _relay(waiter: asyncio.Future[WorkflowResult], task: asyncio.Task[WorkflowResult]) -> None:
+    """Pass a workflow task's outcome to a waiter of :meth:`EmbeddedEngine.result` (unless
+    the waiter was cancelled meanwhile): what ``asyncio.shield`` does, with one callback."""
+    if waiter.done():  # the waiter was cancelled: the outcome is not for it
+        if not task.cancelled():
+            task.exception()  # (taken, as shield takes it: no "never retrieved" warning)
+        return
+    if task.cancelled():
+        waiter.cancel()
+        return
+    exc = task.exception()
+    if exc is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(task.result())
 
 
 def _still_waiting(workflows: Table) -> Any:
