@@ -477,6 +477,38 @@ async def test_unknown_workflow_is_not_found(make_engine: Any) -> None:
     await engine.close()
 
 
+async def test_a_waiter_given_up_leaves_the_workflow_running(make_engine: Any) -> None:
+    """``result`` of a workflow running here: cancelling (or timing out) one waiter stops only
+    that waiter; the workflow runs on, and the others get its result or its error."""
+    go = asyncio.Event()
+
+    async def script(ctx: DurableContext, data: dict[str, Any]) -> dict[str, Any]:
+        await go.wait()
+        if data.get("crash"):
+            raise RuntimeError("boom")
+        return {"done": True}
+
+    engine = await make_engine(script)
+    wid = await engine.submit("demo", {})
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(engine.result(wid), 0.05)
+    given_up = asyncio.ensure_future(engine.result(wid))
+    kept = asyncio.gather(engine.result(wid), engine.result(wid))
+    await asyncio.sleep(0)
+    given_up.cancel()
+    go.set()
+    first, second = await kept
+    assert first is second
+    assert first.state is WorkflowState.COMPLETED
+    assert first.outputs == {"done": True}
+    assert given_up.cancelled()
+    assert (await engine.result(wid)).outputs == {"done": True}  # ended: from its row
+    crashing = await engine.submit("demo", {"crash": True})
+    failed = await engine.result(crashing)
+    assert failed.state is WorkflowState.FAILED
+    await engine.close()
+
+
 def three_steps(delay: float) -> Script:
     """A workflow of three journaled steps that each wait ``delay`` s; outputs ``{"total": 3}``."""
 
