@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 from sqlalchemy import Column, MetaData, String, Table
 
@@ -20,6 +21,17 @@ from ecl.store.database import create_sync_engine
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_binding_is_entered_once() -> None:
+    """A binding lets its fields go once bound (thousands of running steps each hold one):
+    entering it again is an error, not a scope that binds nothing."""
+    scope = bind_step("s0")
+    with scope:
+        assert structlog.contextvars.get_contextvars()["step_id"] == "s0"
+    assert "step_id" not in structlog.contextvars.get_contextvars()
+    with pytest.raises(RuntimeError, match="entered once"), scope:
+        pass
 
 
 def test_a_workflow_scope_drops_the_starters_bindings_and_restores_them() -> None:

@@ -296,20 +296,24 @@ def _bind(fields: dict[str, Any]) -> list[contextvars.Token[Any]]:
 class _Bound:
     """Binds fields to the log lines of the context while inside; restores them on the way out
     (by token, so nested and concurrent scopes are exact). A small object, not a generator:
-    thousands of concurrent runs each hold a few across their awaits."""
+    thousands of concurrent runs each hold a few across their awaits. Entered once: its
+    fields are let go once bound (the tokens are all the way out needs)."""
 
     __slots__ = ("_fields", "_outer", "_tokens")
 
     def __init__(self, fields: dict[str, Any], *, outer: bool = False) -> None:
-        self._fields = fields
+        self._fields: dict[str, Any] | None = fields
         self._outer = outer
-        self._tokens: list[contextvars.Token[Any]] = []
+        self._tokens: tuple[contextvars.Token[Any], ...] = ()
 
     def __enter__(self) -> None:
         fields = self._fields
+        if fields is None:
+            raise RuntimeError("a log-context binding is entered once")
+        self._fields = None
         if self._outer:  # unbind whatever was bound outside
             fields = {**dict.fromkeys(structlog.contextvars.get_contextvars(), ...), **fields}
-        self._tokens = _bind(fields)
+        self._tokens = tuple(_bind(fields))
 
     def __exit__(self, *exc: object) -> None:
         for token in reversed(self._tokens):
