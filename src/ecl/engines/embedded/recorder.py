@@ -10,6 +10,7 @@ overwritten.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -51,12 +52,12 @@ class WriterRecorder:
         self._owner = owner
         self._sql = sql
         self._listener = listener
-        # Which step each running attempt belongs to, so its end is shown under its own name
-        # when sibling steps run concurrently.
-        self._started: dict[str, str] = {}
-        # The queued insert of each running attempt's row (its ticket and data), so a
-        # completion that comes before the insert is committed is written in that insert.
-        self._queued: dict[str, tuple[int, dict[str, Any]]] = {}
+        # Each running attempt: its step (so its end is shown under its own name when sibling
+        # steps run concurrently) and the insert of its row (ticket, and the write while the
+        # writer holds it), so a completion that comes before the insert is committed is
+        # written in that insert. A weak reference: once committed, the row is not kept by
+        # each of thousands of running steps.
+        self._running: dict[str, tuple[str, int, weakref.ref[Insert]]] = {}
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._listener is not None:
@@ -67,7 +68,8 @@ class WriterRecorder:
     ) -> None:
         """A call of the step waits for capacity (rate limit): a progress event, and the
         workflow's ``waiting`` (cleared by :meth:`llm_waited`)."""
-        step_id = self._started.get(execution_id)
+        running = self._running.get(execution_id)
+        step_id = running[0] if running is not None else None
         self._set_waiting(workflow_id, rate_limit_wait(model, reason, seconds, step_id))
         self._emit("llm_waiting", workflow_id=workflow_id, step_id=step_id, reason=reason, wait_s=round(seconds, 2))
 
@@ -97,8 +99,8 @@ class WriterRecorder:
             "completed_at": None,
             "tokens_used": None,
         }
-        self._queued[execution_id] = (self._writer.post(Insert(self._steps, row)), row)
-        self._started[execution_id] = step.step_id
+        insert = Insert(self._steps, row)
+        self._running[execution_id] = (step.step_id, self._writer.post(insert), weakref.ref(insert))
         if self._listener is not None:
             self._emit(
                 "step_started",
@@ -116,14 +118,15 @@ class WriterRecorder:
         Only a completion is folded in: a failure's error is not known to be JSON, and
         writing it apart keeps a bad one from losing the row."""
         now, tokens = datetime.now(UTC), result.total_tokens
-        queued = self._queued.pop(execution_id, None)
-        if queued is not None and result.state == "completed" and result.error is None:
-            ticket, row = queued
+        running = self._running.pop(execution_id, None)
+        insert = running[2]() if running is not None else None
+        if running is not None and insert is not None and result.state == "completed" and result.error is None:
+            row = insert.row
 
             def complete() -> None:
                 row.update(state=result.state, output=result.output, completed_at=now, tokens_used=tokens)
 
-            folded = self._writer.amend(ticket, complete)
+            folded = self._writer.amend(running[1], complete)
         else:
             folded = False
         if not folded:
@@ -136,7 +139,7 @@ class WriterRecorder:
                 "b_tokens": tokens,
             }
             self._writer.post(FencedUpdate(self._sql.step_finished, params))
-        step_id = self._started.pop(execution_id, None)
+        step_id = running[0] if running is not None else None
         if self._listener is not None:
             self._emit(
                 "step_finished",

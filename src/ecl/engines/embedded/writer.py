@@ -85,9 +85,11 @@ _PARENT = "workflows"
 _SQLITE_LIMIT_VARIABLE_NUMBER = 9
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class Insert:
-    """An insert of one row; consecutive inserts into one table become one executemany."""
+    """An insert of one row; consecutive inserts into one table become one executemany.
+    Weakly referable: a recorder may amend the row while the insert is queued without
+    keeping it once committed."""
 
     table: Table
     row: dict[str, Any]
