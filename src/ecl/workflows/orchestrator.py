@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -108,7 +108,14 @@ def journal_name(step_id: str, iteration: int = 0) -> str:
 class _Run:
     """The bookkeeping of one orchestrator run (rebuilt identically on replay)."""
 
-    def __init__(self, ctx: DurableContext, defn: WorkflowDefinition, data: dict[str, Any], budget: RunBudget) -> None:
+    def __init__(
+        self,
+        ctx: DurableContext,
+        defn: WorkflowDefinition,
+        data: dict[str, Any],
+        budget: RunBudget,
+        specs: Mapping[str, StepDefinition],
+    ) -> None:
         self.ctx = ctx
         self.defn = defn
         self.input = data
@@ -118,9 +125,10 @@ class _Run:
         self.budget = budget
         self.state: dict[str, Any] = {}
         self.revisions = 0
-        self.skipped: set[str] = set()
-        # Looked up once per run, not per step (a definition's lookups scan its lists).
-        self.specs = {s.step_id: s for s in defn.steps}
+        self.skipped: frozenset[str] = _NONE_SKIPPED
+        """Steps a condition skipped (a new set each time one is: rare, and most runs skip none)."""
+        # Made once per loaded definition, not per run (a definition's lookups scan its lists).
+        self.specs = specs
         self.has_loops = bool(defn.loops)
 
     def spec(self, step_id: str) -> StepDefinition:
@@ -144,6 +152,9 @@ class _Run:
         return self.budget.spent_usd
 
 
+_NONE_SKIPPED: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class _Schedule:
     """The order in which a definition's steps (all, or a subset) run: rounds of the steps
@@ -159,6 +170,8 @@ class _Schedule:
     """Each step's direct prerequisites (read only)."""
     conditions: dict[str, list[str]]
     """The conditions each step needs to hold (read only)."""
+    specs: dict[str, StepDefinition]
+    """The definition's steps by id (read only)."""
 
     @classmethod
     def of(cls, defn: WorkflowDefinition, subset: set[str] | None) -> _Schedule:
@@ -189,7 +202,7 @@ class _Schedule:
                     if not waits[waiting]:
                         following.append(waiting)
             ready = sorted(following, key=order.__getitem__)
-        return cls(tuple(rounds), not left, deps, defn.conditions())
+        return cls(tuple(rounds), not left, deps, defn.conditions(), {s.step_id: s for s in defn.steps})
 
 
 class WorkflowOrchestrator:
@@ -241,7 +254,7 @@ class WorkflowOrchestrator:
         rec: WorkflowRecorder = recorder or NullWorkflowRecorder()
         started = time.perf_counter()
         defn = self.definitions.get(definition_id)
-        run = _Run(ctx, defn, dict(input), RunBudget(ctx, rec, self.budget))
+        run = _Run(ctx, defn, dict(input), RunBudget(ctx, rec, self.budget), self._schedule(defn).specs)
         wid = ctx.workflow_id
         await rec.workflow_state(StateChange(wid, WorkflowState.RUNNING))
         try:
@@ -297,10 +310,13 @@ class WorkflowOrchestrator:
             validators: list[str] = []
             for step_id in ready:
                 if deps[step_id] & run.skipped or not self._conditions_hold(run, step_id, conditions.get(step_id, [])):
-                    run.skipped.add(step_id)
+                    run.skipped = run.skipped | {step_id}
                     continue
                 (validators if loop is not None and step_id == loop.validator else plain).append(step_id)
-            await self._concurrently(run, rec, plain, iteration)
+            if len(plain) == 1:  # one step: awaited here, no coroutine around it held while it runs
+                run.absorb(await self._step(run, rec, plain[0], iteration))
+            else:
+                await self._concurrently(run, rec, plain, iteration)
             for _ in validators:
                 assert loop is not None
                 await self._loop(run, rec, loop)
@@ -318,8 +334,7 @@ class WorkflowOrchestrator:
         return plan
 
     async def _concurrently(self, run: _Run, rec: WorkflowRecorder, step_ids: list[str], iteration: int) -> None:
-        if len(step_ids) == 1:
-            run.absorb(await self._step(run, rec, step_ids[0], iteration))
+        if not step_ids:
             return
         # Every sibling finishes (its result or error is journaled either way), so a
         # replay meets the same journal; then the first failure in definition order wins.
