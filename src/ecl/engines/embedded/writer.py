@@ -964,15 +964,30 @@ class _Broken(Exception):
 
 
 def _null_cached(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A JSON bind processor (on SQLite: it makes text) with its text for ``None`` made once:
-    ``None`` (a step row's error, most of the time) is then not encoded on every write. The
-    text bound is the same (``proc(None)``, made by ``proc`` itself)."""
+    """A JSON bind processor of an update on SQLite (it makes text) with its text for
+    ``None`` made once: ``None`` (a step row's error, most of the time) is then not encoded
+    on every write; and a dict or list encoded as ``proc`` does (``json.dumps``) without its
+    layers, as in :func:`_json_bind`: a step row's output when the step outlasted its insert
+    (every step that waits on an LLM), a workflow's result. The text bound is the same
+    (``proc(None)``, made by ``proc`` itself; :func:`~ecl.core.json_values.dumps` where
+    ``proc`` makes its text on a sample)."""
     null = proc(None)
+    plain = _plain_kinds(proc)
 
     def bind(value: Any) -> Any:
-        return null if value is None else proc(value)
+        if value is None:
+            return null
+        return dumps(value) if type(value) in plain else proc(value)
 
     return bind
+
+
+def _plain_kinds(proc: Callable[[Any], Any]) -> tuple[type, ...]:
+    """``(dict, list)`` if ``proc`` (a JSON column's bind processor on a database that stores
+    its text) makes the text :func:`~ecl.core.json_values.dumps` makes, checked on a sample;
+    else ``()`` (then ``proc`` encodes every value)."""
+    sample = {"k": ["é", 1, 2.5, None, True]}
+    return (dict, list) if proc(sample) == dumps(sample) else ()
 
 
 def _utc_bind(proc: Callable[[Any], Any], dialect: Any) -> Callable[[Any], Any]:
@@ -1008,8 +1023,7 @@ def _json_bind(proc: Callable[[Any], Any], *, stores_text: bool) -> Callable[[An
         null = proc(None)
         # A dict or list is encoded as ``proc`` does (``json.dumps``), without its layers:
         # a step row's input and output (checked on a sample; else ``proc`` does all).
-        sample = {"k": ["é", 1, 2.5, None, True]}
-        plain = (dict, list) if proc(sample) == dumps(sample) else ()
+        plain = _plain_kinds(proc)
 
         def bind(value: Any) -> Any:
             if value is None:
