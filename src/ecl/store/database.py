@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -326,7 +327,9 @@ class WriterThread:
     per transaction: several times cheaper in CPU than an async session, whose every statement
     is a hop to the driver's thread, and the database's lock is held only while the statements
     run. On SQLite one thread (the process's one writer: its writes queue in the process instead
-    of contending for the lock); elsewhere a few. The engine stays the caller's to dispose."""
+    of contending for the lock), and what queued while it wrote is committed together (a group
+    commit); elsewhere a few threads, one transaction each. The engine stays the caller's to
+    dispose."""
 
     def __init__(self, engine: Engine, *, name: str) -> None:
         self.engine = engine
@@ -340,6 +343,10 @@ class WriterThread:
         # checks a connection out (pre-pinged) as before.
         self._keep = sqlite
         self._conn: Connection | None = None
+        # SQLite: the transactions waiting for the thread, and whether it is draining them.
+        self._lock = threading.Lock()
+        self._queued: list[_Queued] = []
+        self._draining = False
 
     def _connection(self) -> Connection:
         """The kept connection of the (one) SQLite writer thread, connected again if lost."""
@@ -351,18 +358,65 @@ class WriterThread:
         return conn
 
     async def run(self, statements: Callable[[Connection], T]) -> T:
-        """``statements(conn)`` in one transaction on a writer thread; its result."""
-        engine = self.engine
+        """``statements(conn)`` in one transaction on a writer thread; its result.
 
-        def work() -> T:
-            if self._keep:
-                conn = self._connection()
-                with conn.begin():
+        On SQLite, the transactions given while the thread is busy are run as one (up to
+        :data:`_GROUP` of them), each one's statements in turn as if alone, and committed
+        once: under many concurrent workflows a commit (and a thread hop) per few rows is
+        most of the writer's time. If that transaction fails, it is rolled back and each
+        is run again in a transaction of its own, so one's failure (a row another process
+        inserted first) stays its own."""
+        loop = asyncio.get_running_loop()
+        if not self._keep:
+            engine = self.engine
+
+            def work() -> T:
+                with engine.begin() as conn:
                     return statements(conn)
-            with engine.begin() as conn:
-                return statements(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+            return await loop.run_in_executor(self._threads, work)
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._queued.append(_Queued(statements, future, loop))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._threads.submit(self._drain)
+        return await future
+
+    def _drain(self) -> None:
+        """On the thread: run what is queued, a group at a time, until nothing is."""
+        while True:
+            with self._lock:
+                group, self._queued = self._queued[:_GROUP], self._queued[_GROUP:]
+                if not group:
+                    self._draining = False
+                    return
+            outcomes = self._together(group) if len(group) > 1 else None
+            if outcomes is None:
+                outcomes = [self._alone(item.statements) for item in group]
+            for item, (ok, value) in zip(group, outcomes, strict=True):
+                with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits
+                    item.loop.call_soon_threadsafe(_settle_future, item.future, ok, value)
+
+    def _together(self, group: list[_Queued]) -> list[tuple[bool, Any]] | None:
+        """``group``'s statements in one transaction: their results, or ``None`` if it failed
+        (rolled back)."""
+        try:
+            conn = self._connection()
+            with conn.begin():
+                return [(True, item.statements(conn)) for item in group]
+        except Exception:
+            return None
+
+    def _alone(self, statements: Callable[[Connection], Any]) -> tuple[bool, Any]:
+        """``statements`` in a transaction of their own: (True, result) or (False, error)."""
+        try:
+            conn = self._connection()
+            with conn.begin():
+                return True, statements(conn)
+        except BaseException as exc:  # the caller's to see, as if it ran on its own
+            return False, exc
 
     def close(self) -> None:
         """Stop the threads once what was given them has run (the kept connection goes
@@ -371,3 +425,25 @@ class WriterThread:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+_GROUP = 500
+"""At most this many of :class:`WriterThread`'s SQLite transactions are committed as one."""
+
+
+class _Queued(NamedTuple):
+    """A transaction given to :class:`WriterThread` on SQLite, and where its outcome goes."""
+
+    statements: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle_future(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """On the caller's loop: a queued transaction's outcome (unless its caller gave up)."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
