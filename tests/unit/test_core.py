@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -38,6 +40,7 @@ from ecl.core import (
     step_result_from_dict,
     step_result_to_dict,
 )
+from ecl.core.ids import new_record_id
 from ecl.core.results import Failed, NeedsRevision
 
 text = st.text(max_size=50)
@@ -148,6 +151,18 @@ def test_ids() -> None:
         with pytest.raises(InputValidationError) as info:
             parse_workflow_id(bad)
         assert info.value.errors[0]["field"] == "workflow_id"
+
+
+def test_record_ids_are_uuid7_hex_in_creation_order() -> None:
+    earlier = new_record_id()
+    time.sleep(0.002)  # the next millisecond at least
+    later = [new_record_id() for _ in range(100)]
+    for value in (earlier, *later):
+        parsed = uuid.UUID(hex=value)
+        assert value == parsed.hex and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert len(set(later)) == len(later)
+    assert all(earlier < value for value in later)  # a new row's key sorts after older ones
+    assert uuid.UUID(new_workflow_id()).version == 7
 
 
 def test_state_machine() -> None:

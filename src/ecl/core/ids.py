@@ -27,6 +27,20 @@ _STEP_ID = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 def new_workflow_id() -> WorkflowId:
     """A fresh UUID (version 7 layout: sortable by creation time)."""
+    return WorkflowId(_dashed(_uuid7_hex()))
+
+
+def new_record_id() -> str:
+    """A fresh UUID (version 7 layout, as :func:`new_workflow_id`) as 32 hex digits: a record
+    id is made on the hot path, once per step attempt. Time-ordered, so a new row's key goes at
+    the end of its table's primary-key index, not into a random page of it: one page less
+    written per commit once the table is larger than the cache holds (raw sqlite3, a journal
+    entry and a step row per commit, 20,000 commits: 38.8 -> 33.3 us of CPU per commit)."""
+    return _uuid7_hex()
+
+
+def _uuid7_hex() -> str:
+    """A version-7 UUID's 32 hex digits: 48 bits of Unix milliseconds, then random bits."""
     ms = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
@@ -34,17 +48,7 @@ def new_workflow_id() -> WorkflowId:
     value |= ((rand >> 62) & 0xFFF) << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
-    return WorkflowId(_dashed(f"{value:032x}"))
-
-
-_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_V4_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def new_record_id() -> str:
-    """A random UUID (version 4) as 32 hex digits: what ``uuid.uuid4().hex`` gives, without
-    building a ``UUID`` (a record id is made on the hot path, once per step attempt)."""
-    return f"{(int.from_bytes(os.urandom(16), 'big') & _V4_CLEAR) | _V4_SET:032x}"
+    return f"{value:032x}"
 
 
 def _dashed(hex32: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -15,6 +14,7 @@ from opentelemetry.trace import Span
 
 from ecl.artifacts.store import Artifact, ArtifactStore
 from ecl.core.errors import LlmError, StepIoError
+from ecl.core.ids import new_record_id
 from ecl.core.metadata import NO_TOKENS, TokenUsage
 from ecl.core.records import INTERRUPTED, PENDING, LlmCall
 from ecl.llm.budget import BudgetGuard
@@ -105,7 +105,7 @@ class RecordingLlm:
 
     async def _sent(self, request: CompletionRequest, prompt: str | None) -> str:
         """Record the request as ``pending`` before it goes out; returns the row's id."""
-        call_id = uuid.uuid4().hex
+        call_id = new_record_id()
         await self._recorder.llm_call_sent(self._call(request.model or self.model, PENDING, call_id, prompt=prompt))
         return call_id
 

@@ -13,7 +13,6 @@ SQLite the run's writes queue in the process instead of contending for the datab
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ecl.core.ids import new_record_id
 from ecl.core.records import LlmCall, StateChange, StepFinished, StepStarted
 from ecl.core.state import WorkflowState
 from ecl.core.waiting import budget_wait, rate_limit_wait
@@ -75,7 +75,7 @@ class SqlRecorder:
 
     async def step_started(self, step: StepStarted) -> str:
         """Insert a running step row."""
-        execution_id = uuid.uuid4().hex
+        execution_id = new_record_id()
         statement = start_step(
             id=execution_id,
             workflow_id=step.workflow_id,
@@ -102,7 +102,7 @@ class SqlRecorder:
 
     async def llm_call(self, call: LlmCall) -> None:
         """Settle the call's row (insert it when it was never recorded as pending)."""
-        await self.calls.settle(LlmCallRecord(**call.row(call.call_id or uuid.uuid4().hex, datetime.now(UTC))))
+        await self.calls.settle(LlmCallRecord(**call.row(call.call_id or new_record_id(), datetime.now(UTC))))
 
     async def interrupted(self, workflow_id: str) -> None:
         """Settle what a dead attempt left in flight: ``running`` step rows and ``pending``

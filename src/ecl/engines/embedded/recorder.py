@@ -9,7 +9,6 @@ overwritten.
 
 from __future__ import annotations
 
-import uuid
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -157,7 +156,7 @@ class WriterRecorder:
     async def llm_call(self, call: LlmCall) -> None:
         """Queue the settling of the call's row (or its insert, when it was never sent as pending)."""
         if not call.call_id:
-            self._writer.post(Insert(self._calls, call.row(uuid.uuid4().hex, datetime.now(UTC))))
+            self._writer.post(Insert(self._calls, call.row(new_record_id(), datetime.now(UTC))))
         else:
             params = {
                 "b_id": call.call_id,
