@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import JSON
 from sqlalchemy.dialects import sqlite
 
-from ecl.engines.embedded.writer import EncodedJson, _json_bind, _null_cached
+from ecl.engines.embedded.writer import EncodedJson, _json_bind
 
 VALUES: list[Any] = [
     None,
@@ -25,11 +25,10 @@ VALUES: list[Any] = [
 
 @pytest.mark.parametrize("value", VALUES)
 def test_json_binds_make_sqlalchemys_text(value: Any) -> None:
-    """Inserts' binds (:func:`_json_bind`) and updates' (:func:`_null_cached`): same text."""
+    """Inserts' and updates' binds (:func:`_json_bind`): same text."""
     proc = JSON().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
     assert proc is not None
     expected = proc(value)
-    assert _null_cached(proc)(value) == expected
     assert _json_bind(proc, stores_text=True)(value) == expected
     assert _json_bind(proc, stores_text=True)(EncodedJson(value, "as made")) == "as made"
 
@@ -40,10 +39,10 @@ def test_json_binds_fail_as_sqlalchemy() -> None:
     assert proc is not None
     with pytest.raises(TypeError) as expected:
         proc({"at": object()})
-    for bind in (_null_cached(proc), _json_bind(proc, stores_text=True)):
-        with pytest.raises(TypeError) as found:
-            bind({"at": object()})
-        assert str(found.value).split(" at ")[0] == str(expected.value).split(" at ")[0]
+    bind = _json_bind(proc, stores_text=True)
+    with pytest.raises(TypeError) as found:
+        bind({"at": object()})
+    assert str(found.value).split(" at ")[0] == str(expected.value).split(" at ")[0]
 
 
 def test_binds_keep_a_serializer_of_their_own() -> None:
@@ -51,4 +50,4 @@ def test_binds_keep_a_serializer_of_their_own() -> None:
     compact = sqlite.dialect(json_serializer=lambda v: "custom")
     proc = JSON().bind_processor(compact)  # type: ignore[no-untyped-call]
     assert proc is not None
-    assert _null_cached(proc)({"a": 1}) == "custom"
+    assert _json_bind(proc, stores_text=True)({"a": 1}) == "custom"

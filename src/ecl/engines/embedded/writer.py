@@ -866,7 +866,7 @@ class _InsertPlan:
         names = tuple(compiled.positiontup) if compiled.positional else keys
         found = compiled._bind_processors  # the per-column type processing SQLAlchemy itself applies
         dialect = conn.dialect
-        stores_text = dialect.name == "sqlite" and getattr(dialect, "_json_serializer", None) is None
+        stores_text = _stores_json_text(dialect)
         processors = []
         for name in names:
             proc = found.get(name)
@@ -920,9 +920,9 @@ class _StatementPlan:
             return None  # rendered per execution: leave it to SQLAlchemy
         names = tuple(compiled.positiontup) if compiled.positional else tuple(compiled.bind_names.values())
         found = compiled._bind_processors
-        stores_text = conn.dialect.name == "sqlite" and getattr(conn.dialect, "_json_serializer", None) is None
+        stores_text = _stores_json_text(conn.dialect)
         processors = tuple(
-            _null_cached(found[n])
+            _json_bind(found[n], stores_text=True)
             if stores_text and isinstance(compiled.binds[n].type, JSON)
             else _utc_bind(found[n], conn.dialect)
             if n in found and isinstance(compiled.binds[n].type, UtcDateTime)
@@ -963,25 +963,6 @@ class _Broken(Exception):
         self.unsure = unsure
 
 
-def _null_cached(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A JSON bind processor of an update on SQLite (it makes text) with its text for
-    ``None`` made once: ``None`` (a step row's error, most of the time) is then not encoded
-    on every write; and a dict or list encoded as ``proc`` does (``json.dumps``) without its
-    layers, as in :func:`_json_bind`: a step row's output when the step outlasted its insert
-    (every step that waits on an LLM), a workflow's result. The text bound is the same
-    (``proc(None)``, made by ``proc`` itself; :func:`~ecl.core.json_values.dumps` where
-    ``proc`` makes its text on a sample)."""
-    null = proc(None)
-    plain = _plain_kinds(proc)
-
-    def bind(value: Any) -> Any:
-        if value is None:
-            return null
-        return dumps(value) if type(value) in plain else proc(value)
-
-    return bind
-
-
 def _plain_kinds(proc: Callable[[Any], Any]) -> tuple[type, ...]:
     """``(dict, list)`` if ``proc`` (a JSON column's bind processor on a database that stores
     its text) makes the text :func:`~ecl.core.json_values.dumps` makes, checked on a sample;
@@ -1015,14 +996,21 @@ def _utc_bind(proc: Callable[[Any], Any], dialect: Any) -> Callable[[Any], Any]:
     return bind
 
 
+def _stores_json_text(dialect: Any) -> bool:
+    """Whether JSON columns hold the text SQLAlchemy's own serializer makes (SQLite without
+    a serializer of the dialect's own)."""
+    return bool(dialect.name == "sqlite" and getattr(dialect, "_json_serializer", None) is None)
+
+
 def _json_bind(proc: Callable[[Any], Any], *, stores_text: bool) -> Callable[[Any], Any]:
-    """A JSON column's bind processor that takes :class:`EncodedJson` values too: their
-    text as is where the database stores SQLAlchemy's text (``stores_text``), else their value
-    (there, ``None`` bound as ``proc(None)``, worked out once)."""
+    """A JSON column's bind processor (of inserts and updates) that takes :class:`EncodedJson`
+    values too: their text as is where the database stores SQLAlchemy's text
+    (``stores_text``), else their value. Where it stores text, ``None`` (a step row's error,
+    most of the time) is bound as ``proc(None)``, worked out once, and a dict or list is
+    encoded as ``proc`` does (``json.dumps``) without its layers: a step row's input and
+    output, a workflow's result (checked on a sample; else ``proc`` encodes every value)."""
     if stores_text:
         null = proc(None)
-        # A dict or list is encoded as ``proc`` does (``json.dumps``), without its layers:
-        # a step row's input and output (checked on a sample; else ``proc`` does all).
         plain = _plain_kinds(proc)
 
         def bind(value: Any) -> Any:
