@@ -339,7 +339,7 @@ class EmbeddedEngine:
                 select(workflows.c.state, workflows.c.trace_context).where(workflows.c.id == workflow_id)
             ).first()
             if row is None:
-                reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
+                reject(_not_found(workflow_id))
                 return None
             try:
                 check_takes_signals(workflow_id, WorkflowState(row.state))
@@ -381,7 +381,7 @@ class EmbeddedEngine:
                 select(workflows.c.state, workflows.c.definition_id).where(workflows.c.id == workflow_id)
             ).first()
             if row is None:
-                reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
+                reject(_not_found(workflow_id))
                 return ""
             if row.state in TERMINAL_STATES:
                 return str(row.state)
@@ -458,7 +458,7 @@ class EmbeddedEngine:
 
         row = await self.writer.call(read, ride_out=False)
         if row is None:
-            raise NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id)
+            raise _not_found(workflow_id)
         if row.state not in TERMINAL_STATES:
             return None
         return result_from_stored(
@@ -522,7 +522,7 @@ class EmbeddedEngine:
                 select(workflows.c.owner, workflows.c.state).where(workflows.c.id == workflow_id)
             ).first()
             if row is None:
-                reject(NotFoundError(f"workflow {workflow_id} not found", kind="workflow", id=workflow_id))
+                reject(_not_found(workflow_id))
             if row.state in TERMINAL_STATES:
                 return False, None
             if row.owner is None or row.owner == me.id:
