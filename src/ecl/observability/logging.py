@@ -288,9 +288,9 @@ def _set(key: str, value: Any) -> contextvars.Token[Any]:
     return token
 
 
-def _bind(fields: dict[str, Any]) -> list[contextvars.Token[Any]]:
+def _bind(fields: dict[str, Any]) -> tuple[contextvars.Token[Any], ...]:
     """``structlog.contextvars.bind_contextvars(**fields)``: its tokens."""
-    return [_set(key, value) for key, value in fields.items()]
+    return tuple([_set(key, value) for key, value in fields.items()])
 
 
 class _Bound:
@@ -313,7 +313,7 @@ class _Bound:
         self._fields = None
         if self._outer:  # unbind whatever was bound outside
             fields = {**dict.fromkeys(structlog.contextvars.get_contextvars(), ...), **fields}
-        self._tokens = tuple(_bind(fields))
+        self._tokens = _bind(fields)
 
     def __exit__(self, *exc: object) -> None:
         for token in reversed(self._tokens):

@@ -174,8 +174,11 @@ class _Schedule:
     """The definition's steps by id (read only)."""
 
     @classmethod
-    def of(cls, defn: WorkflowDefinition, subset: set[str] | None) -> _Schedule:
-        deps = defn.dependencies()
+    def of(cls, defn: WorkflowDefinition, subset: set[str] | None = None, whole: _Schedule | None = None) -> _Schedule:
+        """The schedule of ``defn``'s steps (``subset``: of those only). ``whole``: the
+        schedule of all of them, whose maps (the definition's, whatever the subset) are
+        shared instead of made again for each loop round."""
+        deps = whole.deps if whole is not None else defn.dependencies()
         loop_only = defn.loop_only
         pending = [
             s.step_id for s in defn.steps if s.step_id not in loop_only and (subset is None or s.step_id in subset)
@@ -202,6 +205,8 @@ class _Schedule:
                     if not waits[waiting]:
                         following.append(waiting)
             ready = sorted(following, key=order.__getitem__)
+        if whole is not None:
+            return cls(tuple(rounds), not left, deps, whole.conditions, whole.specs)
         return cls(tuple(rounds), not left, deps, defn.conditions(), {s.step_id: s for s in defn.steps})
 
 
@@ -302,7 +307,8 @@ class WorkflowOrchestrator:
     ) -> None:
         """Run the steps (all, or ``subset``) in dependency order, ready ones concurrently."""
         defn = run.defn
-        plan = self._schedule(defn) if subset is None else _Schedule.of(defn, subset)
+        whole = self._schedule(defn)
+        plan = whole if subset is None else _Schedule.of(defn, subset, whole)
         deps, conditions = plan.deps, plan.conditions
         loop = defn.loops[0] if defn.loops else None
         for ready in plan.rounds:
@@ -329,7 +335,7 @@ class WorkflowOrchestrator:
         found = self._schedules.get(defn.id)
         if found is not None and found[0] is defn:
             return found[1]
-        plan = _Schedule.of(defn, None)
+        plan = _Schedule.of(defn)
         self._schedules[defn.id] = (defn, plan)
         return plan
 
