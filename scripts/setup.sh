@@ -11,7 +11,11 @@ if ! command -v uv >/dev/null 2>&1 && [ ! -x "$HOME/.local/bin/uv" ]; then
 fi
 UV="$(command -v uv 2>/dev/null || echo "$HOME/.local/bin/uv")"
 
-"$UV" sync --frozen --quiet
+# Bytecode compiled now, not on every start: where PYTHONDONTWRITEBYTECODE is set (as on CI
+# machines) Python never writes it, and each `ecl` command would compile SQLAlchemy, pydantic
+# and ECL itself again (README's first command: ~6 s instead of ~2.4 s on a 2-core VM).
+"$UV" sync --frozen --quiet --compile-bytecode
+.venv/bin/python -m compileall -q -j 0 src >/dev/null
 
 if [ -x scripts/install-restate.sh ]; then
     scripts/install-restate.sh
