@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,25 @@ def test_help_lists_every_command_and_the_readme_shows_each() -> None:
         assert command.split()[0] in out, command
         assert f"`ecl {command}" in readme, f"README lacks `ecl {command}`"
         assert f"`ecl {command}" in readme.split("| example |", 1)[1], f"README has no example of ecl {command}"
+
+
+def test_a_command_starts_without_what_it_does_not_use(ecl: Ecl, finished: str) -> None:
+    """Building the app and checking a migrated database import neither Restate's SDK, the
+    web server nor Alembic: each would add to every command's start (``ecl dev``,
+    ``ecl server start`` and migrations import them when they run)."""
+    script = (
+        "import sys\n"
+        "from ecl.cli.app import build_app\n"
+        "from ecl.store.database import check_schema\n"
+        "build_app()\n"
+        "check_schema(sys.argv[1])\n"
+        "print(sorted(m for m in ('restate', 'uvicorn', 'hypercorn', 'alembic') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{ecl.db}"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_server_openapi_writes_the_document(ecl: Ecl, tmp_path: Path) -> None:

@@ -236,6 +236,31 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
         upgrade(url)
 
 
+def test_head_revision_is_alembics_head() -> None:
+    """``head_revision`` is a constant (the schema check imports no Alembic); a new migration
+    without it moved fails here."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from ecl.store import database
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(database.__file__).with_name("migrations")))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_two_revisions_in_alembic_version_are_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    upgrade(url)
+    engine = create_sync_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0004_trace')"))
+    engine.dispose()
+    with pytest.raises(DatabaseError, match="alembic_version table holds 2 revisions") as info:
+        current_revision(url)
+    assert "0004_trace" in str(info.value) and head_revision() in str(info.value)
+
+
 async def test_fifty_concurrent_writers_on_one_sqlite_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     upgrade(url)

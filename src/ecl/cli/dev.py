@@ -18,8 +18,6 @@ import typer
 from ecl.cli.options import ConfigOpt, LlmOpt, ModulesOpt
 from ecl.cli.runtime import check_llm_choice, ensure_database, settings_from
 from ecl.core.errors import ConfigError
-from ecl.engines.restate.endpoint import serve_endpoint
-from ecl.engines.restate.server import RestateServer, find_server_binary, free_port
 
 __all__ = ["register"]
 
@@ -42,6 +40,10 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Start Restate (data in .restate/), serve and register the ECL endpoint, until Ctrl-C."""
+        # Imported here: Restate's SDK and its server stack would add to every command's start.
+        from ecl.engines.restate.endpoint import serve_endpoint
+        from ecl.engines.restate.server import RestateServer, find_server_binary, free_port
+
         check_llm_choice(llm)
         settings = settings_from(config, engine="restate", service=True, modules=modules)
         ensure_database(settings)

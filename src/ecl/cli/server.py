@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import uvicorn
 import yaml
 
 from ecl.cli.options import ConfigOpt, EngineOpt, LlmOpt, ModulesOpt
@@ -84,6 +83,8 @@ class _StartupGuard:
 
 def _run(api: Any, sock: socket.socket) -> None:
     """Serve ``api`` on ``sock`` until SIGTERM or Ctrl-C; a failed start-up raises its error."""
+    import uvicorn  # here: only `ecl server start` serves; other commands start without it
+
     guard = _StartupGuard(api)
     # loop and http "auto": uvloop and httptools (dependencies of ECL) when importable; about
     # a third less CPU a request than asyncio's loop and h11 (bench/api.py serves its
