@@ -68,15 +68,15 @@ def test_help_lists_every_command_and_the_readme_shows_each() -> None:
 
 def test_a_command_starts_without_what_it_does_not_use(ecl: Ecl, finished: str) -> None:
     """Building the app and checking a migrated database import neither Restate's SDK, the
-    web server nor Alembic: each would add to every command's start (``ecl dev``,
-    ``ecl server start`` and migrations import them when they run)."""
+    web server, Alembic nor the analyzer: each would add to every command's start (``ecl dev``,
+    ``ecl server start``, migrations and ``ecl analyze`` import them when they run)."""
     script = (
         "import sys\n"
         "from ecl.cli.app import build_app\n"
         "from ecl.store.database import check_schema\n"
         "build_app()\n"
         "check_schema(sys.argv[1])\n"
-        "print(sorted(m for m in ('restate', 'uvicorn', 'hypercorn', 'alembic') if m in sys.modules))\n"
+        "print(sorted(m for m in ('restate', 'uvicorn', 'hypercorn', 'alembic', 'ecl.analyzer') if m in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, f"sqlite:///{ecl.db}"], capture_output=True, text=True, check=False

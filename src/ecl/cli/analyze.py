@@ -1,20 +1,20 @@
-"""``ecl analyze``: the codebase-migration analyzer from the command line."""
+"""``ecl analyze``: the codebase-migration analyzer from the command line.
+
+The analyzer, its prompts and the artifact store are imported when the command runs, not
+when the app is built: every other command's start would pay for them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions, CostEstimate, estimate_cost, plan_for, run_intake
-from ecl.analyzer.prompting import AnalyzerPrompts
-from ecl.analyzer.workflow import WORKFLOW_ID
-from ecl.artifacts.local import LocalArtifactStore
 from ecl.cli.options import ConfigOpt, FormatOpt, LlmOpt
 from ecl.cli.output import check_format, echo_json
 from ecl.cli.run import _interrupted, _say_waiting, exit_for, print_result
@@ -24,8 +24,9 @@ from ecl.core.errors import InputValidationError
 from ecl.core.results import WorkflowResult
 from ecl.core.state import WorkflowState
 from ecl.llm.budget import parse_amount
-from ecl.store.database import create_engine
-from ecl.store.repositories import ArtifactRepository
+
+if TYPE_CHECKING:
+    from ecl.analyzer.bundle import AnalysisInput
 
 __all__ = ["ChunkProgress", "analysis_input", "register", "write_deliverables"]
 
@@ -45,6 +46,8 @@ def analysis_input(
     budget_usd: Decimal | None = None,
 ) -> AnalysisInput:
     """The workflow input from the command's options; local paths made absolute."""
+    from ecl.analyzer.bundle import AnalysisInput, AnalyzerOptions
+
     if implementation is not None and skip_assessment:
         raise InputValidationError(
             "give --implementation or --skip-assessment, not both",
@@ -76,6 +79,9 @@ def analysis_input(
 
 def dry_run_document(data: AnalysisInput, settings: Settings) -> dict[str, Any]:
     """Intake and chunking only: the manifest summary, the chunks and the estimated input tokens."""
+    from ecl.analyzer.bundle import CostEstimate, estimate_cost, plan_for, run_intake
+    from ecl.analyzer.prompting import AnalyzerPrompts
+
     intake = run_intake(data)
     chunks = plan_for(intake.manifest, data.options)
     prompts = AnalyzerPrompts(settings.prompts_path)
@@ -211,6 +217,8 @@ def register(app: typer.Typer) -> None:
         # Intake runs here first so that a bad input is a one-line error before any workflow
         # exists; the workflow's own intake step checks again (the code may change meanwhile).
         plan = dry_run_document(data, settings)
+        from ecl.analyzer.workflow import WORKFLOW_ID
+
         progress = ChunkProgress(quiet=fmt != "table", total=int(plan["chunks"]))
         submitted: list[str] = []
 
@@ -276,6 +284,10 @@ async def write_deliverables(settings: Settings, result: WorkflowResult, out: Pa
             f"workflow {result.workflow_id} has no deliverables to write",
             errors=[{"field": "out", "message": "no deliverables", "value": str(out)}],
         )
+    from ecl.artifacts.local import LocalArtifactStore
+    from ecl.store.database import create_engine
+    from ecl.store.repositories import ArtifactRepository
+
     db = create_engine(settings.database.url)
     store = LocalArtifactStore(Path(settings.artifacts.path), ArtifactRepository(db))
     try:

@@ -12,7 +12,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecl.analyzer.bundle import ANALYZER_ID, prepare_submission
 from ecl.cli.options import ConfigOpt, EngineOpt, FormatOpt, LlmOpt, ModulesOpt
 from ecl.cli.output import check_format
 from ecl.cli.runtime import (
@@ -180,6 +179,8 @@ def register(app: typer.Typer) -> None:
         if tokens is not None:
             data["budget_tokens"] = tokens
         settings = settings_from(config, engine=engine, modules=modules)
+        from ecl.analyzer.bundle import ANALYZER_ID, prepare_submission  # here: not every command's start
+
         if definition == ANALYZER_ID:
             data = prepare_submission(data, settings.analyzer, from_api=False)  # analyzer.* settings apply
         progress = Progress(quiet=fmt != "table")
