@@ -223,13 +223,19 @@ def test_migrations_forward_back_and_match_the_models(server_url: str) -> None:
     upgrade(any_url)
 
 
-def test_newer_database_is_refused(tmp_path: Path) -> None:
+def _migrated_then(tmp_path: Path, sql: str) -> str:
+    """A migrated SQLite database's URL, after ``sql`` has run on it."""
     url = f"sqlite:///{tmp_path / 'x.db'}"
     upgrade(url)
     engine = create_sync_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        conn.execute(text(sql))
     engine.dispose()
+    return url
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    url = _migrated_then(tmp_path, "UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(DatabaseError, match="newer"):
         check_schema(url)
     with pytest.raises(DatabaseError, match="newer than the code"):
@@ -250,12 +256,7 @@ def test_head_revision_is_alembics_head() -> None:
 
 
 def test_two_revisions_in_alembic_version_are_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    upgrade(url)
-    engine = create_sync_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0004_trace')"))
-    engine.dispose()
+    url = _migrated_then(tmp_path, "INSERT INTO alembic_version (version_num) VALUES ('0004_trace')")
     with pytest.raises(DatabaseError, match="alembic_version table holds 2 revisions") as info:
         current_revision(url)
     assert "0004_trace" in str(info.value) and head_revision() in str(info.value)
