@@ -245,14 +245,9 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
 def test_head_revision_is_alembics_head() -> None:
     """``head_revision`` is a constant (the schema check imports no Alembic); a new migration
     without it moved fails here."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+    from ecl.store.database import _scripts
 
-    from ecl.store import database
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(database.__file__).with_name("migrations")))
-    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    assert head_revision() == _scripts("sqlite://").get_current_head()
 
 
 def test_two_revisions_in_alembic_version_are_refused(tmp_path: Path) -> None:

@@ -175,6 +175,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
     ) -> None:
         """Analyse a codebase for a migration: grade it, design, plan, specify, assess, deliver."""
+        from ecl.analyzer.workflow import WORKFLOW_ID
+
         check_format(fmt)
         check_llm_choice(llm)
         settings = settings_from(config)
@@ -217,8 +219,6 @@ def register(app: typer.Typer) -> None:
         # Intake runs here first so that a bad input is a one-line error before any workflow
         # exists; the workflow's own intake step checks again (the code may change meanwhile).
         plan = dry_run_document(data, settings)
-        from ecl.analyzer.workflow import WORKFLOW_ID
-
         progress = ChunkProgress(quiet=fmt != "table", total=int(plan["chunks"]))
         submitted: list[str] = []
 

@@ -178,7 +178,10 @@ class _Schedule:
         """The schedule of ``defn``'s steps (``subset``: of those only). ``whole``: the
         schedule of all of them, whose maps (the definition's, whatever the subset) are
         shared instead of made again for each loop round."""
-        deps = whole.deps if whole is not None else defn.dependencies()
+        if whole is None:
+            deps, conditions, specs = defn.dependencies(), defn.conditions(), {s.step_id: s for s in defn.steps}
+        else:
+            deps, conditions, specs = whole.deps, whole.conditions, whole.specs
         loop_only = defn.loop_only
         pending = [
             s.step_id for s in defn.steps if s.step_id not in loop_only and (subset is None or s.step_id in subset)
@@ -205,9 +208,7 @@ class _Schedule:
                     if not waits[waiting]:
                         following.append(waiting)
             ready = sorted(following, key=order.__getitem__)
-        if whole is not None:
-            return cls(tuple(rounds), not left, deps, whole.conditions, whole.specs)
-        return cls(tuple(rounds), not left, deps, defn.conditions(), {s.step_id: s for s in defn.steps})
+        return cls(tuple(rounds), not left, deps, conditions, specs)
 
 
 class WorkflowOrchestrator:
