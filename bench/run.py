@@ -1,6 +1,10 @@
 """ECL benchmarks: durable-step overhead (engine only, and the whole framework: decorated
 steps, records written, code-first and graph) and many concurrent workflows.
 
+Beside both, "the floor": the engine alone plus the least work every step must do by
+DESIGN.md (input and output validated, a ``step_executions`` row written), so the whole
+framework's figures can be read as the floor plus what it still adds.
+
     uv run python bench/run.py                   # embedded engine, default sizes
     uv run python bench/run.py --concurrent 10000
     uv run python bench/run.py --engine both --concurrent 1000 10000   # as `make bench` does
@@ -26,20 +30,43 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pydantic import BaseModel
 
 from ecl.cli.runtime import tune_gc
 from ecl.core import DurableContext, WorkflowResult, WorkflowState
+from ecl.core.records import StepFinished, StepStarted
 from ecl.engines.embedded import EmbeddedEngine, EmbeddedOptions
 from ecl.store.database import create_sync_engine, upgrade
 from ecl.store.models import Base
 
 
-class StepsOrchestrator:
-    """``steps`` sequential durable steps; each waits ``delay`` seconds (a fake LLM call)."""
+class StepInput(BaseModel):
+    """The floor's step input."""
 
-    def __init__(self, steps: int, delay: float) -> None:
+    i: int
+    delay: float
+
+
+class StepOutput(BaseModel):
+    """The floor's step output."""
+
+    result: int
+
+
+class StepsOrchestrator:
+    """``steps`` sequential durable steps; each waits ``delay`` seconds (a fake LLM call).
+
+    ``floor``: each step also does the least DESIGN.md's data flow asks of every step, and
+    nothing more: its input and output validated by pydantic models and dumped to JSON, and
+    its ``step_executions`` row written through the engine's own recorder (``running`` when
+    it starts, ``completed`` with its output). No logging, metrics, spans, retry policy,
+    budget, traces or step metadata: what the whole framework adds beyond this floor is what
+    it could still shed; the floor itself is not the framework's to shed."""
+
+    def __init__(self, steps: int, delay: float, *, floor: bool = False) -> None:
         self.steps = steps
         self.delay = delay
+        self.floor = floor
 
     async def run(
         self, ctx: DurableContext, definition_id: str, input: dict[str, Any], *, recorder: Any
@@ -51,9 +78,21 @@ class StepsOrchestrator:
                 await asyncio.sleep(delay)
             return i
 
+        async def recorded(i: int) -> int:
+            model = StepInput.model_validate({"i": i, "delay": delay})
+            execution_id = await recorder.step_started(
+                StepStarted(ctx.workflow_id, f"s{i}", 1, input=model.model_dump(mode="json"))
+            )
+            if delay:
+                await asyncio.sleep(delay)
+            output = StepOutput.model_validate({"result": model.i})
+            await recorder.step_finished(execution_id, StepFinished("completed", output=output.model_dump(mode="json")))
+            return output.result
+
+        run = recorded if self.floor else step
         total = 0
         for i in range(self.steps):
-            total += await ctx.run(f"step:s{i}", lambda i=i: step(i))
+            total += await ctx.run(f"step:s{i}", lambda i=i: run(i))
         return WorkflowResult(
             workflow_id=ctx.workflow_id,
             definition_id=definition_id,
@@ -71,9 +110,11 @@ def _engine(url: str, orchestrator: StepsOrchestrator, args: argparse.Namespace)
     )
 
 
-async def step_overhead(url: str, steps: int, workflows: int, args: argparse.Namespace) -> dict[str, Any]:
+async def step_overhead(
+    url: str, steps: int, workflows: int, args: argparse.Namespace, *, floor: bool = False
+) -> dict[str, Any]:
     """Sequential workflows of no-op steps: ms per durable step (workflow creation included)."""
-    engine = await _engine(url, StepsOrchestrator(steps, 0.0), args).start()
+    engine = await _engine(url, StepsOrchestrator(steps, 0.0, floor=floor), args).start()
     for _ in range(3):  # warm up
         await engine.result(await engine.submit("bench", {}))
     samples = []
@@ -94,11 +135,11 @@ async def step_overhead(url: str, steps: int, workflows: int, args: argparse.Nam
     }
 
 
-async def concurrent(url: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
+async def concurrent(url: str, count: int, args: argparse.Namespace, *, floor: bool = False) -> dict[str, Any]:
     """``count`` concurrent 3-step workflows whose steps each wait ``delay`` s (run in a
     process of its own: the peak RSS is the run's)."""
     delay = args.delay
-    engine = await _engine(url, StepsOrchestrator(3, delay), args).start()
+    engine = await _engine(url, StepsOrchestrator(3, delay, floor=floor), args).start()
     gc.collect()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -140,6 +181,12 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
             upgrade(url)
             figures[label] = await step_overhead(url, steps, workflows, args)
         if args.framework:
+            for label, steps, workflows in runs:
+                url = f"sqlite:///{Path(tmp) / f'floor_{steps}.db'}"
+                upgrade(url)
+                key = f"floor_{steps}_steps"
+                figures[key] = await step_overhead(url, steps, workflows, args, floor=True)
+                figures[key].update(_beside(figures[key], figures[label]))
             framework = _load("framework.py")
             for form in ("code", "graph"):
                 for _label, steps, workflows in runs:
@@ -150,8 +197,9 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
                     figures[key].update(_beside(figures[key], figures[f"overhead_{steps}_steps"]))
     for count in args.concurrent:
         base = figures[f"concurrent_{count}"] = _child(args, "engine", count)
-        for form in ("code", "graph") if args.framework else ():
-            found = figures[f"framework_{form}_concurrent_{count}"] = _child(args, form, count)
+        for form in ("floor", "code", "graph") if args.framework else ():
+            key = f"floor_concurrent_{count}" if form == "floor" else f"framework_{form}_concurrent_{count}"
+            found = figures[key] = _child(args, form, count)
             found["wall_ratio_to_engine_only"] = round(found["wall_s"] / base["wall_s"], 2)
     return figures
 
@@ -173,8 +221,8 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'concurrent.db'}"
         upgrade(url)
-        if form == "engine":
-            return await concurrent(url, count, args)
+        if form in ("engine", "floor"):
+            return await concurrent(url, count, args, floor=form == "floor")
         found: dict[str, Any] = await _load("framework.py").framework_concurrent(url, form, count, args)
         return found
 
@@ -228,7 +276,7 @@ def main() -> None:
         "--no-framework",
         dest="framework",
         action="store_false",
-        help="skip the whole-framework figures (decorated steps, records written)",
+        help="skip the whole-framework figures (decorated steps, records written) and the floor's",
     )
     parser.add_argument("--child", nargs=2, metavar=("FORM", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()

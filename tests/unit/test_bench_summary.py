@@ -76,6 +76,23 @@ def test_rows_put_each_figure_beside_its_baseline_and_judge_the_target() -> None
     assert not any("100-step" in figure for figure in rows)
 
 
+def test_the_floor_stands_beside_the_engine_alone_when_it_was_measured() -> None:
+    summary = _summary()
+    figures = _figures()
+    embedded = figures["run"][0]
+    embedded["floor_3_steps"] = {"ms_per_step_median": 0.22}
+    embedded["floor_concurrent_1000"] = {"wall_s": 0.84, "ratio_to_ideal": 1.4}
+    rows = {row.figure: row for row in summary.rows(figures)}
+    code3 = rows["ms per durable step, 3-step workflows, whole framework (code-first)"]
+    assert code3.baseline == "0.200 ms (engine alone); 0.220 ms (the floor)"
+    assert code3.ratio == "1.25x"  # still against the engine alone
+    framework_1k = rows["1,000 concurrent 3-step workflows x 200 ms, whole framework (code-first)"]
+    assert framework_1k.baseline == "0.80 s engine alone (1.33x, 90 MB); 0.84 s the floor (1.40x); ideal 0.6 s"
+    # a run without the floor (an older one, or --no-framework) names none
+    plain = {row.figure: row for row in summary.rows(_figures())}
+    assert "floor" not in plain["ms per durable step, 3-step workflows, whole framework (code-first)"].baseline
+
+
 def test_the_table_is_written_between_the_readme_markers(tmp_path: Path) -> None:
     summary = _summary()
     readme = tmp_path / "README.md"
