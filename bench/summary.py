@@ -38,6 +38,7 @@ RUNS: list[tuple[str, list[str], bool]] = [
     ("restate_raw", ["restate_raw.py", "--workflows", "100", "--concurrent", "1000"], True),
     ("api", ["api.py", "--json"], True),
     ("tracing", ["tracing.py"], True),
+    ("instructions", ["instructions.py"], True),
     ("dashboard", ["dashboard.py"], False),
     ("prompt_cache", ["prompt_cache.py"], False),
 ]
@@ -191,6 +192,24 @@ def rows(figures: dict[str, Any]) -> list[Row]:
                 f"{ecl['ratio_to_raw_sdk']:.2f}x the raw SDK",
                 "≤ 5x ideal",
                 ecl["ratio_to_ideal"] <= 5,
+            )
+        )
+    counted = figures.get("instructions") or {}
+    engine_count = _get(counted, "engine", "instructions_per_step")
+    floor_count = _get(counted, "floor", "instructions_per_step")
+    for form, label in (("code", "code-first"), ("graph", "graph")):
+        count = _get(counted, form, "instructions_per_step")
+        if count is None or engine_count is None:
+            continue
+        floor_part = "" if floor_count is None else f"; {floor_count / 1000:,.0f}k (the floor)"
+        out.append(
+            Row(
+                f"instructions per durable step, 100-step workflows, whole framework ({label}; callgrind)",
+                f"{count / 1000:,.0f}k",
+                f"{engine_count / 1000:,.0f}k (engine alone){floor_part}",
+                f"{count / engine_count:.2f}x",
+                "",
+                None,
             )
         )
     tracing = _get(figures, "tracing", "tracing")

@@ -88,6 +88,16 @@ def test_the_floor_stands_beside_the_engine_alone_when_it_was_measured() -> None
     assert code3.ratio == "1.25x"  # still against the engine alone
     framework_1k = rows["1,000 concurrent 3-step workflows x 200 ms, whole framework (code-first)"]
     assert framework_1k.baseline == "0.80 s engine alone (1.33x, 90 MB); 0.84 s the floor (1.40x); ideal 0.6 s"
+    figures["instructions"] = {
+        "engine": {"instructions_per_step": 270_000},
+        "floor": {"instructions_per_step": 515_000},
+        "code": {"instructions_per_step": 918_400},
+    }
+    counted = {row.figure: row for row in summary.rows(figures)}
+    code = counted["instructions per durable step, 100-step workflows, whole framework (code-first; callgrind)"]
+    assert (code.ecl, code.ratio, code.met) == ("918k", "3.40x", None)
+    assert code.baseline == "270k (engine alone); 515k (the floor)"
+    assert not any("(graph; callgrind)" in figure for figure in counted)  # not counted: no row
     # a run without the floor (an older one, or --no-framework) names none
     plain = {row.figure: row for row in summary.rows(_figures())}
     assert "floor" not in plain["ms per durable step, 3-step workflows, whole framework (code-first)"].baseline
