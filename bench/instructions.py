@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -38,23 +37,14 @@ STEPS = 100
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def _load(name: str) -> Any:
-    """A sibling benchmark module (``bench/`` is a folder of scripts, not a package)."""
-    path = Path(__file__).with_name(name)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
-        sys.exit(f"bench: {path} is missing")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def child(form: str, workflows: int) -> None:
     """Run ``workflows`` sequential 100-step workflows of ``form`` (under callgrind)."""
     import structlog
 
+    sys.path.insert(0, str(Path(__file__).parent))
+    import run  # a sibling script (bench/ is a folder of scripts, not a package)
+
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    run = _load("run.py")
     run.tune_gc(200_000)
     args = argparse.Namespace(synchronous="NORMAL", delay=0.0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +53,7 @@ def child(form: str, workflows: int) -> None:
         if form in ("engine", "floor"):
             asyncio.run(run.step_overhead(url, STEPS, workflows, args, floor=form == "floor"))
         else:
-            asyncio.run(_load("framework.py").framework_overhead(url, form, STEPS, workflows, args))
+            asyncio.run(run._load("framework.py").framework_overhead(url, form, STEPS, workflows, args))
 
 
 def _count(valgrind: str, form: str, workflows: int) -> int:
