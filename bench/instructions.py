@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import re
 import shutil
@@ -39,13 +38,10 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def child(form: str, workflows: int) -> None:
     """Run ``workflows`` sequential 100-step workflows of ``form`` (under callgrind)."""
-    import structlog
-
     sys.path.insert(0, str(Path(__file__).parent))
     import run  # a sibling script (bench/ is a folder of scripts, not a package)
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    run.tune_gc(200_000)
+    run.quiet_process()
     args = argparse.Namespace(synchronous="NORMAL", delay=0.0)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'instructions.db'}"

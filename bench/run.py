@@ -177,16 +177,14 @@ async def embedded(args: argparse.Namespace) -> dict[str, Any]:
             ("overhead_100_steps", 100, max(5, args.workflows // 20)),
         ]
         for label, steps, workflows in runs:
-            url = f"sqlite:///{Path(tmp) / f'{label}.db'}"
-            upgrade(url)
-            figures[label] = await step_overhead(url, steps, workflows, args)
-        if args.framework:
-            for label, steps, workflows in runs:
-                url = f"sqlite:///{Path(tmp) / f'floor_{steps}.db'}"
+            for floor in (False, True) if args.framework else (False,):
+                key = f"floor_{steps}_steps" if floor else label
+                url = f"sqlite:///{Path(tmp) / f'{key}.db'}"
                 upgrade(url)
-                key = f"floor_{steps}_steps"
-                figures[key] = await step_overhead(url, steps, workflows, args, floor=True)
-                figures[key].update(_beside(figures[key], figures[label]))
+                found = figures[key] = await step_overhead(url, steps, workflows, args, floor=floor)
+                if floor:
+                    found.update(_beside(found, figures[label]))
+        if args.framework:
             framework = _load("framework.py")
             for form in ("code", "graph"):
                 for _label, steps, workflows in runs:
@@ -253,9 +251,18 @@ def _load(name: str) -> Any:
     return module
 
 
+GC_THRESHOLD = 200_000
+"""The garbage collector's first threshold, as ``ecl`` sets it by default."""
+
+
+def quiet_process(gc_threshold: int = GC_THRESHOLD) -> None:
+    """Set this benchmark process up as ``ecl`` runs: warnings only logged, the GC tuned."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    tune_gc(gc_threshold)
+
+
 def main() -> None:
     """Parse arguments, run the benchmarks, print JSON figures."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", choices=["embedded", "restate", "both"], default="embedded")
     parser.add_argument("--workflows", type=int, default=200, help="sequential workflows for the overhead runs")
@@ -270,7 +277,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.2, help="seconds each step waits on the fake LLM")
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL")
     parser.add_argument(
-        "--gc-threshold", type=int, default=200_000, help="GC tuning, as `ecl` does it (0: Python's default)"
+        "--gc-threshold", type=int, default=GC_THRESHOLD, help="GC tuning, as `ecl` does it (0: Python's default)"
     )
     parser.add_argument(
         "--no-framework",
@@ -280,7 +287,7 @@ def main() -> None:
     )
     parser.add_argument("--child", nargs=2, metavar=("FORM", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    tune_gc(args.gc_threshold)
+    quiet_process(args.gc_threshold)
     if args.child:
         print(json.dumps(asyncio.run(child(args))))
         return
